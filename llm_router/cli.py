@@ -1,0 +1,222 @@
+"""The `llm-router` command: argument parsing and output formats; the work is the library's."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, RouterError
+
+
+def _dirs(args: argparse.Namespace) -> list[Path]:
+    if args.dirs:
+        return [Path(d) for d in args.dirs]
+    from ._resources import catalog_dir
+
+    return [catalog_dir()]
+
+
+def _print_problems(problems: list[Problem], fmt: str, files: int) -> None:
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity != "error"]
+    if fmt == "json":
+        print(json.dumps({
+            "ok": not errors, "files": files,
+            "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "key": p.key, "message": p.message} for p in problems],
+        }, indent=2))
+        return
+    for p in problems:
+        if fmt == "github":
+            level = "error" if p.severity == "error" else "warning"
+            line = f",line={p.line}" if p.line else ""
+            message = p.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            print(f"::{level} file={p.file}{line}::{message}")
+        else:
+            print(p)
+    summary = f"{len(errors)} error(s), {len(warnings)} warning(s) in {files} file(s)"
+    print(("✗ " if errors else "✓ ") + summary, file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .config import load_catalog
+
+    catalog, problems = load_catalog(_dirs(args), dict(os.environ))
+    if args.strict:
+        problems = [Problem(p.file, p.line, p.message, "error", p.key) for p in problems]
+    _print_problems(problems, args.format, len(catalog.files) or len(problems))
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def _router(args: argparse.Namespace) -> Any:
+    from .router import Router
+
+    return Router.from_dir(*_dirs(args))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    router = _router(args)
+    rows = []
+    for name, model in sorted(router.models.items()):
+        p = model.pricing
+        price = "unknown" if p is None else (
+            f"${p.per_image:g}/image" if model.kind == "image" and p.per_image is not None else
+            "by size" if model.kind == "image" else f"${p.input_per_million:g}/${p.output_per_million:g} per M")
+        rows.append({"name": name, "provider": model.provider, "kind": model.kind, "price": price,
+                     "params": sorted(model.params), "fallbacks": list(model.fallbacks)})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['provider']:<18} {r['kind']:<5}  {r['price']}")
+    return 0
+
+
+def _call_args(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    call: dict[str, Any] = {"params": params}
+    if args.system:
+        call["messages"] = [{"role": "system", "content": args.system}, {"role": "user", "content": args.prompt}]
+    else:
+        call["messages"] = [{"role": "user", "content": args.prompt}]
+    return call
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    router = _router(args)
+    call = _call_args(args)
+    model = router.resolve(args.model)
+    if model.kind == "image":
+        view = router.render(args.model, prompt=args.prompt, **call["params"])
+    else:
+        view = router.render(args.model, call["messages"], stream=args.stream, **call["params"])
+    print(json.dumps(view, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _query(router: Any, args: argparse.Namespace) -> int:
+    call = _call_args(args)
+    async with router:
+        model = router.resolve(args.model)
+        if args.stream:
+            async for chunk in router.stream(args.model, call["messages"], **call["params"]):
+                if chunk.is_final:
+                    print()
+                    _print_meta(chunk.model_name, chunk.provider, chunk.usage, chunk.cost, None)
+                else:
+                    print(chunk.delta, end="", flush=True)
+            return 0
+        if model.kind == "image":
+            response = await router.query(args.model, prompt=args.prompt, **call["params"])
+        else:
+            response = await router.query(args.model, call["messages"], **call["params"])
+        if args.format == "json":
+            print(json.dumps({"content": response.content, "model": response.model_name, "provider": response.provider,
+                              "finish_reason": response.finish_reason, "cost": response.cost, "latency": response.latency,
+                              "usage": {k: getattr(response.usage, k) for k in response.usage.__slots__}}, indent=2))
+        else:
+            print(response.content)
+            _print_meta(response.model_name, response.provider, response.usage, response.cost, response.latency)
+    return 0
+
+
+def _print_meta(model: str, provider: str, usage: Any, cost: float | None, latency: float | None) -> None:
+    cost_text = "unknown" if cost is None else f"${cost:.6f}"
+    latency_text = "" if latency is None else f", {latency * 1000:.0f} ms"
+    print(f"[{model} via {provider}: {usage.input_tokens} in / {usage.output_tokens} out tokens, cost {cost_text}{latency_text}]",
+          file=sys.stderr)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    return asyncio.run(_query(_router(args), args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._resources import catalog_dir
+    from .config import load_catalog
+    from .demo import start_demo_server
+    from .router import Router
+
+    async def run() -> int:
+        server, url = await start_demo_server()
+        async with server:
+            env = {**os.environ, "DEMO_BASE_URL": url}
+            catalog, problems = load_catalog([catalog_dir()], env)
+            errors = [p for p in problems if p.severity == "error"]
+            print(f"validated the bundled catalog: {len(catalog.models)} models, {len(catalog.providers)} providers, "
+                  f"{len(errors)} error(s)")
+            router = Router.from_dir(env=env)
+            async with router:
+                print(f"demo provider listening on {url} (loopback, no key)")
+                response = await router.query("demo-echo", [{"role": "user", "content": args.prompt}], temperature=0.2)
+                print(f"query  → {response.content!r}  [{response.usage.input_tokens} in / {response.usage.output_tokens} out, "
+                      f"cost ${response.cost:.8f}, {response.latency * 1000:.1f} ms]")
+                print("stream → ", end="")
+                async for chunk in router.stream("demo-echo", [{"role": "user", "content": args.prompt}]):
+                    print(chunk.delta, end="", flush=True)
+                print()
+        return 0 if not errors else 1
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-router", description="A declarative router for LLM and image APIs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check config dirs; exit 0 only when clean")
+    validate.add_argument("dirs", nargs="*", help="config dirs (default: the bundled catalog); later ones override earlier")
+    validate.add_argument("--format", choices=["text", "json", "github"], default="text")
+    validate.add_argument("--strict", action="store_true", help="treat warnings (unset API keys) as errors")
+    validate.set_defaults(func=cmd_validate)
+
+    models = sub.add_parser("models", help="list registered models")
+    models.add_argument("dirs", nargs="*")
+    models.add_argument("--format", choices=["text", "json"], default="text")
+    models.set_defaults(func=cmd_models)
+
+    for name, func, text in (("render", cmd_render, "print the exact request a call would send (key masked, nothing sent)"),
+                             ("query", cmd_query, "call a model and print the answer")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("model")
+        command.add_argument("prompt")
+        command.add_argument("--dir", dest="dirs", action="append", help="config dir (repeatable; default: bundled)")
+        command.add_argument("--system", help="a system message")
+        command.add_argument("--param", "-p", action="append", help="KEY=VALUE (VALUE parsed as JSON when it can be)")
+        command.add_argument("--stream", action="store_true")
+        command.add_argument("--format", choices=["text", "json"], default="text")
+        command.set_defaults(func=func)
+
+    demo = sub.add_parser("demo", help="run a real query offline against a loopback demo provider")
+    demo.add_argument("prompt", nargs="?", default="hello from llm-router")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RouterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Schema-checked data → typed, frozen config; every template and JSONPath compiled here, once."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import Problem
+from ..paths import JSONPath, PathSyntaxError
+from ..templating import CompiledTemplate, TemplateCompileError, compile_structure
+from . import model as m
+from .load import Doc, KeyPath, merge
+
+REQUEST_VARS = frozenset({"model", "params"})
+BODY_VARS = frozenset({"model", "messages", "prompt", "params"})
+POLL_VARS = frozenset({"model", "params", "submit"})
+
+
+class _Builder:
+    """Compiles one doc; a fault is recorded as a problem at its line and the value left out."""
+
+    def __init__(self, doc: Doc, problems: list[Problem]) -> None:
+        self.doc = doc
+        self.problems = problems
+
+    def fail(self, path: KeyPath, message: str) -> None:
+        file, line = self.doc.where(path)
+        self.problems.append(Problem(file, line, message, key=".".join(map(str, path))))
+
+    def path(self, value: Any, at: KeyPath) -> JSONPath | None:
+        if value is None:
+            return None
+        try:
+            return JSONPath(value)
+        except PathSyntaxError as exc:
+            self.fail(at, f"{'.'.join(map(str, at))}: {exc}")
+            return None
+
+    def paths(self, value: Any, at: KeyPath) -> tuple[JSONPath, ...]:
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        compiled = (self.path(v, (*at, i) if isinstance(value, list) else at) for i, v in enumerate(items))
+        return tuple(p for p in compiled if p is not None)
+
+    def template(self, value: Any, at: KeyPath, allowed: frozenset[str]) -> CompiledTemplate | None:
+        if value is None:
+            return None
+        try:
+            return compile_structure(value, allowed, ".".join(map(str, at)))
+        except TemplateCompileError as exc:
+            self.fail(at, str(exc))
+            return None
+
+
+def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePaths:
+    data = data or {}
+    return m.UsagePaths(**{k: b.paths(data.get(k), (*at, k)) for k in m.UsagePaths.__dataclass_fields__})
+
+
+def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction | None:
+    content = b.path(data["content"], (*at, "content"))
+    if content is None:
+        return None
+    return m.Extraction(
+        content=content,
+        content_kind=data.get("content_kind", "text"),
+        finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
+        id=b.path(data.get("id"), (*at, "id")),
+        usage=_usage(b, data.get("usage"), (*at, "usage")),
+    )
+
+
+def _errors(b: _Builder, data: dict[str, Any] | None) -> m.ErrorPolicy:
+    data = data or {}
+    retry = data.get("retry", {})
+    rules = []
+    for i, rule in enumerate(data.get("classify", [])):
+        when = None
+        if "when" in rule:
+            path = b.path(rule["when"]["path"], ("errors", "classify", i, "when", "path"))
+            when = m.ClassifyWhen(path, frozenset(rule["when"]["in"])) if path else None
+        rules.append(m.ClassifyRule(frozenset(rule["status"]), rule["kind"], when))
+    return m.ErrorPolicy(
+        message=b.path(data.get("message"), ("errors", "message")),
+        code=b.path(data.get("code"), ("errors", "code")),
+        retry=m.RetryPolicy(
+            max_attempts=retry.get("max_attempts", 3),
+            backoff=m.Backoff(**retry.get("backoff", {})),
+            retry_after=tuple(retry.get("retry_after", ("retry-after-ms", "retry-after"))),
+            max_wait_s=retry.get("max_wait_s", 20),
+        ),
+        classify=tuple(rules),
+    )
+
+
+def _handler(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.StreamHandler:
+    return m.StreamHandler(
+        delta=b.path(data.get("delta"), (*at, "delta")),
+        finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
+        usage=_usage(b, data["usage"], (*at, "usage")) if "usage" in data else None,
+        end=data.get("end", False),
+        error=b.path(data.get("error"), (*at, "error")),
+    )
+
+
+def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.StreamSpec | None:
+    merged_body = merge(body, data["body"]) if "body" in data and body is not None else data.get("body", body)
+    compiled_body = b.template(merged_body if merged_body is not None else {}, (*at, "body"), BODY_VARS)
+    if compiled_body is None:
+        return None
+    route_by = data.get("route_by")
+    return m.StreamSpec(
+        body=compiled_body,
+        path=b.template(data.get("path"), (*at, "path"), REQUEST_VARS),
+        query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
+        format=data.get("format", "sse"),
+        route_by=route_by,
+        route_path=b.path(route_by, (*at, "route_by")) if route_by and route_by != "event" else None,
+        on=MappingProxyType({k: _handler(b, v, (*at, "on", k)) for k, v in data.get("on", {}).items()}),
+        handler=_handler(b, data["handler"], (*at, "handler")) if "handler" in data else None,
+        done=data.get("done"),
+        unknown_event=data.get("unknown_event", "ignore"),
+    )
+
+
+def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
+    states = {k: data.get(k, []) for k in ("pending", "done", "failed")}
+    seen: dict[str, str] = {}
+    for bucket, values in states.items():
+        for value in values:
+            if value in seen:
+                b.fail((*at, bucket), f"poll status {value!r} is in both `{seen[value]}` and `{bucket}`; each status belongs to one list")
+            seen[value] = bucket
+    url = data["url"]
+    poll_url = m.PollUrl(
+        from_=b.path(url.get("from"), (*at, "url", "from")),
+        template=b.template(url.get("template"), (*at, "url", "template"), POLL_VARS),
+    )
+    status = b.path(data["status"], (*at, "status"))
+    result = _extraction(b, data["result"], (*at, "result"))
+    if status is None or result is None or (poll_url.from_ is None and poll_url.template is None):
+        return None
+    backoff = data.get("backoff")
+    return m.PollSpec(
+        url=poll_url,
+        status=status,
+        pending=frozenset(states["pending"]),
+        done=frozenset(states["done"]),
+        failed=frozenset(states["failed"]),
+        result=result,
+        method=data.get("method", "GET"),
+        interval_s=data.get("interval_s", 1.0),
+        backoff=m.PollBackoff(**backoff) if backoff is not None else None,
+        deadline_s=data.get("deadline_s", 300),
+        max_polls=data.get("max_polls", 600),
+        unknown=data.get("unknown", "fail"),
+        message=b.path(data.get("message"), (*at, "message")),
+    )
+
+
+def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | None:
+    at: KeyPath = ("operations", kind)
+    path = b.template(data["path"], (*at, "path"), REQUEST_VARS)
+    body = b.template(data.get("body"), (*at, "body"), BODY_VARS)
+    placement = data.get("params", "none")
+    params = m.ParamPlacement("into", placement["merge_into"]) if isinstance(placement, dict) else m.ParamPlacement(placement)
+    response = _extraction(b, data["response"], (*at, "response")) if "response" in data else None
+    stream = _stream(b, data["stream"], data.get("body"), (*at, "stream")) if "stream" in data else None
+    poll = _poll(b, data["poll"], (*at, "poll")) if "poll" in data else None
+    if path is None or (response is None and poll is None):
+        return None
+    return m.Operation(
+        kind=kind,
+        path=path,
+        method=data.get("method", "POST"),
+        query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
+        headers=b.template(data.get("headers"), (*at, "headers"), REQUEST_VARS),
+        body=body,
+        params=params,
+        response=response,
+        stream=stream,
+        poll=poll,
+    )
+
+
+def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
+    b = _Builder(doc, problems)
+    data = doc.data
+    operations = {}
+    for kind, op in data.get("operations", {}).items():
+        compiled = _operation(b, kind, op)
+        if compiled is not None:
+            operations[kind] = compiled
+    auth = data.get("auth")
+    return m.ProviderConfig(
+        name=data["name"],
+        base_url=data.get("base_url", "").rstrip("/"),
+        file=doc.file,
+        description=data.get("description", ""),
+        abstract=data.get("abstract", False),
+        base_url_env=data.get("base_url_env"),
+        auth=m.Auth(**auth) if auth else None,
+        headers=MappingProxyType(dict(data.get("headers", {}))),
+        hosts=tuple(data.get("hosts", ())),
+        timeouts=m.Timeouts(**data.get("timeouts", {})),
+        max_connections=data.get("max_connections", 100),
+        operations=MappingProxyType(operations),
+        errors=_errors(b, data.get("errors")),
+    )
+
+
+def build_model(doc: Doc) -> m.ModelConfig:
+    data = doc.data
+    pricing = data["pricing"]
+    return m.ModelConfig(
+        name=doc.name,
+        provider=data["provider"],
+        upstream=data.get("upstream", doc.name),
+        pricing=None if pricing == "unknown" else m.Pricing(**{**pricing, "per_image_by_size": MappingProxyType(pricing.get("per_image_by_size", {}))}),
+        file=doc.file,
+        kind=data.get("kind", "chat"),
+        description=data.get("description", ""),
+        limits=m.Limits(**data.get("limits", {})),
+        params=frozenset(data.get("params", ())),
+        defaults=MappingProxyType(dict(data.get("defaults", {}))),
+        rename=MappingProxyType(dict(data.get("rename", {}))),
+        fallbacks=tuple(data.get("fallbacks", ())),
+        on_unsupported_param=data.get("on_unsupported_param"),
+        streaming=data.get("streaming", True),
+    )
+
+
+def build_settings(doc: Doc | None) -> m.RouterSettings:
+    data = doc.data if doc is not None else {}
+    defaults = m.RouterSettings()
+    return m.RouterSettings(
+        on_unsupported_param=data.get("on_unsupported_param", defaults.on_unsupported_param),
+        fallback_on=frozenset(data["fallback_on"]) if "fallback_on" in data else defaults.fallback_on,
+        limit_wait_s=data.get("limit_wait_s", defaults.limit_wait_s),
+        log_content=data.get("log_content", defaults.log_content),
+    )

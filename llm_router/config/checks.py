@@ -1,0 +1,154 @@
+"""Checks across files that a schema cannot express: references, cycles, params, prices, keys."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from ..errors import Problem
+from .load import Doc, RawConfig
+from .model import ModelConfig, ProviderConfig
+
+OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
+
+
+def _hint(name: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    if close:
+        return f"did you mean {', '.join(repr(c) for c in close)}?"
+    return f"known {what}: {', '.join(sorted(known)) or 'none'}"
+
+
+def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    host = host.lower()
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) or host == pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_extends(raw: RawConfig) -> list[Problem]:
+    problems = []
+    for doc in raw.providers.values():
+        parent = doc.data.get("extends")
+        if parent is None:
+            continue
+        file, line = doc.where(("extends",))
+        if parent not in raw.providers:
+            problems.append(Problem(file, line, f"extends unknown provider {parent!r}; {_hint(parent, list(raw.providers), 'providers')}", key="extends"))
+        elif raw.providers[parent].data.get("extends") is not None:
+            problems.append(Problem(file, line, f"extends {parent!r}, which itself extends another provider; `extends` is one level deep", key="extends"))
+    return problems
+
+
+def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
+    if provider.abstract:
+        return []
+    problems = []
+    host = urlsplit(provider.base_url).hostname or ""
+    if provider.hosts and not host_allowed(host, provider.hosts):
+        file, line = doc.where(("hosts",))
+        problems.append(Problem(file, line, f"base_url host {host!r} is not in `hosts` ({', '.join(provider.hosts)}); the key may only go to listed hosts", key="hosts"))
+    return problems
+
+
+def check_models(
+    models: Mapping[str, ModelConfig], docs: Mapping[str, Doc], providers: Mapping[str, ProviderConfig]
+) -> list[Problem]:
+    problems = []
+    usable = [n for n, p in providers.items() if not p.abstract]
+
+    def fail(model: ModelConfig, key: str, message: str) -> None:
+        file, line = docs[model.name].where(tuple(key.split(".")) if key else ())
+        problems.append(Problem(file, line, f"model {model.name!r}: {message}", key=key))
+
+    for model in models.values():
+        provider = providers.get(model.provider)
+        if provider is None or provider.abstract:
+            reason = "is abstract (a base for `extends`)" if provider else "does not exist"
+            fail(model, "provider", f"names provider {model.provider!r}, which {reason}; {_hint(model.provider, usable, 'providers')}")
+        else:
+            operation = provider.operations.get(OPERATION_FOR_KIND[model.kind])
+            if operation is None:
+                fail(model, "kind", f"is a {model.kind} model but provider {provider.name!r} has no `{model.kind}` operation "
+                     f"(it has: {', '.join(provider.operations) or 'none'})")
+            else:
+                sent = set(operation.body.param_names) if operation.body else set()
+                for template in (operation.path, operation.query, operation.headers):
+                    if template is not None:
+                        sent |= template.param_names
+                if operation.params.mode == "none":
+                    for param in sorted(model.params):
+                        upstream = model.rename.get(param, param)
+                        if upstream not in sent:
+                            fail(model, "params", f"allows param {param!r} but provider {provider.name!r} never sends it "
+                                 f"(its `{model.kind}` body does not name params.{upstream}; set `params: merge` on the operation "
+                                 "or name it in the body)")
+        for key in ("defaults", "rename"):
+            for param in getattr(model, key):
+                if param not in model.params:
+                    fail(model, f"{key}.{param}", f"`{key}` names {param!r}, which is not in its `params` allow-list")
+        for fallback in model.fallbacks:
+            target = models.get(fallback)
+            if target is None:
+                fail(model, "fallbacks", f"falls back to unknown model {fallback!r}; {_hint(fallback, list(models), 'models')}")
+            elif target.kind != model.kind:
+                fail(model, "fallbacks", f"falls back to {fallback!r}, a {target.kind} model; a fallback must be a {model.kind} model too")
+            elif fallback == model.name:
+                fail(model, "fallbacks", "falls back to itself")
+        if model.pricing is not None:
+            p = model.pricing
+            if model.kind == "chat" and (p.input_per_million is None or p.output_per_million is None):
+                fail(model, "pricing", "a chat model's pricing needs input_per_million and output_per_million (or `pricing: unknown`)")
+            if model.kind == "image" and p.per_image is None and not p.per_image_by_size:
+                fail(model, "pricing", "an image model's pricing needs per_image or per_image_by_size (or `pricing: unknown`)")
+    problems.extend(_cycles(models, docs))
+    return problems
+
+
+def _cycles(models: Mapping[str, ModelConfig], docs: Mapping[str, Doc]) -> list[Problem]:
+    problems = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in models[name].fallbacks:
+            if nxt not in models or nxt == name:
+                continue
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    file, line = docs[name].where(("fallbacks",))
+                    problems.append(Problem(file, line, f"fallback cycle: {' → '.join(cycle)}", key="fallbacks"))
+            elif state.get(nxt) is None:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in models:
+        if name not in state:
+            visit(name, [name])
+    return problems
+
+
+def check_keys(
+    models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig], docs: Mapping[str, Doc], env: Mapping[str, str]
+) -> list[Problem]:
+    """A warning for each provider in use whose key variable is unset."""
+    used = {m.provider for m in models.values()}
+    problems = []
+    for name in sorted(used):
+        provider = providers.get(name)
+        if provider is None or provider.auth is None or provider.auth.optional:
+            continue
+        if not env.get(provider.auth.env):
+            file, line = docs[name].where(("auth", "env"))
+            problems.append(Problem(file, line, f"{provider.auth.env} is not set; calls to provider {name!r} will fail until it is",
+                                    severity="warning", key="auth.env"))
+    return problems

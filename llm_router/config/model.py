@@ -1,0 +1,238 @@
+"""The typed, frozen config. Built once from schema-checked data; the hot path reads attributes.
+
+Each class mirrors one object of the JSON Schemas in schemas/ (field names and defaults are the
+schema's; tests/test_schema_agreement.py proves they agree). Templates and JSONPaths are stored
+compiled. Plain frozen dataclasses rather than pydantic models: the data was already validated by
+the JSON Schema, so a second validation pass would only cost import and load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ..paths import JSONPath
+from ..templating import CompiledTemplate
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePaths:
+    input_tokens: tuple[JSONPath, ...] = ()
+    output_tokens: tuple[JSONPath, ...] = ()
+    cached_input_tokens: tuple[JSONPath, ...] = ()
+    cache_write_tokens: tuple[JSONPath, ...] = ()
+    reasoning_tokens: tuple[JSONPath, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    content: JSONPath
+    content_kind: str = "text"
+    finish_reason: JSONPath | None = None
+    id: JSONPath | None = None
+    usage: UsagePaths = UsagePaths()
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial_s: float = 0.5
+    factor: float = 2
+    max_s: float = 8
+    jitter: str = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff: Backoff = Backoff()
+    retry_after: tuple[str, ...] = ("retry-after-ms", "retry-after")
+    max_wait_s: float = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyWhen:
+    path: JSONPath
+    in_: frozenset[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyRule:
+    status: frozenset[int]
+    kind: str
+    when: ClassifyWhen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPolicy:
+    message: JSONPath | None = None
+    code: JSONPath | None = None
+    retry: RetryPolicy = RetryPolicy()
+    classify: tuple[ClassifyRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHandler:
+    delta: JSONPath | None = None
+    finish_reason: JSONPath | None = None
+    usage: UsagePaths | None = None
+    end: bool = False
+    error: JSONPath | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    body: CompiledTemplate  # derived: the operation body with the stream body deep-merged in
+    path: CompiledTemplate | None = None
+    query: CompiledTemplate | None = None
+    format: str = "sse"
+    route_by: str | None = None
+    route_path: JSONPath | None = None  # derived: route_by compiled, when it is a JSONPath
+    on: Mapping[str, StreamHandler] = field(default_factory=_empty)
+    handler: StreamHandler | None = None
+    done: str | None = None
+    unknown_event: str = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class PollUrl:
+    from_: JSONPath | None = None
+    template: CompiledTemplate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollBackoff:
+    factor: float = 1.5
+    max_s: float = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PollSpec:
+    url: PollUrl
+    status: JSONPath
+    pending: frozenset[str]
+    done: frozenset[str]
+    result: Extraction
+    method: str = "GET"
+    interval_s: float = 1.0
+    backoff: PollBackoff | None = None
+    deadline_s: float = 300
+    max_polls: int = 600
+    failed: frozenset[str] = frozenset()
+    unknown: str = "fail"
+    message: JSONPath | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParamPlacement:
+    mode: str = "none"  # "merge" | "none" | "into"
+    merge_into: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    kind: str
+    path: CompiledTemplate
+    method: str = "POST"
+    query: CompiledTemplate | None = None
+    headers: CompiledTemplate | None = None
+    body: CompiledTemplate | None = None
+    params: ParamPlacement = ParamPlacement()
+    response: Extraction | None = None
+    stream: StreamSpec | None = None
+    poll: PollSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    env: str
+    header: str | None = None
+    scheme: str | None = None
+    query: str | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 10
+    read_s: float = 120
+    write_s: float = 30
+    pool_s: float = 10
+    total_s: float = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    base_url: str
+    file: str = ""
+    description: str = ""
+    abstract: bool = False
+    base_url_env: str | None = None
+    auth: Auth | None = None
+    headers: Mapping[str, str] = field(default_factory=_empty)
+    hosts: tuple[str, ...] = ()
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = 100
+    operations: Mapping[str, Operation] = field(default_factory=_empty)
+    errors: ErrorPolicy = ErrorPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    input_per_million: float | None = None
+    output_per_million: float | None = None
+    cached_input_per_million: float | None = None
+    cache_write_per_million: float | None = None
+    per_image: float | None = None
+    per_image_by_size: Mapping[str, float] = field(default_factory=_empty)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+    max_wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    provider: str
+    upstream: str
+    pricing: Pricing | None  # None: the price is unknown, so cost is None
+    file: str = ""
+    kind: str = "chat"
+    description: str = ""
+    limits: Limits = Limits()
+    params: frozenset[str] = frozenset()
+    defaults: Mapping[str, Any] = field(default_factory=_empty)
+    rename: Mapping[str, str] = field(default_factory=_empty)
+    fallbacks: tuple[str, ...] = ()
+    on_unsupported_param: str | None = None
+    streaming: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    on_unsupported_param: str = "raise"
+    fallback_on: frozenset[str] = frozenset(
+        ["rate_limited", "overloaded", "server_error", "timeout", "connection", "provider_error"]
+    )
+    limit_wait_s: float = 10
+    log_content: bool = False
+
+
+@dataclass(frozen=True)
+class Catalog:
+    providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelConfig]
+    settings: RouterSettings = field(default_factory=RouterSettings)
+    files: tuple[str, ...] = ()

@@ -1,0 +1,141 @@
+"""The generic HTTP engine: render, send, retry, extract, poll and stream, for any provider file.
+
+It knows nothing of fallbacks, limits or prices: the router decides what to call, the engine
+calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from ..config.model import Operation, ProviderConfig
+from ..errors import ProviderError, ServerError, StreamInterrupted
+from ..secrets import Redactor
+from ..types import Usage
+from .extract import extract
+from .poll import poll_until_done
+from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
+from .send import make_client, open_stream, send_json, with_retries
+from .stream import StreamEvent, read_events
+
+__all__ = ["Call", "Engine", "EngineResult", "StreamEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the router asks the engine to do."""
+
+    provider: str
+    kind: str  # the operation: chat | image
+    model: Mapping[str, Any]  # {name, upstream, provider}: the `model` variable of templates
+    messages: Any
+    prompt: str | None
+    params: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class EngineResult:
+    content: Any
+    content_kind: str
+    finish_reason: str | None
+    usage: Usage
+    raw: Any
+    id: str | None
+    status: int
+    tries: int
+
+
+class Engine:
+    def __init__(self, providers: Mapping[str, ProviderConfig], env: Mapping[str, str]) -> None:
+        self.redact = Redactor()
+        self.runtimes = {name: ProviderRuntime(p, env, self.redact) for name, p in providers.items() if not p.abstract}
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+
+    def _client(self, runtime: ProviderRuntime) -> httpx2.AsyncClient:
+        client = self._clients.get(runtime.name)
+        if client is None:
+            client = self._clients[runtime.name] = make_client(runtime)
+        return client
+
+    def _operation(self, call: Call) -> tuple[ProviderRuntime, Operation]:
+        runtime = self.runtimes[call.provider]
+        return runtime, runtime.config.operations[call.kind]
+
+    def prepare(self, call: Call, stream: bool = False) -> PreparedRequest:
+        runtime, operation = self._operation(call)
+        return build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream)
+
+    def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
+        runtime, operation = self._operation(call)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True)
+        return redacted_view(runtime, request)
+
+    async def execute(self, call: Call) -> EngineResult:
+        runtime, operation = self._operation(call)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params)
+        client = self._client(runtime)
+        model = call.model["name"]
+        (status, data, _), tries = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
+        spec = operation.response
+        if operation.poll is not None:
+            data, _ = await poll_until_done(client, runtime, operation.poll, data, dict(call.model), call.params)
+            spec = operation.poll.result
+        assert spec is not None
+        content, finish_reason, usage, reply_id = extract(spec, data)
+        if content is None:
+            raise ServerError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
+                              status=status, body_excerpt=self.redact(str(data)[:300]))
+        return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries)
+
+    def can_stream(self, call: Call) -> bool:
+        runtime = self.runtimes.get(call.provider)
+        operation = runtime.config.operations.get(call.kind) if runtime else None
+        return operation is not None and operation.stream is not None
+
+    async def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
+        """Yield events; errors before the first delta are retried and raised as they are, later
+        ones as StreamInterrupted saying how much arrived."""
+        runtime, operation = self._operation(call)
+        assert operation.stream is not None
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True)
+        client = self._client(runtime)
+        model = call.model["name"]
+        spec = operation.stream
+        received = 0
+        stack = None
+
+        async def connect() -> tuple[Any, AsyncIterator[StreamEvent]]:
+            context = open_stream(client, runtime, request, model)
+            response = await context.__aenter__()
+            return context, read_events(response, spec, runtime.name, model).__aiter__()
+
+        (stack, events), _ = await with_retries(runtime, model, connect)
+        try:
+            async for event in events:
+                if event.delta:
+                    received += len(event.delta)
+                yield event
+        except ProviderError as exc:
+            if received:
+                raise StreamInterrupted(
+                    f"stream failed after {received} characters were received: {exc.message}",
+                    provider=runtime.name, model=model, status=exc.status,
+                ) from None
+            raise
+        except (httpx2.TransportError, asyncio.TimeoutError) as exc:
+            raise StreamInterrupted(
+                f"stream cut after {received} characters were received: {self.redact(str(exc)) or type(exc).__name__}",
+                provider=runtime.name, model=model,
+            ) from None
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            await stack.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.aclose() for c in clients))

@@ -1,0 +1,45 @@
+"""Turn a reply into content, finish reason and usage with compiled JSONPaths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config.model import Extraction, UsagePaths
+from ..paths import JSONPath
+from ..types import Usage
+
+
+def _sum(paths: tuple[JSONPath, ...], data: Any) -> int | None:
+    total = None
+    for path in paths:
+        value = path.first(data)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            total = (total or 0) + int(value)
+    return total
+
+
+def usage_of(paths: UsagePaths, data: Any) -> Usage:
+    return Usage(
+        input_tokens=_sum(paths.input_tokens, data),
+        output_tokens=_sum(paths.output_tokens, data),
+        cached_input_tokens=_sum(paths.cached_input_tokens, data),
+        cache_write_tokens=_sum(paths.cache_write_tokens, data),
+        reasoning_tokens=_sum(paths.reasoning_tokens, data),
+    )
+
+
+def text_or_none(path: JSONPath | None, data: Any) -> str | None:
+    if path is None:
+        return None
+    value = path.first(data)
+    return None if value is None else str(value)
+
+
+def extract(spec: Extraction, data: Any) -> tuple[Any, str | None, Usage, str | None]:
+    """(content, finish_reason, usage, id); content is None when the path finds nothing."""
+    return (
+        spec.content.first(data),
+        text_or_none(spec.finish_reason, data),
+        usage_of(spec.usage, data),
+        text_or_none(spec.id, data),
+    )

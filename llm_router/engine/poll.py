@@ -1,0 +1,78 @@
+"""Submit-then-poll: follow a job until it is done, failed, or out of time or polls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+
+from ..config.model import PollSpec
+from ..errors import ProviderError, ProviderTimeout
+from .extract import text_or_none
+from .request import PreparedRequest, ProviderRuntime
+from .send import send_json, with_retries
+
+log = logging.getLogger("llm_router")
+
+
+def poll_request(runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any) -> PreparedRequest:
+    model = model_ctx["name"]
+    if spec.url.from_ is not None:
+        url = spec.url.from_.first(submit)
+        if not isinstance(url, str) or not url:
+            raise ProviderError(f"the submit reply has no poll URL at {spec.url.from_.expr}", provider=runtime.name, model=model)
+    else:
+        assert spec.url.template is not None
+        url = spec.url.template.render({"model": model_ctx, "params": params, "submit": submit})
+    if not url.startswith(("http://", "https://")):
+        url = runtime.base_url + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not runtime.may_receive_key(url):
+        raise ProviderError(
+            f"refusing to poll {parts.hostname!r}: not one of the provider's hosts ({', '.join(h for h in runtime.hosts if h)})",
+            provider=runtime.name, model=model,
+        )
+    headers = dict(runtime.static_headers)
+    headers.update(runtime.auth_headers(model))
+    return PreparedRequest(spec.method, url, headers, runtime.auth_query(model), None, None)
+
+
+async def poll_until_done(
+    client: httpx2.AsyncClient, runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any
+) -> tuple[Any, int]:
+    """Poll until a done status → (final reply, polls made). Raises on failure, deadline or max_polls."""
+    model = model_ctx["name"]
+    request = poll_request(runtime, spec, submit, model_ctx, params)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + spec.deadline_s
+    interval = spec.interval_s
+    for polls in range(1, spec.max_polls + 1):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(interval, remaining))
+        try:
+            async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
+                (_, data, _), _ = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
+        except TimeoutError:
+            break
+        status = text_or_none(spec.status, data)
+        log.debug("poll %d of %s (%s): status %s", polls, runtime.name, model, status)
+        if status in spec.done:
+            return data, polls
+        if status in spec.failed or (status not in spec.pending and spec.unknown == "fail"):
+            detail = text_or_none(spec.message, data)
+            known = "" if status in spec.failed else " (a status the provider file does not list)"
+            raise ProviderError(
+                f"job ended with status {status!r}{known}" + (f": {runtime.redact(detail)}" if detail else ""),
+                provider=runtime.name, model=model, code=status,
+            )
+        if spec.backoff is not None:
+            interval = min(spec.backoff.max_s, interval * spec.backoff.factor)
+    raise ProviderTimeout(
+        f"job not done after {spec.deadline_s:g}s / {spec.max_polls} polls (deadline_s, max_polls)",
+        provider=runtime.name, model=model,
+    )

@@ -1,0 +1,169 @@
+"""Render the HTTP request for one call from a provider's compiled operation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config.checks import host_allowed
+from ..config.model import Operation, ProviderConfig
+from ..errors import InvalidRequestError, MissingCredentialError
+from ..secrets import MASK, Redactor, Secret
+from ..templating import DROP, CompiledTemplate, TemplateRenderError
+
+
+@dataclass(slots=True)
+class PreparedRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: Any  # the JSON value, or None
+    content: bytes | None
+
+
+class ProviderRuntime:
+    """A provider as the engine runs it: the effective base URL, the key, the trusted hosts."""
+
+    def __init__(self, config: ProviderConfig, env: Mapping[str, str], redactor: Redactor) -> None:
+        self.config = config
+        self.name = config.name
+        override = env.get(config.base_url_env) if config.base_url_env else None
+        self.base_url = (override or config.base_url).rstrip("/")
+        base_host = urlsplit(self.base_url).hostname or ""
+        self.hosts = (*config.hosts, base_host)
+        self.key: Secret | None = None
+        auth = config.auth
+        if auth is not None and env.get(auth.env):
+            self.key = Secret(env[auth.env])
+            redactor.add(self.key)
+        self.static_headers = dict(config.headers)
+        self.redact = redactor
+
+    def auth_headers(self, model: str, display: bool = False) -> dict[str, str]:
+        auth = self.config.auth
+        if auth is None or auth.header is None:
+            return {}
+        key = self._key(model, display)
+        if key is None:
+            return {}
+        return {auth.header: f"{auth.scheme} {key.reveal()}" if auth.scheme else key.reveal()}
+
+    def auth_query(self, model: str, display: bool = False) -> dict[str, str]:
+        auth = self.config.auth
+        if auth is None or auth.query is None:
+            return {}
+        key = self._key(model, display)
+        return {auth.query: key.reveal()} if key is not None else {}
+
+    def _key(self, model: str, display: bool = False) -> Secret | None:
+        auth = self.config.auth
+        assert auth is not None
+        if self.key is None and display and not auth.optional:
+            return Secret(f"<{auth.env} is not set>")
+        if self.key is None and not auth.optional:
+            raise MissingCredentialError(
+                f"no API key: set the environment variable {auth.env} (or pass it in env=)",
+                provider=self.name,
+                model=model,
+            )
+        return self.key
+
+    def may_receive_key(self, url: str) -> bool:
+        return host_allowed(urlsplit(url).hostname or "", self.hosts)
+
+
+def _check_header_value(name: str, value: str, model: str, provider: str) -> None:
+    if any(c in value for c in "\r\n\0") or not value.isascii():
+        raise InvalidRequestError(
+            f"header {name!r} for {provider} ({model}) holds CR/LF or non-ASCII characters; refused"
+        )
+
+
+def _render(template: CompiledTemplate | None, ctx: Mapping[str, Any], provider: str, model: str) -> Any:
+    if template is None:
+        return DROP
+    try:
+        return template.render(ctx)
+    except TemplateRenderError as exc:
+        raise InvalidRequestError(f"{provider} ({model}): could not render the request: {exc}") from None
+
+
+def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
+
+
+def build_request(
+    runtime: ProviderRuntime,
+    operation: Operation,
+    model_ctx: Mapping[str, Any],
+    messages: Any,
+    prompt: str | None,
+    params: Mapping[str, Any],
+    stream: bool = False,
+    display: bool = False,
+) -> PreparedRequest:
+    model_name = model_ctx["name"]
+    provider = runtime.name
+    ctx = {"model": model_ctx, "messages": messages, "prompt": prompt, "params": params}
+    spec = operation.stream if stream else None
+    path_template = spec.path if spec is not None and spec.path is not None else operation.path
+    path = _render(path_template, ctx, provider, model_name)
+    url = path if path.startswith(("http://", "https://")) else runtime.base_url + path
+
+    body_template = spec.body if spec is not None else operation.body
+    body = _render(body_template, ctx, provider, model_name)
+    if body is DROP:
+        body = {} if body_template is not None else None
+    if body is not None and params:
+        placement = operation.params
+        named = body_template.param_names if body_template is not None else frozenset()
+        if placement.mode != "none":
+            target = body if placement.mode == "merge" else body.setdefault(placement.merge_into, {})
+            for key, value in params.items():
+                if key not in named:
+                    _set_nested(target, key, value)
+
+    query = {}
+    for template in (operation.query, spec.query if spec is not None else None):
+        rendered = _render(template, ctx, provider, model_name)
+        if rendered is not DROP:
+            query.update({k: str(v) for k, v in rendered.items()})
+
+    headers = dict(runtime.static_headers)
+    rendered_headers = _render(operation.headers, ctx, provider, model_name)
+    if rendered_headers is not DROP:
+        headers.update({k: str(v) for k, v in rendered_headers.items()})
+    for name, value in headers.items():
+        _check_header_value(name, value, model_name, provider)
+    if runtime.config.auth is not None:
+        if not runtime.may_receive_key(url):
+            raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {urlsplit(url).hostname}, "
+                                      "which is not in the provider's `hosts`")
+        headers.update(runtime.auth_headers(model_name, display))
+        query.update(runtime.auth_query(model_name, display))
+    content = None
+    if body is not None:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        headers["content-type"] = "application/json"
+    if stream:
+        headers.setdefault("accept", "text/event-stream")
+    return PreparedRequest(operation.method, url, headers, query, body, content)
+
+
+def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[str, Any]:
+    """The request as `render` prints it: the key masked where config says it goes."""
+    auth = runtime.config.auth
+    headers = dict(request.headers)
+    query = dict(request.query)
+    if auth is not None and auth.header and auth.header in headers:
+        headers[auth.header] = f"{auth.scheme} {MASK}" if auth.scheme else MASK
+    if auth is not None and auth.query and auth.query in query:
+        query[auth.query] = MASK
+    return {"method": request.method, "url": runtime.redact(request.url), "query": query, "headers": headers, "body": request.body}

@@ -1,0 +1,174 @@
+"""The one error hierarchy. Every message says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class RouterError(Exception):
+    """Base of every error the router raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding about the config: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    message: str
+    severity: str = "error"  # "error" | "warning"
+    key: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        label = "" if self.severity == "error" else "warning: "
+        return f"{where}: {label}{self.message}"
+
+
+class ConfigurationError(RouterError):
+    """The config is invalid; `problems` lists every finding with its file and line."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        errors = [p for p in self.problems if p.severity == "error"] or self.problems
+        head = f"{len(errors)} problem(s) in the config:" if len(errors) > 1 else "invalid config:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in errors)]))
+
+    @property
+    def file(self) -> str | None:
+        return self.problems[0].file if self.problems else None
+
+    @property
+    def line(self) -> int | None:
+        return self.problems[0].line if self.problems else None
+
+
+class UnknownModelError(RouterError, KeyError):
+    def __init__(self, name: str, close_matches: Sequence[str]) -> None:
+        self.name = name
+        self.close_matches = list(close_matches)
+        hint = f"; did you mean {', '.join(repr(m) for m in close_matches)}?" if close_matches else ""
+        super().__init__(
+            f"unknown model {name!r}{hint} (or use 'provider/upstream-name' to reach an "
+            "unregistered model through a registered provider)"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnsupportedParamError(RouterError, ValueError):
+    def __init__(self, model: str, params: Sequence[str], allowed: Sequence[str]) -> None:
+        self.model = model
+        self.params = list(params)
+        self.allowed = list(allowed)
+        allowed_text = ", ".join(sorted(allowed)) or "none"
+        super().__init__(
+            f"model {model!r} does not accept param(s) {', '.join(sorted(params))}; "
+            f"allowed: {allowed_text}. Add them to the model's `params` list or set "
+            "`on_unsupported_param: drop`."
+        )
+
+
+class InvalidRequestError(RouterError, ValueError):
+    """The call itself is malformed (messages, prompt or param types); nothing was sent."""
+
+
+class ProviderError(RouterError):
+    """The provider answered with an error, or its answer could not be used."""
+
+    kind = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        status: int | None = None,
+        body_excerpt: str = "",
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.tries = 1
+        status_text = f" HTTP {status}" if status else ""
+        super().__init__(f"{provider} ({model}){status_text}: {message}")
+
+
+class AuthenticationError(ProviderError):
+    kind = "authentication"
+
+
+class BadRequestError(ProviderError):
+    kind = "invalid_request"
+
+
+class ContextLengthError(BadRequestError):
+    kind = "context_length"
+
+
+class ContentFilterError(BadRequestError):
+    kind = "content_filter"
+
+
+class NotFoundError(BadRequestError):
+    kind = "not_found"
+
+
+class ServerError(ProviderError):
+    kind = "server_error"
+
+
+class OverloadedError(ServerError):
+    kind = "overloaded"
+
+
+class RateLimitError(ProviderError):
+    """The provider (or a local limit) refused the call for now; `retry_after_s` says when to retry."""
+
+    kind = "rate_limited"
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    kind = "timeout"
+
+
+class ProviderConnectionError(ProviderError, ConnectionError):
+    kind = "connection"
+
+
+class MissingCredentialError(ProviderError):
+    kind = "missing_credential"
+
+
+class StreamInterrupted(ProviderError):
+    """A stream failed after chunks were delivered; `received_chars` says how much arrived."""
+
+    kind = "stream_interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    model: str
+    provider: str
+    status: int | None
+    message: str
+    error: RouterError
+
+
+class AllAttemptsFailed(RouterError):
+    def __init__(self, attempts: Sequence[FailedAttempt]) -> None:
+        self.attempts = list(attempts)
+        lines = [
+            f"  {a.model} via {a.provider}: {'HTTP ' + str(a.status) + ' ' if a.status else ''}{a.message}"
+            for a in self.attempts
+        ]
+        super().__init__("every attempt failed:\n" + "\n".join(lines))
