@@ -191,7 +191,8 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
         renderers = [_compile(v, allowed, f"{where}[{i}]", params, variables) for i, v in enumerate(value)]
 
         def render_list(ctx: Mapping[str, Any]) -> Any:
-            return [r for r in (render(ctx) for render in renderers) if r is not DROP]
+            out = [r for r in (render(ctx) for render in renderers) if r is not DROP]
+            return out if out or not renderers else DROP
 
         return render_list
     if isinstance(value, str) and is_template(value):

@@ -26,14 +26,14 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
         problems += schema.check(raw.router, "router")
     problems += checks.check_extends(raw)
     if any(p.severity == "error" for p in problems):
-        return Catalog(MappingProxyType({}), MappingProxyType({})), _unique(problems)
+        return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
 
     resolved = resolve_extends(raw)
     for name, doc in resolved.items():
         if doc is not raw.providers[name]:  # merged by extends: validate the result as well
             problems += schema.check(doc, "provider")
     if any(p.severity == "error" for p in problems):
-        return Catalog(MappingProxyType({}), MappingProxyType({})), _unique(problems)
+        return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
 
     providers = {name: build_provider(doc, problems) for name, doc in resolved.items()}
     for name, provider in providers.items():

@@ -81,15 +81,15 @@ def _construct(loader: Any, node: Any, path: KeyPath, file: str, marks: dict[Key
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(Problem(file, line, "keys must be plain strings, not lists or mappings"))
+                continue
+            # The key's text as written: YAML 1.1 would turn `on:` into True and `null:` into None.
+            key = key_node.value
             if key == "<<":
                 problems.append(Problem(file, line, "YAML merge keys (<<) are not supported; use `extends` for reuse"))
                 continue
-            if not isinstance(key, (str, int)):
-                problems.append(Problem(file, line, f"keys must be strings, got {key!r}"))
-                continue
-            key = str(key)
             if key in out:
                 first = marks[(*path, key)][1]
                 problems.append(Problem(file, line, f"duplicate key {key!r} (first defined on line {first})"))
