@@ -1,0 +1,28 @@
+"""The YAML examples in the README are real config: each one that names its file validates."""
+
+import re
+
+from llm_router import Router
+from llm_router._resources import catalog_dir
+
+from conftest import ROOT
+
+BLOCK = re.compile(r"```yaml\n# ((?:providers|models)\.d/[\w.-]+\.yaml)\n(.*?)```", re.S)
+
+
+def readme_examples() -> dict[str, str]:
+    return {path: body for path, body in BLOCK.findall((ROOT / "README.md").read_text())}
+
+
+def test_readme_has_provider_and_model_examples():
+    examples = readme_examples()
+    assert "providers.d/recraft.yaml" in examples
+    assert "providers.d/bfl.yaml" in examples
+    assert "models.d/recraft.yaml" in examples
+
+
+def test_readme_examples_validate_layered_on_the_bundled_catalog(write_config):
+    site = write_config(readme_examples())
+    router = Router.from_dir(catalog_dir(), site, env={})
+    assert router.providers["bfl"].operations["image"].poll is not None
+    assert router.models["recraftv3"].kind == "image"
