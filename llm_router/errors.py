@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import Attempt
 
 
 class RouterError(Exception):
-    """Base of every error the router raises."""
+    """Base of every error the router raises.
+
+    An error raised by `Router.query`/`stream` after it tried at least one model carries
+    `attempts`: every model tried, in order (see `Attempt`).
+    """
+
+    attempts: Sequence[Attempt] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,25 +160,21 @@ class MissingCredentialError(ProviderError):
 
 
 class StreamInterrupted(ProviderError):
-    """A stream failed after chunks were delivered; `received_chars` says how much arrived."""
+    """A stream failed after chunks were delivered (the message says how much arrived); never
+    falls back, since the caller already holds part of an answer."""
 
     kind = "stream_interrupted"
 
 
-@dataclass(frozen=True, slots=True)
-class FailedAttempt:
-    model: str
-    provider: str
-    status: int | None
-    message: str
-    error: RouterError
-
-
 class AllAttemptsFailed(RouterError):
-    def __init__(self, attempts: Sequence[FailedAttempt]) -> None:
+    """Every model in the chain failed. `attempts` holds each one (model, provider, status, the
+    error message); `errors` the error each raised, in the same order."""
+
+    def __init__(self, attempts: Sequence[Attempt], errors: Sequence[RouterError]) -> None:
         self.attempts = list(attempts)
+        self.errors = list(errors)
         lines = [
-            f"  {a.model} via {a.provider}: {'HTTP ' + str(a.status) + ' ' if a.status else ''}{a.message}"
+            f"  {a.model} via {a.provider}: {'HTTP ' + str(a.status) + ' ' if a.status else ''}{a.error}"
             for a in self.attempts
         ]
         super().__init__("every attempt failed:\n" + "\n".join(lines))

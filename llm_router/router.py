@@ -3,7 +3,6 @@ fallback chain, price the result, keep totals, tell the hooks. It knows nothing 
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import inspect
 import json
@@ -21,7 +20,6 @@ from .engine import Call, Engine
 from .errors import (
     AllAttemptsFailed,
     ConfigurationError,
-    FailedAttempt,
     InvalidRequestError,
     ProviderError,
     RouterError,
@@ -52,8 +50,10 @@ class Router:
         self._totals: dict[tuple[str, str], dict[str, Any]] = {}
 
     @classmethod
-    def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None) -> Router:
-        """Load config dirs (default: the bundled catalog); later dirs override earlier ones by name."""
+    def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
+                 limiter: LimiterBackend | None = None) -> Router:
+        """Load config dirs (default: the bundled catalog); later dirs override earlier ones by name.
+        `limiter` replaces the in-process rate limiter (see limits.LimiterBackend)."""
         if not dirs:
             from ._resources import catalog_dir
 
@@ -63,7 +63,7 @@ class Router:
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise ConfigurationError(errors)
-        return cls(catalog, environment)
+        return cls(catalog, environment, limiter)
 
     # --- what is registered --------------------------------------------------------------------
 
@@ -93,16 +93,22 @@ class Router:
                 log.exception("hook %s raised; ignored", getattr(hook, "__name__", hook))
 
     def usage_report(self) -> dict[str, Any]:
-        """Running totals per model and per provider since start (or the last reset)."""
+        """Running totals per model and per provider since start (or the last reset): calls
+        (attempts), errors, tokens, cost, and `unpriced_calls` (successes whose price is unknown,
+        so `cost` does not include them)."""
         by_model: dict[str, dict[str, Any]] = {}
         by_provider: dict[str, dict[str, Any]] = {}
         for (model, provider), totals in self._totals.items():
             for table, key in ((by_model, model), (by_provider, provider)):
-                row = table.setdefault(key, {k: 0 for k in totals} | {"cost": 0.0})
+                row = table.setdefault(key, dict.fromkeys(totals, 0))
                 for k, v in totals.items():
-                    row[k] = (row[k] or 0) + (v or 0)
-        total_cost = sum(r["cost"] for r in by_model.values())
-        return {"models": by_model, "providers": by_provider, "total_cost": total_cost}
+                    row[k] += v
+        return {
+            "models": by_model,
+            "providers": by_provider,
+            "total_cost": sum(r["cost"] for r in by_model.values()),
+            "unpriced_calls": sum(r["unpriced_calls"] for r in by_model.values()),
+        }
 
     def reset_usage(self) -> None:
         self._totals.clear()
@@ -139,10 +145,9 @@ class Router:
         raise UnknownModelError(name, difflib.get_close_matches(name, list(self._catalog.models), n=3, cutoff=0.5))
 
     def _context(self, model: ModelConfig) -> Mapping[str, Any]:
+        """The `model` variable of templates (built once per registered model)."""
         ctx = self._model_ctx.get(model.name)
-        if ctx is None or ctx["provider"] != model.provider:
-            ctx = {"name": model.name, "upstream": model.upstream, "provider": model.provider}
-        return ctx
+        return ctx if ctx is not None else {"name": model.name, "upstream": model.upstream, "provider": model.provider}
 
     def _params_for(self, model: ModelConfig, given: Mapping[str, Any], strict: bool) -> dict[str, Any]:
         """The params this model gets: allow-listed, with its defaults, renamed for its upstream."""
@@ -154,7 +159,9 @@ class Router:
             policy = model.on_unsupported_param or self._catalog.settings.on_unsupported_param
             if strict and policy == "raise":
                 raise UnsupportedParamError(model.name, unsupported, sorted(model.params))
-            log.info("dropping param(s) %s not accepted by model %s", ", ".join(sorted(unsupported)), model.name)
+            # the caller's own call is worth an INFO line; a fallback's filtered fallback_config is routine
+            log.log(logging.INFO if strict else logging.DEBUG, "dropping param(s) %s not accepted by model %s",
+                    ", ".join(sorted(unsupported)), model.name)
         params = dict(model.defaults)
         params.update((k, v) for k, v in given.items() if k in model.params)
         if model.rename:
@@ -162,6 +169,9 @@ class Router:
         return params
 
     def _chain(self, primary: ModelConfig, fallback_model: str | None) -> list[ModelConfig]:
+        """The models to try, in order: the primary, then the per-call `fallback_model`, then the
+        primary's `fallbacks`; each fallback's own fallbacks follow it (depth first), and a model
+        already in the chain is not tried twice."""
         chain = [primary]
         seen = {primary.name}
 
@@ -175,6 +185,10 @@ class Router:
                 add(nxt)
 
         if fallback_model is not None:
+            kind = self.resolve(fallback_model).kind
+            if kind != primary.kind:
+                raise InvalidRequestError(
+                    f"fallback_model {fallback_model!r} is a {kind} model; {primary.name!r} needs a {primary.kind} model")
             add(fallback_model)
         for name in primary.fallbacks:
             add(name)
@@ -186,9 +200,17 @@ class Router:
     ) -> tuple[list[tuple[ModelConfig, dict[str, Any]]], Any, str | None]:
         primary = self.resolve(model_name)
         messages, prompt = _check_input(primary, messages, prompt, params)
+        if fallback_config:
+            _check_params(fallback_config, "fallback_config param")
         plan = [(primary, self._params_for(primary, params, strict=True))]
         for model in self._chain(primary, fallback_model)[1:]:
             plan.append((model, self._params_for(model, fallback_config or {}, strict=False)))
+        if log.isEnabledFor(logging.DEBUG):
+            chain = " → ".join(m.name for m, _ in plan)
+            if self._catalog.settings.log_content:
+                log.debug("call: chain=%s messages=%r prompt=%r", chain, messages, prompt)
+            else:
+                log.debug("call: chain=%s input_chars=%d", chain, len(_input_text(messages, prompt)))
         return plan, messages, prompt
 
     def _call(self, model: ModelConfig, messages: Any, prompt: Any, params: dict[str, Any]) -> Call:
@@ -230,51 +252,28 @@ class Router:
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
         attempts: list[Attempt] = []
-        failures: list[FailedAttempt] = []
-        fallback_on = self._catalog.settings.fallback_on
+        errors: list[RouterError] = []
         for model, model_params in plan:
             attempt_started = time.perf_counter()
             try:
                 reserved = await self._acquire(model, messages, prompt, model_params)
                 result = await self._engine.execute(self._call(model, messages, prompt, model_params))
             except RouterError as error:
-                attempt = _failed_attempt(model, error, time.perf_counter() - attempt_started)
-                attempts.append(attempt)
-                failures.append(FailedAttempt(model.name, model.provider, attempt.status, attempt.error or "", error))
-                self._record(model.name, model.provider, None, None, ok=False)
-                log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs: %s",
-                          model.name, model.provider, attempt.status, attempt.error_kind, attempt.tries,
-                          attempt.latency, attempt.error)
-                await self._emit("on_attempt", attempt)
-                kind = getattr(error, "kind", None)
-                if kind not in fallback_on or not isinstance(error, ProviderError):
-                    error.attempts = attempts  # type: ignore[attr-defined]
-                    await self._emit("on_failure", error)
-                    raise
+                await self._failed(model, error, attempt_started, attempts, errors, may_fall_back=True)
                 continue
             latency = time.perf_counter() - attempt_started
             if reserved and result.usage.total_tokens is not None:
                 await self._limiter.settle(model.name, reserved, result.usage.total_tokens)
-            attempt = Attempt(model.name, model.provider, True, result.status, tries=result.tries, latency=latency)
-            attempts.append(attempt)
-            await self._emit("on_attempt", attempt)
-            cost = cost_of(model, result.usage, model_params)
-            self._record(model.name, model.provider, result.usage, cost, ok=True)
+            cost = await self._succeeded(model, result.status, result.tries, latency, result.usage, model_params,
+                                         attempts, result.content)
             response = LLMResponse(
                 content=result.content, model_name=model.name, provider=model.provider, usage=result.usage, cost=cost,
                 latency=time.perf_counter() - started, finish_reason=result.finish_reason, attempts=attempts,
                 raw=result.raw, content_kind=result.content_kind, id=result.id,
             )
-            log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
-                      model.name, model.provider, result.status, result.tries, latency, result.usage.input_tokens,
-                      result.usage.output_tokens,
-                      f" content={result.content!r}" if self._catalog.settings.log_content else "")
             await self._emit("on_success", response)
             return response
-        error = failures[0].error if len(failures) == 1 else AllAttemptsFailed(failures)
-        error.attempts = attempts  # type: ignore[attr-defined]
-        await self._emit("on_failure", error)
-        raise error
+        raise await self._exhausted(attempts, errors)
 
     async def stream(
         self,
@@ -287,26 +286,23 @@ class Router:
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Yield text deltas as they arrive; the last chunk carries finish reason, usage and cost.
-        Falls back only before the first chunk."""
+        Falls back only before the first chunk, and only to models that can stream."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        primary = plan[0][0]
-        if not (primary.streaming and self._engine.can_stream(self._call(primary, messages, prompt, {}))):
+        streamable = [(m, p) for m, p in plan if m.streaming and self._engine.can_stream(self._call(m, messages, prompt, p))]
+        if not streamable or streamable[0][0] is not plan[0][0]:
+            primary = plan[0][0]
             raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
         attempts: list[Attempt] = []
-        failures: list[FailedAttempt] = []
-        fallback_on = self._catalog.settings.fallback_on
-        for model, model_params in plan:
-            call = self._call(model, messages, prompt, model_params)
-            if not (model.streaming and self._engine.can_stream(call)):
-                continue
+        errors: list[RouterError] = []
+        for model, model_params in streamable:
             attempt_started = time.perf_counter()
             delivered = False
             usage = Usage()
             finish_reason = None
             try:
-                await self._acquire(model, messages, prompt, model_params)
-                async for event in self._engine.stream(call):
+                reserved = await self._acquire(model, messages, prompt, model_params)
+                async for event in self._engine.stream(self._call(model, messages, prompt, model_params)):
                     if event.usage is not None:
                         usage.update(event.usage)
                     if event.finish_reason:
@@ -315,30 +311,59 @@ class Router:
                         delivered = True
                         yield StreamChunk(event.delta, model.name, model.provider)
             except RouterError as error:
-                attempt = _failed_attempt(model, error, time.perf_counter() - attempt_started)
-                attempts.append(attempt)
-                failures.append(FailedAttempt(model.name, model.provider, attempt.status, attempt.error or "", error))
-                self._record(model.name, model.provider, None, None, ok=False)
-                await self._emit("on_attempt", attempt)
-                if delivered or getattr(error, "kind", None) not in fallback_on:
-                    error.attempts = attempts  # type: ignore[attr-defined]
-                    await self._emit("on_failure", error)
-                    raise
+                await self._failed(model, error, attempt_started, attempts, errors, may_fall_back=not delivered)
                 continue
-            attempt = Attempt(model.name, model.provider, True, 200, latency=time.perf_counter() - attempt_started)
-            attempts.append(attempt)
-            await self._emit("on_attempt", attempt)
-            cost = cost_of(model, usage, model_params)
-            self._record(model.name, model.provider, usage, cost, ok=True)
-            final = StreamChunk("", model.name, model.provider, finish_reason, usage, cost, True, attempts)
+            if reserved and usage.total_tokens is not None:
+                await self._limiter.settle(model.name, reserved, usage.total_tokens)
+            cost = await self._succeeded(model, 200, 1, time.perf_counter() - attempt_started, usage, model_params,
+                                         attempts, None)
             await self._emit("on_success", LLMResponse(
                 content=None, model_name=model.name, provider=model.provider, usage=usage, cost=cost,
                 latency=time.perf_counter() - started, finish_reason=finish_reason, attempts=attempts))
-            yield final
+            yield StreamChunk("", model.name, model.provider, finish_reason, usage, cost, True, attempts)
             return
-        error = failures[0].error if len(failures) == 1 else AllAttemptsFailed(failures)
+        raise await self._exhausted(attempts, errors)
+
+    # --- bookkeeping shared by query and stream ---------------------------------------------------------
+
+    async def _failed(self, model: ModelConfig, error: RouterError, started: float, attempts: list[Attempt],
+                      errors: list[RouterError], may_fall_back: bool) -> None:
+        """Record a failed attempt; re-raise `error` unless the chain may move on to the next model."""
+        status = getattr(error, "status", None)
+        message = getattr(error, "message", None) or str(error)
+        kind = getattr(error, "kind", type(error).__name__)
+        attempt = Attempt(model.name, model.provider, False, status, message, kind, getattr(error, "tries", 1),
+                          time.perf_counter() - started)
+        attempts.append(attempt)
+        errors.append(error)
+        self._record(model.name, model.provider, None, None, ok=False)
+        log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs: %s",
+                  model.name, model.provider, status, kind, attempt.tries, attempt.latency, message)
+        await self._emit("on_attempt", attempt)
+        if not (may_fall_back and isinstance(error, ProviderError) and kind in self._catalog.settings.fallback_on):
+            error.attempts = attempts
+            await self._emit("on_failure", error)
+            raise error
+
+    async def _exhausted(self, attempts: list[Attempt], errors: list[RouterError]) -> RouterError:
+        """The error for a chain that ran out: the error itself when only one model was tried."""
+        error = errors[0] if len(errors) == 1 else AllAttemptsFailed(attempts, errors)
+        error.attempts = attempts
         await self._emit("on_failure", error)
-        raise error
+        return error
+
+    async def _succeeded(self, model: ModelConfig, status: int, tries: int, latency: float, usage: Usage,
+                         params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> float | None:
+        """Record a successful attempt and return its cost."""
+        attempt = Attempt(model.name, model.provider, True, status, tries=tries, latency=latency)
+        attempts.append(attempt)
+        cost = cost_of(model, usage, params)
+        self._record(model.name, model.provider, usage, cost, ok=True)
+        log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
+                  model.name, model.provider, status, tries, latency, usage.input_tokens, usage.output_tokens,
+                  f" content={content!r}" if self._catalog.settings.log_content and content is not None else "")
+        await self._emit("on_attempt", attempt)
+        return cost
 
     async def aclose(self) -> None:
         await self._engine.aclose()
@@ -353,15 +378,13 @@ class Router:
         return f"<Router {len(self.models)} models, {len(self.providers)} providers>"
 
 
-def _failed_attempt(model: ModelConfig, error: RouterError, latency: float) -> Attempt:
-    status = getattr(error, "status", None)
-    message = getattr(error, "message", None) or str(error)
-    return Attempt(model.name, model.provider, False, status, message, getattr(error, "kind", type(error).__name__),
-                   getattr(error, "tries", 1), latency)
+def _input_text(messages: Any, prompt: Any) -> str:
+    return json.dumps(messages, ensure_ascii=False) if messages else (prompt or "")
 
 
 def _estimate_tokens(messages: Any, prompt: Any, params: Mapping[str, Any]) -> int:
-    text = json.dumps(messages, ensure_ascii=False) if messages else (prompt or "")
+    """A rough reservation for the tpm limit (4 characters a token), settled after the reply."""
+    text = _input_text(messages, prompt)
     asked = next((params[k] for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if k in params), 0)
     return len(text) // 4 + (asked if isinstance(asked, int) else 0)
 
@@ -395,12 +418,16 @@ def _check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping
             raise InvalidRequestError(f"{model.name} is an image model: give prompt='...' or a user message")
     if messages is None and model.kind == "chat":
         messages = [{"role": "user", "content": prompt}]
+    _check_params(params)
+    return messages, prompt
+
+
+def _check_params(params: Mapping[str, Any], where: str = "param") -> None:
     for key, value in params.items():
         try:
             json.dumps(value, ensure_ascii=False).encode()
         except (TypeError, ValueError, UnicodeEncodeError):
-            raise InvalidRequestError(f"param {key!r} is not JSON data (got {type(value).__name__})") from None
-    return messages, prompt
+            raise InvalidRequestError(f"{where} {key!r} is not JSON data (got {type(value).__name__})") from None
 
 
 def _size(content: Any, where: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 
@@ -39,9 +40,11 @@ class Redactor:
 
     def add(self, secret: Secret) -> None:
         value = secret.reveal()
-        if len(value) >= 4 and value not in self._values:
-            self._values.append(value)
-            self._values.sort(key=len, reverse=True)
+        # as sent in a query string too, where a key with "+", "/" or "=" appears percent-encoded
+        for form in (value, quote(value, safe=""), quote_plus(value, safe="")):
+            if len(form) >= 4 and form not in self._values:
+                self._values.append(form)
+        self._values.sort(key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for value in self._values:

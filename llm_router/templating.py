@@ -8,9 +8,11 @@ dropped too. User data (messages, prompt, params) only ever arrives as variables
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
@@ -41,19 +43,94 @@ DROP: Any = _DropType()
 Renderer = Callable[[Mapping[str, Any]], Any]
 
 
+_WIDE_FORMAT = re.compile(r"\d{6,}")  # a format width of a million or more, as in "{:>99999999}"
+
+
+def _refuse_big(*values: Any) -> None:
+    for value in values:
+        if type(value) is int and abs(value) > MAX_BUILT_ITEMS:
+            raise SecurityError("a config expression tried to build a value too large")
+
+
+def _refuse_wide_format(text: Any) -> None:
+    if isinstance(text, str) and _WIDE_FORMAT.search(text):
+        raise SecurityError("a format width too large in a config expression")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple, dict)) else 1
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
+    """The sandbox, also capping what `*`, `**`, `%`, padding methods and filters may build."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:
                 raise SecurityError("exponent too large in a config expression")
             return left**right
+        if operator_name == "%":
+            if isinstance(left, str):
+                _refuse_wide_format(left)
+                if "*" in left:  # "%*d" takes its width from the arguments
+                    _refuse_big(*(right if isinstance(right, tuple) else (right,)))
+            return left % right
         for seq, count in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
                 if len(seq) * count > MAX_BUILT_ITEMS:
                     raise SecurityError("a config expression tried to build a value too large")
         return operator.mul(left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if isinstance(getattr(__obj, "__self__", None), str):  # "a".ljust(n), "a".zfill(n)
+            _refuse_big(*args, *kwargs.values())
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:  # "{:>99999999}".format(1)
+            _refuse_wide_format(value.__self__)
+        return wrapped
+
+
+def _capped(name: str, check: Callable[..., None]) -> None:
+    """Wrap a built-in filter with a size check that runs before it builds anything."""
+    original = ENV.filters[name]
+    skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0  # environment/eval_context
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check(*args[skip:], **kwargs)
+        return original(*args, **kwargs)
+
+    ENV.filters[name] = wrapper
+
+
+def _check_widths(value: Any, *args: Any, **kwargs: Any) -> None:
+    """The value filtered may be any data; the filter's own arguments are widths."""
+    _refuse_big(*args, *kwargs.values())
+
+
+def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
+    _refuse_wide_format(value)
+    if isinstance(value, str) and "*" in value:  # "%*d" takes its width from the arguments
+        _refuse_big(*args, *kwargs.values())
+
+
+def _check_join(value: Any, d: Any = "", *args: Any, **kwargs: Any) -> None:
+    separator = kwargs.get("d", d)
+    if isinstance(value, (list, tuple)) and isinstance(separator, str):
+        if sum(_size(i) for i in value) + len(value) * len(separator) > MAX_BUILT_ITEMS:
+            raise SecurityError("a config expression tried to build a value too large")
+
+
+def _check_replace(text: Any, old: Any = None, new: Any = None, *args: Any, **kwargs: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        count = len(text) + 1 if not old else text.count(old)
+        if len(text) + count * len(new) > MAX_BUILT_ITEMS:
+            raise SecurityError("a config expression tried to build a value too large")
 
 
 # --- filters every provider may use -----------------------------------------------------------
@@ -135,7 +212,7 @@ def rename_keys(messages: Iterable[Mapping[str, Any]], mapping: Mapping[str, str
 
 
 ENV = _Environment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True)
-ENV.filters.update(
+_ENGINE_FILTERS = dict(
     system_text=system_text,
     without_system=without_system,
     last_user_text=last_user_text,
@@ -143,6 +220,13 @@ ENV.filters.update(
     rename_roles=rename_roles,
     rename_keys=rename_keys,
 )
+ENV.filters.update(_ENGINE_FILTERS)
+for _name in ("center", "indent", "wordwrap", "truncate"):
+    _capped(_name, _check_widths)
+_capped("format", _check_format)
+_capped("tojson", lambda value, *args, **kwargs: _refuse_big(*args, *kwargs.values()))
+_capped("join", _check_join)
+_capped("replace", _check_replace)
 
 # --- compiling a YAML structure into a renderer ---------------------------------------------------
 
@@ -205,7 +289,17 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
-    undeclared = meta.find_undeclared_variables(ast)
+    missing = sorted({n.name for n in ast.find_all((nodes.Filter, nodes.Test))
+                      if n.name not in (ENV.filters if isinstance(n, nodes.Filter) else ENV.tests)})
+    if missing:
+        raise TemplateCompileError(
+            f"{where}: unknown filter or test {', '.join(missing)} in {source!r}; "
+            f"engine filters: {', '.join(sorted(_ENGINE_FILTERS))}"
+        )
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateError as exc:
+        raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
     unknown = sorted(undeclared - allowed)
     if unknown:
         raise TemplateCompileError(
@@ -221,10 +315,16 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
     if whole and source.count("{{") == 1 and "{%" not in source:
         try:
             expression = ENV.compile_expression(whole["expr"], undefined_to_none=False)
-        except TemplateSyntaxError as exc:
-            raise TemplateCompileError(f"{where}: expression error: {exc.message} in {source!r}") from None
+        except TemplateError as exc:
+            raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
+
+        chain = _lookup_chain(ast)
 
         def render_expression(ctx: Mapping[str, Any]) -> Any:
+            if chain is not None:  # `messages`, `model.upstream`: plain lookups, no Jinja context
+                result = _lookup(ctx, chain)
+                if result is not _SLOW:
+                    return DROP if result is None else result
             try:
                 result = expression(ctx)
             except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
@@ -234,7 +334,10 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             return result
 
         return render_expression
-    template = ENV.from_string(source)
+    try:
+        template = ENV.from_string(source)
+    except TemplateError as exc:
+        raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
 
     def render_text(ctx: Mapping[str, Any]) -> Any:
         try:
@@ -243,6 +346,44 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     return render_text
+
+
+_SLOW: Any = object()  # the fast lookup cannot decide; ask Jinja
+_PLAIN_MAPPINGS = (dict, MappingProxyType)
+
+
+def _lookup_chain(ast: nodes.Template) -> tuple[str, ...] | None:
+    """The keys of an expression that is only `name.key['key']...`, else None."""
+    (output,) = ast.body if len(ast.body) == 1 else (None,)
+    if not isinstance(output, nodes.Output):
+        return None
+    exprs = [n for n in output.nodes if not (isinstance(n, nodes.TemplateData) and not n.data.strip())]
+    if len(exprs) != 1:
+        return None
+    node, keys = exprs[0], []
+    while not isinstance(node, nodes.Name):
+        if isinstance(node, nodes.Getattr):
+            keys.append(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            keys.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    keys.append(node.name)
+    return tuple(reversed(keys))
+
+
+def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
+    """What Jinja would give for the chain, as long as every step is a plain mapping lookup; a
+    missing key is undefined (None here). A name that is also a mapping method goes to Jinja."""
+    value: Any = ctx
+    for key in chain:
+        if type(value) not in _PLAIN_MAPPINGS or hasattr(value, key):
+            return _SLOW
+        value = value.get(key)
+        if value is None:
+            return None
+    return value
 
 
 def _param_names(ast: nodes.Template) -> set[str]:

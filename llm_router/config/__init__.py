@@ -14,33 +14,58 @@ from .model import Catalog
 
 
 def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Catalog, list[Problem]]:
-    """Load and check every dir; return the catalog and every problem found (errors and warnings)."""
+    """Load and check every dir; return the catalog and every problem found (errors and warnings).
+
+    A provider or model with an error is left out of the later checks, and so are the checks that
+    depend on it (a model of a broken provider), so that one run reports every independent
+    problem once, without follow-on noise.
+    """
     raw = load_dirs([Path(d) for d in dirs])
     problems = list(raw.problems)
-    for doc in raw.providers.values():
-        problems += schema.check(doc, "provider")
-    for doc in raw.models.values():
+    broken: set[str] = set()  # providers with an error
+    for name, doc in raw.providers.items():
+        # A file that `extends` another may be partial: its `required` keys are checked after the merge.
+        found = schema.check(doc, "provider", partial="extends" in doc.data) + checks.check_extends(doc, raw.providers)
+        if found:
+            broken.add(name)
+            problems += found
+    for name, doc in raw.providers.items():
+        if isinstance(doc.data.get("extends"), str) and doc.data["extends"] in broken:
+            broken.add(name)  # its merge would repeat the base's errors
+    if raw.unreadable_providers:
+        # A model may name a provider from a file that could not be read: say nothing more about it.
+        broken |= {d.data.get("provider") for d in raw.models.values() if isinstance(d.data, dict)} - set(raw.providers) - {None}
+    bad_models: set[str] = set()
+    for name, doc in raw.models.items():
         # Validate each model inside its file's shape so that messages carry the file's key path.
-        problems += schema.check(doc, "models", data={"models": {doc.name: doc.data}}, strip=2)
+        found = schema.check(doc, "models", data={"models": {name: doc.data}}, strip=2)
+        if found:
+            bad_models.add(name)
+            problems += found
     if raw.router is not None:
         problems += schema.check(raw.router, "router")
-    problems += checks.check_extends(raw)
-    if any(p.severity == "error" for p in problems):
-        return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
 
-    resolved = resolve_extends(raw)
+    resolved = {n: d for n, d in resolve_extends(raw).items() if n not in broken}
     for name, doc in resolved.items():
         if doc is not raw.providers[name]:  # merged by extends: validate the result as well
-            problems += schema.check(doc, "provider")
+            found = schema.check(doc, "provider")
+            if found:
+                broken.add(name)
+                problems += found
+    providers = {}
+    for name, doc in resolved.items():
+        if name in broken:
+            continue
+        before = len(problems)
+        providers[name] = build_provider(doc, problems)
+        if len(problems) > before:
+            broken.add(name)
+        problems += checks.check_provider(providers[name], doc)
+    models = {name: build_model(doc) for name, doc in raw.models.items() if name not in bad_models}
+    problems += checks.check_models(models, raw.models, providers, broken, bad_models)
+    problems += checks.check_keys(models, providers, resolved, env)
     if any(p.severity == "error" for p in problems):
         return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
-
-    providers = {name: build_provider(doc, problems) for name, doc in resolved.items()}
-    for name, provider in providers.items():
-        problems += checks.check_provider(provider, resolved[name])
-    models = {name: build_model(doc) for name, doc in raw.models.items()}
-    problems += checks.check_models(models, raw.models, providers)
-    problems += checks.check_keys(models, providers, resolved, env)
     catalog = Catalog(
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),

@@ -49,8 +49,19 @@ class _Builder:
         try:
             return compile_structure(value, allowed, ".".join(map(str, at)))
         except TemplateCompileError as exc:
-            self.fail(at, str(exc))
+            self.fail(_faulty_leaf(value, at, allowed), str(exc))
             return None
+
+
+def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str]) -> KeyPath:
+    """The path of the innermost part that does not compile, so the error names its own line."""
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in children:
+        try:
+            compile_structure(item, allowed)
+        except TemplateCompileError:
+            return _faulty_leaf(item, (*at, key), allowed)
+    return at
 
 
 def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePaths:

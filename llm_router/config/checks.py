@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from urllib.parse import urlsplit
 
 from ..errors import Problem
-from .load import Doc, RawConfig
+from .load import Doc
 from .model import ModelConfig, ProviderConfig
 
 OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
@@ -32,18 +32,17 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def check_extends(raw: RawConfig) -> list[Problem]:
-    problems = []
-    for doc in raw.providers.values():
-        parent = doc.data.get("extends")
-        if parent is None:
-            continue
-        file, line = doc.where(("extends",))
-        if parent not in raw.providers:
-            problems.append(Problem(file, line, f"extends unknown provider {parent!r}; {_hint(parent, list(raw.providers), 'providers')}", key="extends"))
-        elif raw.providers[parent].data.get("extends") is not None:
-            problems.append(Problem(file, line, f"extends {parent!r}, which itself extends another provider; `extends` is one level deep", key="extends"))
-    return problems
+def check_extends(doc: Doc, providers: Mapping[str, Doc]) -> list[Problem]:
+    """`extends` names a known provider that does not itself extend another."""
+    parent = doc.data.get("extends")
+    if not isinstance(parent, str):
+        return []  # absent, or a wrong type the schema pass reports
+    file, line = doc.where(("extends",))
+    if parent not in providers:
+        return [Problem(file, line, f"extends unknown provider {parent!r}; {_hint(parent, list(providers), 'providers')}", key="extends")]
+    if providers[parent].data.get("extends") is not None:
+        return [Problem(file, line, f"extends {parent!r}, which itself extends another provider; `extends` is one level deep", key="extends")]
+    return []
 
 
 def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
@@ -58,8 +57,11 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
 
 
 def check_models(
-    models: Mapping[str, ModelConfig], docs: Mapping[str, Doc], providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelConfig], docs: Mapping[str, Doc], providers: Mapping[str, ProviderConfig],
+    broken_providers: Set[str] = frozenset(), broken_models: Set[str] = frozenset(),
 ) -> list[Problem]:
+    """References, operations, params and prices of each model. Names in `broken_*` had errors of
+    their own already reported: checks that depend on them are skipped rather than repeated."""
     problems = []
     usable = [n for n, p in providers.items() if not p.abstract]
 
@@ -69,7 +71,9 @@ def check_models(
 
     for model in models.values():
         provider = providers.get(model.provider)
-        if provider is None or provider.abstract:
+        if model.provider in broken_providers:
+            pass  # its own errors are reported; what it would say of this model may be wrong
+        elif provider is None or provider.abstract:
             reason = "is abstract (a base for `extends`)" if provider else "does not exist"
             fail(model, "provider", f"names provider {model.provider!r}, which {reason}; {_hint(model.provider, usable, 'providers')}")
         else:
@@ -95,6 +99,8 @@ def check_models(
                     fail(model, f"{key}.{param}", f"`{key}` names {param!r}, which is not in its `params` allow-list")
         for fallback in model.fallbacks:
             target = models.get(fallback)
+            if fallback in broken_models:
+                continue
             if target is None:
                 fail(model, "fallbacks", f"falls back to unknown model {fallback!r}; {_hint(fallback, list(models), 'models')}")
             elif target.kind != model.kind:

@@ -48,6 +48,7 @@ class RawConfig:
     router: Doc | None = None
     files: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    unreadable_providers: list[str] = field(default_factory=list)  # provider files that yielded no provider
 
 
 def parse_yaml(path: Path, problems: list[Problem]) -> tuple[Any, dict[KeyPath, Origin]] | None:
@@ -66,7 +67,15 @@ def parse_yaml(path: Path, problems: list[Problem]) -> tuple[Any, dict[KeyPath, 
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        problems.append(Problem(file, line, f"YAML syntax error: {exc.problem or exc.context}"))
+        context = ""
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context = f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+        problems.append(Problem(file, line, f"YAML syntax error: {exc.problem or exc.context}{context}"))
+        return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problems.append(Problem(file, line, f"YAML error: {exc.reason} (character U+{code:04X}); remove it"))
         return None
     except yaml.YAMLError as exc:
         problems.append(Problem(file, None, f"YAML error: {exc}"))
@@ -123,18 +132,11 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
         layer_models: dict[str, Doc] = {}
         for path in provider_files:
             raw.files.append(str(path))
-            parsed = parse_yaml(path, raw.problems)
-            if parsed is None:
-                continue
-            data, marks = parsed
-            if not isinstance(data, dict):
-                raw.problems.append(Problem(str(path), 1, "a provider file must be a mapping with `name`, `base_url`, `operations`, ..."))
-                continue
-            name = data.get("name")
-            if not isinstance(name, str):
-                raw.problems.append(Problem(str(path), marks.get(("name",), (str(path), 1))[1], "a provider file needs a string `name`"))
-                continue
-            _add_unique(layer_providers, Doc(name, data, str(path), marks), "provider", raw.problems)
+            doc = _provider_doc(path, raw.problems)
+            if doc is None:
+                raw.unreadable_providers.append(str(path))
+            else:
+                _add_unique(layer_providers, doc, "provider", raw.problems)
         for path in model_files:
             raw.files.append(str(path))
             parsed = parse_yaml(path, raw.problems)
@@ -159,6 +161,21 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
         raw.providers.update(layer_providers)
         raw.models.update(layer_models)
     return raw
+
+
+def _provider_doc(path: Path, problems: list[Problem]) -> Doc | None:
+    parsed = parse_yaml(path, problems)
+    if parsed is None:
+        return None
+    data, marks = parsed
+    if not isinstance(data, dict):
+        problems.append(Problem(str(path), 1, "a provider file must be a mapping with `name`, `base_url`, `operations`, ..."))
+        return None
+    name = data.get("name")
+    if not isinstance(name, str):
+        problems.append(Problem(str(path), marks.get(("name",), (str(path), 1))[1], "a provider file needs a string `name`"))
+        return None
+    return Doc(name, data, str(path), marks)
 
 
 def _add_unique(layer: dict[str, Doc], doc: Doc, what: str, problems: list[Problem]) -> None:
@@ -193,10 +210,10 @@ def resolve_extends(raw: RawConfig) -> dict[str, Doc]:
     resolved: dict[str, Doc] = {}
     for name, doc in raw.providers.items():
         parent_name = doc.data.get("extends")
-        if parent_name is None:
+        if not isinstance(parent_name, str):
             resolved[name] = doc
             continue
-        parent = raw.providers.get(parent_name) if isinstance(parent_name, str) else None
+        parent = raw.providers.get(parent_name)
         if parent is None:
             continue  # reported by the semantic checks, with the list of known providers
         if parent.data.get("extends") is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
@@ -13,29 +13,55 @@ from .load import Doc
 
 
 @cache
-def validator(name: str) -> Any:
-    import jsonschema  # imported at load time only: `import llm_router` stays light
-
+def _schema(name: str) -> Any:
     from .._resources import schema_path
 
-    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    return json.loads(schema_path(name).read_text(encoding="utf-8"))
 
 
-def check(doc: Doc, schema: str, data: Any = None, strip: int = 0) -> list[Problem]:
+@cache
+def validator(name: str) -> Any:
+    """One validator per schema for the life of the process (building one costs more than using it)."""
+    import jsonschema  # imported at load time only: `import llm_router` stays light
+
+    return jsonschema.Draft202012Validator(_schema(name))
+
+
+def check(doc: Doc, schema: str, data: Any = None, strip: int = 0, partial: bool = False) -> list[Problem]:
     """Validate `data` (default: the doc's data) and return one problem per error.
 
     `strip` drops that many leading parts of each error's path before looking up its line
     (a model is validated wrapped in `{models: {name: ...}}` but marked relative to itself).
+    `partial` checks a file that `extends` another as written: missing keys are not errors and
+    `null` (which deletes an inherited key) is allowed; the merged result is checked in full later.
     """
     data = doc.data if data is None else data
+    if partial:
+        data = _without_nulls(data)
     problems = []
     for error in _leaf_errors(validator(schema).iter_errors(data)):
+        if partial and error.validator == "required":
+            continue
         full = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # One problem per unknown key, at the key's own line.
+            for name, message in _unknown_keys(error):
+                key = ".".join(str(p) for p in (*full, name))
+                file, line = doc.where((*full, name)[strip:])
+                problems.append(Problem(file, line, f"{'.'.join(map(str, full))}: {message}" if full else message, key=key))
+            continue
         file, line = doc.where(full[strip:])
         key = ".".join(str(p) for p in full)
-        problems.append(Problem(file, line, _describe(error, key), key=key))
+        problems.append(Problem(file, line, _describe(error, key, schema), key=key))
     return problems
+
+
+def _without_nulls(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_without_nulls(v) for v in data]
+    return data
 
 
 def _leaf_errors(errors: Iterable[Any]) -> Iterable[Any]:
@@ -46,19 +72,20 @@ def _leaf_errors(errors: Iterable[Any]) -> Iterable[Any]:
             yield error
 
 
-def _describe(error: Any, key: str) -> str:
+def _unknown_keys(error: Any) -> list[tuple[str, str]]:
+    allowed = list(error.schema.get("properties", {}))
+    out = []
+    for name in error.instance:
+        if name in allowed:
+            continue
+        close = difflib.get_close_matches(str(name), allowed, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
+        out.append((name, f"unknown key {name!r}{hint}"))
+    return out
+
+
+def _describe(error: Any, key: str, schema: str) -> str:
     where = f"{key}: " if key else ""
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(error.schema.get("properties", {}))
-        unknown = [k for k in error.instance if k not in allowed]
-        parts = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, allowed, n=1)
-            hint = f" — did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
-            parts.append(f"unknown key {name!r}{hint}")
-        return where + "; ".join(parts)
-    if error.validator == "required":
-        return f"{where}{error.message}"
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
         close = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
@@ -66,6 +93,55 @@ def _describe(error: Any, key: str) -> str:
         return f"{where}{error.instance!r} is not one of {options}{hint}"
     if error.validator == "pattern" and error.schema.get("pattern") == "^\\$":
         return f"{where}{error.instance!r} is not a JSONPath; JSONPaths start with '$' (e.g. $.choices[0].message.content)"
-    if error.validator == "not":
-        return f"{where}these keys cannot be used together here: {error.message}"
+    if error.validator == "not" and isinstance(error.instance, dict):
+        conflict = _describe_conflict(error, schema)
+        if conflict:
+            return where + conflict
     return f"{where}{error.message}"
+
+
+def _describe_conflict(error: Any, schema: str) -> str | None:
+    """Say which keys clash for a `not: {required: ...}` under an if/then/else, e.g.
+    "`handler` cannot be used with `route_by`/`on`" instead of "... should not be valid under ..."."""
+    path = list(error.absolute_schema_path)
+    banned = [k for k in _required_keys(error.validator_value) if k in error.instance]
+    if len(path) < 2 or path[-1] != "not" or path[-2] not in ("then", "else") or not banned:
+        return None
+    parent = _schema_at(_schema(schema), path[:-2])
+    condition = _required_keys(parent.get("if", {}))
+    if not condition:
+        return None
+    these = "/".join(f"`{k}`" for k in banned)
+    if path[-2] == "then":
+        context = condition + [k for k in parent["then"].get("required", []) if k not in condition]
+        return f"{these} cannot be used with {'/'.join(f'`{k}`' for k in context)}; remove one of them"
+    return f"{these} cannot be used without {'/'.join(f'`{k}`' for k in condition)}"
+
+
+def _required_keys(subschema: Any) -> list[str]:
+    """The keys a `required` (or an anyOf/oneOf of `required`s) names."""
+    if not isinstance(subschema, dict):
+        return []
+    keys = list(subschema.get("required", []))
+    for branch in subschema.get("anyOf", []) + subschema.get("oneOf", []):
+        keys += [k for k in _required_keys(branch) if k not in keys]
+    return keys
+
+
+def _schema_at(root: Any, path: Sequence[Any]) -> Any:
+    """Follow a jsonschema `absolute_schema_path`, resolving local `$ref`s on the way."""
+    node = root
+    for part in path:
+        while isinstance(node, dict) and part not in node and "$ref" in node:
+            node = _resolve_local(root, node["$ref"])  # newer jsonschema leaves `$ref` out of the path
+        node = node[part]
+        if part == "$ref":
+            node = _resolve_local(root, node)
+    return node
+
+
+def _resolve_local(root: Any, ref: str) -> Any:
+    node = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node

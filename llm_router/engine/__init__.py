@@ -20,7 +20,7 @@ from ..types import Usage
 from .extract import extract
 from .poll import poll_until_done
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
-from .send import make_client, open_stream, send_json, with_retries
+from .send import make_client, open_stream, send_json, transport_error, with_retries
 from .stream import StreamEvent, read_events
 
 __all__ = ["Call", "Engine", "EngineResult", "StreamEvent"]
@@ -128,6 +128,8 @@ class Engine:
                 ) from None
             raise
         except (httpx2.TransportError, asyncio.TimeoutError) as exc:
+            if not received:  # nothing delivered yet: a plain connection error, so the router may fall back
+                raise transport_error(exc, runtime, model) from None
             raise StreamInterrupted(
                 f"stream cut after {received} characters were received: {self.redact(str(exc)) or type(exc).__name__}",
                 provider=runtime.name, model=model,

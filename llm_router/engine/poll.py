@@ -57,7 +57,9 @@ async def poll_until_done(
         try:
             async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
                 (_, data, _), _ = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
-        except TimeoutError:
+        except ProviderTimeout:  # the poll request itself timed out, every retry: say so
+            raise
+        except TimeoutError:  # the deadline fell during a poll request
             break
         status = text_or_none(spec.status, data)
         log.debug("poll %d of %s (%s): status %s", polls, runtime.name, model, status)

@@ -115,7 +115,8 @@ def build_request(
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
-    url = path if path.startswith(("http://", "https://")) else runtime.base_url + path
+    relative = not path.startswith(("http://", "https://"))
+    url = runtime.base_url + path if relative else path
 
     body_template = spec.body if spec is not None else operation.body
     body = _render(body_template, ctx, provider, model_name)
@@ -143,14 +144,18 @@ def build_request(
     for name, value in headers.items():
         _check_header_value(name, value, model_name, provider)
     if runtime.config.auth is not None:
-        if not runtime.may_receive_key(url):
+        # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked
+        if not (relative and path.startswith("/")) and not runtime.may_receive_key(url):
             raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {urlsplit(url).hostname}, "
                                       "which is not in the provider's `hosts`")
         headers.update(runtime.auth_headers(model_name, display))
         query.update(runtime.auth_query(model_name, display))
     content = None
     if body is not None:
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:  # a config expression that built a method, a set, NaN...
+            raise InvalidRequestError(f"{provider} ({model_name}): the request body is not JSON data: {exc}") from None
         headers["content-type"] = "application/json"
     if stream:
         headers.setdefault("accept", "text/event-stream")

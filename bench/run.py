@@ -1,0 +1,327 @@
+"""Throughput and latency of one chat call, side by side, against the loopback mock.
+
+    python bench/run.py                    # every client kind, 1/16/64 in flight, plus streaming
+    python bench/run.py --quick            # fewer requests
+    python bench/run.py --only router,raw  # a subset
+    python bench/run.py --repeat 3         # three rounds, the median of each cell
+
+Each client kind runs in its own subprocess (so imports don't interfere: LiteLLM pulls in httpx
+and aiohttp, the openai SDK its own client stack); the mock server runs in another. Every run is
+capped by count and by time. Ratios compare each kind with the raw httpx2 call in the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("raw", "router", "router-catalog", "openai", "litellm", "litellm-router")
+STREAM_KINDS = ("stream-raw", "stream-router")
+CONCURRENCY = (1, 16, 64)
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello in one sentence."}]
+MODEL = "gpt-4o-mini"
+KEY = "sk-bench"
+
+
+# --- the mock, in its own process ------------------------------------------------------------------
+
+@contextmanager
+def mock_server(python: str = sys.executable) -> Iterator[str]:
+    proc = subprocess.Popen([python, str(HERE / "mock_openai.py"), "--until-stdin-closes"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"mock server did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- one client kind, in a worker subprocess --------------------------------------------------------
+
+async def make_call(kind: str, url: str) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+    """(one request, close) for a client kind; the request returns the reply text."""
+    body = {"model": MODEL, "messages": MESSAGES}
+    if kind in ("raw", "stream-raw"):
+        import httpx2
+
+        client = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=100, max_keepalive_connections=100),
+                                    timeout=30, trust_env=False)
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        endpoint = url + "/v1/chat/completions"
+
+        async def raw() -> Any:
+            response = await client.post(endpoint, content=json.dumps(body).encode(), headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)["choices"][0]["message"]["content"]
+
+        async def raw_stream() -> Any:
+            stream_body = json.dumps(body | {"stream": True, "stream_options": {"include_usage": True}}).encode()
+            parts = []
+            async with client.stream("POST", endpoint, content=stream_body, headers=headers) as response:
+                async for sse in httpx2.EventSource(response):
+                    if sse.data == "[DONE]":
+                        break
+                    choices = json.loads(sse.data)["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        parts.append(choices[0]["delta"]["content"])
+                        yield_first()
+            return "".join(parts)
+
+        return (raw_stream if kind == "stream-raw" else raw), client.aclose
+    if kind in ("router", "router-catalog", "stream-router"):
+        from llm_router import Router
+
+        env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": url + "/v1", "DEMO_BASE_URL": url + "/v1"}
+        router = Router.from_dir(env=env)
+        name = f"openai/{MODEL}"
+        if kind == "router-catalog":  # a registered model: allow-list, pricing, totals
+            name = MODEL if MODEL in router.models else "demo-echo"
+
+        async def routed() -> Any:
+            return (await router.query(name, MESSAGES)).content
+
+        async def routed_stream() -> Any:
+            parts = []
+            async for chunk in router.stream(name, MESSAGES):
+                if chunk.delta:
+                    parts.append(chunk.delta)
+                    yield_first()
+            return "".join(parts)
+
+        return (routed_stream if kind == "stream-router" else routed), router.aclose
+    if kind == "openai":
+        import openai
+
+        oai = openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0)
+
+        async def official() -> Any:
+            return (await oai.chat.completions.create(model=MODEL, messages=MESSAGES)).choices[0].message.content  # type: ignore[arg-type]
+
+        return official, oai.close
+    if kind in ("litellm", "litellm-router"):
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        if kind == "litellm":
+            async def lite() -> Any:
+                reply = await litellm.acompletion(model=f"openai/{MODEL}", messages=MESSAGES, api_base=url + "/v1",
+                                                  api_key=KEY, num_retries=0)
+                return reply.choices[0].message.content
+
+            async def lite_close() -> None:
+                return None
+
+            return lite, lite_close
+        params = {"model": f"openai/{MODEL}", "api_base": url + "/v1", "api_key": KEY}
+        lrouter = litellm.Router(
+            model_list=[{"model_name": "primary", "litellm_params": params},
+                        {"model_name": "backup", "litellm_params": params}],
+            fallbacks=[{"primary": ["backup"]}], num_retries=0,
+        )
+
+        async def lite_routed() -> Any:
+            return (await lrouter.acompletion(model="primary", messages=MESSAGES)).choices[0].message.content
+
+        async def lrouter_close() -> None:
+            return None
+
+        return lite_routed, lrouter_close
+    raise SystemExit(f"unknown kind {kind!r}; kinds: {', '.join(KINDS + STREAM_KINDS)}")
+
+
+_first_chunk_at: contextvars.ContextVar[list[float]] = contextvars.ContextVar("first_chunk_at")
+
+
+def yield_first() -> None:
+    """Note when a stream's first content chunk reached the caller (per task: a ContextVar)."""
+    seen = _first_chunk_at.get()
+    if not seen:
+        seen.append(time.perf_counter())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def load(call: Callable[[], Awaitable[Any]], in_flight: int, count: int, seconds: float) -> dict[str, float]:
+    """`in_flight` workers share a budget of `count` requests; stop at whichever of count or time comes first."""
+    latencies: list[float] = []
+    remaining = count
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            t0 = time.perf_counter()
+            if not await call():
+                raise RuntimeError("empty reply")
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    async with asyncio.timeout(seconds + 30):
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    elapsed = time.perf_counter() - started
+    return {"in_flight": in_flight, "n": len(latencies), "rps": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.50) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3}
+
+
+async def stream_load(call: Callable[[], Awaitable[Any]], in_flight: int, count: int, seconds: float) -> dict[str, float]:
+    """Time to first chunk and total per stream; with several in flight, each task times its own."""
+    firsts: list[float] = []
+    totals: list[float] = []
+    remaining = count
+    deadline = time.perf_counter() + seconds
+
+    async def one() -> None:
+        seen: list[float] = []
+        _first_chunk_at.set(seen)
+        t0 = time.perf_counter()
+        text = await call()
+        if not text:
+            raise RuntimeError("empty stream")
+        totals.append(time.perf_counter() - t0)
+        firsts.append(seen[0] - t0)
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            await asyncio.create_task(one())  # a task of its own, so its ContextVar is its own
+
+    async with asyncio.timeout(seconds + 30):
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        elapsed = time.perf_counter() - started
+    return {"in_flight": in_flight, "n": len(totals), "streams_s": len(totals) / elapsed,
+            "ttfc_p50_ms": percentile(firsts, 0.5) * 1e3, "total_p50_ms": percentile(totals, 0.5) * 1e3,
+            "total_p99_ms": percentile(totals, 0.99) * 1e3}
+
+
+async def worker_main(kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]]:
+    call, close = await make_call(kind, url)
+    try:
+        streaming = kind.startswith("stream-")
+        runner = stream_load if streaming else load
+        await runner(call, 4, warmup, seconds)  # connections open, caches warm
+        levels = (1, 16) if streaming else CONCURRENCY
+        return [await runner(call, c, count, seconds) for c in levels]
+    finally:
+        await close()
+
+
+# --- the driver ------------------------------------------------------------------------------------
+
+def run_worker(python: str, kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]] | str:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+    cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--url", url, "--count", str(count),
+           "--seconds", str(seconds), "--warmup", str(warmup)]
+    budget = (seconds + 30) * 4 + 120
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, env=env)
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["failed"])[-1][:100]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_rows(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    return [{k: statistics.median(r[i][k] for r in rounds) for k in rounds[0][i]} for i in range(len(rounds[0]))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="llm-router throughput/latency benchmark (see bench/README.md)")
+    parser.add_argument("--only", help=f"comma-separated kinds: {','.join(KINDS + STREAM_KINDS)}, or 'stream'")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (300 per level, 3 s cap)")
+    parser.add_argument("--count", type=int, default=2000, help="requests per concurrency level (cap)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap per concurrency level")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each cell is the median over rounds")
+    parser.add_argument("--others-python", default=sys.executable,
+                        help="interpreter for the openai/litellm kinds (e.g. a venv holding bench/requirements.txt)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=200, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(asyncio.run(worker_main(args.worker, args.url, args.count, args.seconds, args.warmup))))
+        return
+    if args.quick:
+        args.count, args.seconds, args.warmup = 300, 3.0, 50
+    kinds = list(KINDS + STREAM_KINDS)
+    if args.only:
+        wanted = set(args.only.split(","))
+        if "stream" in wanted:
+            wanted |= set(STREAM_KINDS)
+        kinds = [k for k in kinds if k in wanted]
+    stream_count = max(20, args.count // 10)
+
+    results: dict[str, list[list[dict[str, float]]]] = {k: [] for k in kinds}
+    errors: dict[str, str] = {}
+    with mock_server() as url:
+        print(f"mock at {url}; {len(kinds)} kinds x {args.repeat} round(s); "
+              f"cap {args.count} requests or {args.seconds:g} s per level", file=sys.stderr)
+        for round_no in range(args.repeat):
+            for kind in kinds:
+                python = args.others_python if kind in ("openai", "litellm", "litellm-router") else sys.executable
+                count = stream_count if kind.startswith("stream-") else args.count
+                started = time.perf_counter()
+                result = run_worker(python, kind, url, count, args.seconds, args.warmup)
+                print(f"  round {round_no + 1} {kind:15s} {time.perf_counter() - started:5.1f}s"
+                      f"{'' if not isinstance(result, str) else '  ERROR ' + result}", file=sys.stderr)
+                if isinstance(result, str):
+                    errors[kind] = result
+                else:
+                    results[kind].append(result)
+
+    table = {k: median_rows(v) for k, v in results.items() if v}
+    request_kinds = [k for k in kinds if not k.startswith("stream-") and k in table]
+    if request_kinds:
+        base = {row["in_flight"]: row for row in table.get("raw", [])}
+        print(f"\nchat calls, median of {args.repeat} round(s)"
+              f" (x raw = throughput / raw httpx2 throughput at the same in-flight count)")
+        print(f"{'kind':16s}{'in flight':>10s}{'req/s':>10s}{'x raw':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'n':>7s}")
+        for kind in request_kinds:
+            for row in table[kind]:
+                ref = base.get(row["in_flight"])
+                ratio = f"{row['rps'] / ref['rps']:.2f}" if ref else "-"
+                print(f"{kind:16s}{row['in_flight']:>10.0f}{row['rps']:>10.0f}{ratio:>8s}"
+                      f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['n']:>7.0f}")
+    stream_kinds = [k for k in kinds if k.startswith("stream-") and k in table]
+    if stream_kinds:
+        print(f"\n200-chunk streams, median of {args.repeat} round(s)")
+        print(f"{'kind':16s}{'in flight':>10s}{'streams/s':>11s}{'first ms':>10s}{'total p50':>11s}{'total p99':>11s}")
+        for kind in stream_kinds:
+            for row in table[kind]:
+                print(f"{kind:16s}{row['in_flight']:>10.0f}{row['streams_s']:>11.1f}{row['ttfc_p50_ms']:>10.2f}"
+                      f"{row['total_p50_ms']:>11.2f}{row['total_p99_ms']:>11.2f}")
+    for kind, message in errors.items():
+        print(f"\n{kind}: not measured ({message})")
+
+
+if __name__ == "__main__":
+    main()
