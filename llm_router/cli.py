@@ -83,7 +83,7 @@ def _call_args(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.param or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--param takes KEY=VALUE, got {item!r}")
+            raise SystemExit(f"error: --param takes KEY=VALUE, got {item!r}")
         try:
             params[key] = json.loads(value)
         except ValueError:
@@ -157,7 +157,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             env = {**os.environ, "DEMO_BASE_URL": url}
             catalog, problems = load_catalog([catalog_dir()], env)
             errors = [p for p in problems if p.severity == "error"]
-            print(f"validated the bundled catalog: {len(catalog.models)} models, {len(catalog.providers)} providers, "
+            usable = [p for p in catalog.providers.values() if not p.abstract]
+            print(f"validated the bundled catalog: {len(catalog.models)} models, {len(usable)} providers, "
                   f"{len(errors)} error(s)")
             router = Router.from_dir(env=env)
             async with router:
@@ -216,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`llm-router models | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,17 +4,15 @@ provider reaches the right path with the right key over real HTTP on 127.0.0.1."
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
@@ -113,59 +111,18 @@ def test_mistral_stream_request_has_no_stream_options_and_sends_random_seed(cata
 # --- loopback: one real call per OpenAI-compatible provider ----------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class Loopback:
-    url: str
-    reply: dict[str, Any]
-    seen: list[Seen] = field(default_factory=list)
-
-
 @pytest.fixture
-def loopback() -> Iterator[Loopback]:
-    state = Loopback(url="", reply={})
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            body = json.loads(self.rfile.read(length) or b"null")
-            parts = urlsplit(self.path)
-            state.seen.append(Seen("POST", parts.path, parse_qs(parts.query),
-                                   {k.lower(): v for k, v in self.headers.items()}, body))
-            payload = json.dumps(state.reply).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def srv() -> Iterator[MockServer]:
+    with MockServer() as server:
+        yield server
 
 
-def _chat_reply(usage: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop"}],
-            "usage": usage}
+def _reply_for(provider_name: str) -> dict[str, Any]:
+    reply = openai_chat_reply(content="Hello there", prompt_tokens=1000, completion_tokens=200, cached_tokens=400)
+    if provider_name == "deepseek":  # DeepSeek reports cache reads in its own field
+        reply["usage"] = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200,
+                          "prompt_cache_hit_tokens": 400, "prompt_cache_miss_tokens": 600}
+    return reply
 
 
 def _expected_cost(model: ModelConfig, prompt: int, cached: int, completion: int) -> float:
@@ -183,36 +140,32 @@ def test_every_openai_compatible_provider_is_covered_by_the_loopback_test(catalo
 
 @pytest.mark.parametrize("provider_name", sorted(OPENAI_COMPATIBLE))
 async def test_openai_compatible_provider_sends_path_key_and_model_and_prices_the_reply(
-    provider_name: str, loopback: Loopback, catalog: Router
+    provider_name: str, srv: MockServer, catalog: Router
 ) -> None:
     provider = catalog.providers[provider_name]
     model = catalog.models[OPENAI_COMPATIBLE[provider_name]]
     assert provider.auth is not None and provider.base_url_env is not None
-    if provider_name == "deepseek":  # DeepSeek reports cache reads in its own field
-        loopback.reply = _chat_reply({"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200,
-                                      "prompt_cache_hit_tokens": 400, "prompt_cache_miss_tokens": 600})
-    else:
-        loopback.reply = _chat_reply({"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200,
-                                      "prompt_tokens_details": {"cached_tokens": 400}})
+    srv.route("POST", re.compile(r".*/chat/completions"), Reply.json(_reply_for(provider_name)))
     prefix = "/openai" if provider_name == "azure" else "/v1"
-    env = {provider.auth.env: "sk-test-123456", provider.base_url_env: loopback.url + prefix}
+    env = {provider.auth.env: "sk-test-123456", provider.base_url_env: srv.url + prefix}
 
     async with Router.from_dir(env=env) as router:
         async with asyncio.timeout(10):
             resp = await router.query(model_name=model.name, messages=[{"role": "user", "content": "Hi"}])
 
-    assert len(loopback.seen) == 1
-    seen = loopback.seen[0]
+    assert len(srv.requests) == 1
+    seen = srv.requests[0]
+    body = seen.json()
     if provider_name == "azure":
         assert seen.path == f"/openai/deployments/{model.upstream}/chat/completions"
-        assert seen.query == {"api-version": ["2024-10-21"]}
+        assert seen.query == {"api-version": "2024-10-21"}
         assert seen.headers["api-key"] == "sk-test-123456"
         assert "authorization" not in seen.headers
     else:
         assert seen.path == "/v1/chat/completions"
         assert seen.headers["authorization"] == "Bearer sk-test-123456"
-    assert seen.body["model"] == model.upstream
-    assert seen.body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert body["model"] == model.upstream
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
     assert resp.content == "Hello there"
     assert resp.provider == provider_name
     assert resp.usage.input_tokens == 1000
@@ -221,12 +174,12 @@ async def test_openai_compatible_provider_sends_path_key_and_model_and_prices_th
     assert resp.cost == pytest.approx(_expected_cost(model, 1000, 400, 200))
 
 
-async def test_ollama_without_a_key_sends_no_authorization_header(loopback: Loopback) -> None:
-    loopback.reply = _chat_reply({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
-    async with Router.from_dir(env={"OLLAMA_BASE_URL": loopback.url + "/v1"}) as router:
+async def test_ollama_without_a_key_sends_no_authorization_header(srv: MockServer) -> None:
+    srv.route("POST", "/v1/chat/completions", Reply.json(openai_chat_reply()))
+    async with Router.from_dir(env={"OLLAMA_BASE_URL": srv.url + "/v1"}) as router:
         async with asyncio.timeout(10):
             resp = await router.query(model_name="llama3.2", messages=[{"role": "user", "content": "Hi"}])
-    assert "authorization" not in loopback.seen[0].headers
+    assert "authorization" not in srv.requests[0].headers
     assert resp.cost == 0
 
 

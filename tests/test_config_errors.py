@@ -218,6 +218,25 @@ def test_every_problem_is_reported_in_one_run(write_config):
     assert {(Path(p.file).name, p.line) for p in errors} == {("acme.yaml", 14), ("m.yaml", 6), ("n.yaml", 5)}
 
 
+def test_syntax_schema_and_reference_errors_are_all_reported_in_one_run(write_config):
+    config = write_config({
+        "providers.d/acme.yaml": PROVIDER,
+        "providers.d/broken.yaml": "name: broken\nbase_url: [x\n",
+        "models.d/m.yaml": MODEL + "    fallbacks: [nope]\n",
+        "models.d/n.yaml": "models:\n  n1:\n    provider: acme\n    kind: chatt\n    pricing: unknown\n",
+    })
+    errors = errors_of(config)
+    assert [(Path(p.file).name, p.line) for p in errors] == [("broken.yaml", 3), ("n.yaml", 4), ("m.yaml", 6)], errors
+    assert "did you mean 'chat'?" in errors[1].message and "unknown model 'nope'" in errors[2].message
+
+
+def test_a_broken_provider_brings_no_follow_on_errors_for_its_models(write_config):
+    config = write_config({"providers.d/acme.yaml": PROVIDER.replace("$.choices[0].message.content", "$.choices[0"),
+                           "models.d/m.yaml": MODEL})
+    (error,) = errors_of(config)
+    assert (Path(error.file).name, error.line, error.key) == ("acme.yaml", 13, "operations.chat.response.content")
+
+
 def test_semantic_problems_in_independent_models_are_all_reported(write_config):
     config = write_config({"providers.d/acme.yaml": PROVIDER, "models.d/m.yaml": (
         "models:\n"

@@ -10,7 +10,7 @@ import pytest
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
-from llm_router.errors import InvalidRequestError, StreamInterrupted
+from llm_router.errors import InvalidRequestError, ProviderError, StreamInterrupted
 from mockserver import (
     MockServer,
     Reply,
@@ -26,16 +26,30 @@ MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content
 CHUNKS = ("One", ", two", ", three", ".")
 PRICED = """
 models:
-  s-openai: {provider: openai, upstream: gpt-4.1, pricing: {input_per_million: 2.0, output_per_million: 8.0, cached_input_per_million: 0.5}}
-  s-anthropic: {provider: anthropic, upstream: claude-sonnet-4-5, pricing: {input_per_million: 3.0, output_per_million: 15.0, cached_input_per_million: 0.3, cache_write_per_million: 3.75}}
-  s-gemini: {provider: gemini, upstream: gemini-2.5-flash, pricing: {input_per_million: 0.3, output_per_million: 2.5, cached_input_per_million: 0.075}}
+  s-openai:
+    provider: openai
+    upstream: gpt-4.1
+    pricing: {input_per_million: 2.0, output_per_million: 8.0, cached_input_per_million: 0.5}
+  s-anthropic:
+    provider: anthropic
+    upstream: claude-sonnet-4-5
+    pricing: {input_per_million: 3.0, output_per_million: 15.0, cached_input_per_million: 0.3,
+              cache_write_per_million: 3.75}
+  s-gemini:
+    provider: gemini
+    upstream: gemini-2.5-flash
+    pricing: {input_per_million: 0.3, output_per_million: 2.5, cached_input_per_million: 0.075}
   primary:
     provider: openai
     upstream: primary-up
     pricing: {input_per_million: 1.0, output_per_million: 1.0}
     fallbacks: [backup]
   backup: {provider: anthropic, upstream: backup-up, pricing: {input_per_million: 1.0, output_per_million: 1.0}}
-  no-stream-model: {provider: openai, upstream: gpt-4.1, pricing: {input_per_million: 1.0, output_per_million: 1.0}, streaming: false}
+  no-stream-model:
+    provider: openai
+    upstream: gpt-4.1
+    pricing: {input_per_million: 1.0, output_per_million: 1.0}
+    streaming: false
 """
 
 
@@ -147,7 +161,8 @@ async def test_an_error_status_before_the_first_chunk_falls_back(srv, router):
     chunks = await collect(router.stream("primary", MESSAGES))
     assert "".join(c.delta for c in chunks) == "from backup"
     assert chunks[-1].model_name == "backup"
-    assert [(a.model, a.ok, a.status) for a in chunks[-1].attempts] == [("primary", False, 429), ("backup", True, 200)]
+    attempts = [(a.model, a.ok, a.status) for a in chunks[-1].attempts]
+    assert attempts == [("primary", False, 429), ("backup", True, 200)]
     assert srv.requests[1].json()["model"] == "backup-up"
     await router.aclose()
 
@@ -217,4 +232,13 @@ async def test_abandoning_the_loop_without_aclose_still_closes_the_connection(sr
         async for chunk in router.stream(model, MESSAGES):
             break
     assert await srv.async_wait_until(lambda: srv.disconnects >= 1 and srv.open_connections == 0, timeout=3)
+    await router.aclose()
+
+
+async def test_an_error_event_echoing_the_key_is_redacted(srv, router):
+    srv.route("POST", "/v1/messages", Reply.sse([{"event": "error", "data": {
+        "type": "error", "error": {"type": "authentication_error", "message": f"bad key {KEY}"}}}]))
+    with pytest.raises(ProviderError) as info:
+        await collect(router.stream("s-anthropic", MESSAGES))
+    assert KEY not in str(info.value) and "bad key ***" in info.value.message
     await router.aclose()

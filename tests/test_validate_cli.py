@@ -70,7 +70,7 @@ def keys(monkeypatch):
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "llm_router", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-m", "llm_router", *args], check=False, capture_output=True, text=True, timeout=60,
                           env={**base, **(env or {})}, cwd=cwd)
 
 

@@ -16,6 +16,11 @@ BODY_VARS = frozenset({"model", "messages", "prompt", "params"})
 POLL_VARS = frozenset({"model", "params", "submit"})
 
 
+def _given(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The keys the config states; the dataclass defaults (the schema's) cover the rest."""
+    return {k: data[k] for k in keys if k in data}
+
+
 class _Builder:
     """Compiles one doc; a fault is recorded as a problem at its line and the value left out."""
 
@@ -47,10 +52,27 @@ class _Builder:
         if value is None:
             return None
         try:
-            return compile_structure(value, allowed, ".".join(map(str, at)))
+            return _compile_cached(value, allowed, ".".join(map(str, at)))
         except TemplateCompileError as exc:
             self.fail(_faulty_leaf(value, at, allowed), str(exc))
             return None
+
+
+_COMPILED: dict[tuple[str, frozenset[str], str], CompiledTemplate] = {}
+
+
+def _compile_cached(value: Any, allowed: frozenset[str], where: str) -> CompiledTemplate:
+    """compile_structure, once per distinct input: the providers that extend one base share its
+    templates, and compiling Jinja is most of the cost of loading the catalog. A compiled template
+    holds no state between renders, so sharing one is safe."""
+    key = (repr(value), allowed, where)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = compile_structure(value, allowed, where)
+        if len(_COMPILED) >= 4096:
+            _COMPILED.clear()
+        _COMPILED[key] = compiled
+    return compiled
 
 
 def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str]) -> KeyPath:
@@ -75,7 +97,7 @@ def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction 
         return None
     return m.Extraction(
         content=content,
-        content_kind=data.get("content_kind", "text"),
+        **_given(data, "content_kind"),
         finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
         id=b.path(data.get("id"), (*at, "id")),
         usage=_usage(b, data.get("usage"), (*at, "usage")),
@@ -96,10 +118,9 @@ def _errors(b: _Builder, data: dict[str, Any] | None) -> m.ErrorPolicy:
         message=b.path(data.get("message"), ("errors", "message")),
         code=b.path(data.get("code"), ("errors", "code")),
         retry=m.RetryPolicy(
-            max_attempts=retry.get("max_attempts", 3),
             backoff=m.Backoff(**retry.get("backoff", {})),
-            retry_after=tuple(retry.get("retry_after", ("retry-after-ms", "retry-after"))),
-            max_wait_s=retry.get("max_wait_s", 20),
+            **_given(retry, "max_attempts", "max_wait_s"),
+            **({"retry_after": tuple(retry["retry_after"])} if "retry_after" in retry else {}),
         ),
         classify=tuple(rules),
     )
@@ -110,7 +131,7 @@ def _handler(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.StreamHandler:
         delta=b.path(data.get("delta"), (*at, "delta")),
         finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
         usage=_usage(b, data["usage"], (*at, "usage")) if "usage" in data else None,
-        end=data.get("end", False),
+        **_given(data, "end"),
         error=b.path(data.get("error"), (*at, "error")),
     )
 
@@ -125,13 +146,12 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
         body=compiled_body,
         path=b.template(data.get("path"), (*at, "path"), REQUEST_VARS),
         query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
-        format=data.get("format", "sse"),
         route_by=route_by,
         route_path=b.path(route_by, (*at, "route_by")) if route_by and route_by != "event" else None,
         on=MappingProxyType({k: _handler(b, v, (*at, "on", k)) for k, v in data.get("on", {}).items()}),
         handler=_handler(b, data["handler"], (*at, "handler")) if "handler" in data else None,
         done=data.get("done"),
-        unknown_event=data.get("unknown_event", "ignore"),
+        **_given(data, "format", "unknown_event"),
     )
 
 
@@ -160,12 +180,8 @@ def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
         done=frozenset(states["done"]),
         failed=frozenset(states["failed"]),
         result=result,
-        method=data.get("method", "GET"),
-        interval_s=data.get("interval_s", 1.0),
         backoff=m.PollBackoff(**backoff) if backoff is not None else None,
-        deadline_s=data.get("deadline_s", 300),
-        max_polls=data.get("max_polls", 600),
-        unknown=data.get("unknown", "fail"),
+        **_given(data, "method", "interval_s", "deadline_s", "max_polls", "unknown"),
         message=b.path(data.get("message"), (*at, "message")),
     )
 
@@ -184,7 +200,7 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
     return m.Operation(
         kind=kind,
         path=path,
-        method=data.get("method", "POST"),
+        **_given(data, "method"),
         query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
         headers=b.template(data.get("headers"), (*at, "headers"), REQUEST_VARS),
         body=body,
@@ -208,14 +224,12 @@ def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
         name=data["name"],
         base_url=data.get("base_url", "").rstrip("/"),
         file=doc.file,
-        description=data.get("description", ""),
-        abstract=data.get("abstract", False),
+        **_given(data, "description", "abstract", "max_connections"),
         base_url_env=data.get("base_url_env"),
         auth=m.Auth(**auth) if auth else None,
         headers=MappingProxyType(dict(data.get("headers", {}))),
         hosts=tuple(data.get("hosts", ())),
         timeouts=m.Timeouts(**data.get("timeouts", {})),
-        max_connections=data.get("max_connections", 100),
         operations=MappingProxyType(operations),
         errors=_errors(b, data.get("errors")),
     )
@@ -230,15 +244,13 @@ def build_model(doc: Doc) -> m.ModelConfig:
         upstream=data.get("upstream", doc.name),
         pricing=None if pricing == "unknown" else m.Pricing(**{**pricing, "per_image_by_size": MappingProxyType(pricing.get("per_image_by_size", {}))}),
         file=doc.file,
-        kind=data.get("kind", "chat"),
-        description=data.get("description", ""),
+        **_given(data, "kind", "description", "streaming"),
         limits=m.Limits(**data.get("limits", {})),
         params=frozenset(data.get("params", ())),
         defaults=MappingProxyType(dict(data.get("defaults", {}))),
         rename=MappingProxyType(dict(data.get("rename", {}))),
         fallbacks=tuple(data.get("fallbacks", ())),
         on_unsupported_param=data.get("on_unsupported_param"),
-        streaming=data.get("streaming", True),
     )
 
 

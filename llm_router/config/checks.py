@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from ..errors import Problem
@@ -58,7 +59,7 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
 
 def check_models(
     models: Mapping[str, ModelConfig], docs: Mapping[str, Doc], providers: Mapping[str, ProviderConfig],
-    broken_providers: Set[str] = frozenset(), broken_models: Set[str] = frozenset(),
+    broken_providers: AbstractSet[str] = frozenset(), broken_models: AbstractSet[str] = frozenset(),
 ) -> list[Problem]:
     """References, operations, params and prices of each model. Names in `broken_*` had errors of
     their own already reported: checks that depend on them are skipped rather than repeated."""

@@ -8,9 +8,10 @@ the JSON Schema, so a second validation pass would only cost import and load tim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..paths import JSONPath
 from ..templating import CompiledTemplate

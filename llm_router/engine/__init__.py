@@ -112,7 +112,7 @@ class Engine:
         async def connect() -> tuple[Any, AsyncIterator[StreamEvent]]:
             context = open_stream(client, runtime, request, model)
             response = await context.__aenter__()
-            return context, read_events(response, spec, runtime.name, model).__aiter__()
+            return context, read_events(response, spec, runtime.name, model, runtime.redact).__aiter__()
 
         (stack, events), _ = await with_retries(runtime, model, connect)
         try:

@@ -18,7 +18,9 @@ from .send import send_json, with_retries
 log = logging.getLogger("llm_router")
 
 
-def poll_request(runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any) -> PreparedRequest:
+def poll_request(
+    runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any
+) -> PreparedRequest:
     model = model_ctx["name"]
     if spec.url.from_ is not None:
         url = spec.url.from_.first(submit)

@@ -171,4 +171,5 @@ def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[st
         headers[auth.header] = f"{auth.scheme} {MASK}" if auth.scheme else MASK
     if auth is not None and auth.query and auth.query in query:
         query[auth.query] = MASK
-    return {"method": request.method, "url": runtime.redact(request.url), "query": query, "headers": headers, "body": request.body}
+    return {"method": request.method, "url": runtime.redact(request.url), "query": query, "headers": headers,
+            "body": request.body}

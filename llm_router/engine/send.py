@@ -73,7 +73,9 @@ async def with_retries(
             await asyncio.sleep(wait)
 
 
-async def send_json(client: httpx2.AsyncClient, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any, float]:
+async def send_json(
+    client: httpx2.AsyncClient, runtime: ProviderRuntime, request: PreparedRequest, model: str
+) -> tuple[int, Any, float]:
     """One HTTP exchange → (status, parsed JSON, seconds); raises a typed error for anything else."""
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx2
@@ -22,7 +22,9 @@ class StreamEvent:
     end: bool = False
 
 
-async def read_events(response: httpx2.Response, spec: StreamSpec, provider: str, model: str) -> AsyncIterator[StreamEvent]:
+async def read_events(
+    response: httpx2.Response, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str]
+) -> AsyncIterator[StreamEvent]:
     try:
         source = httpx2.EventSource(response)
         async for sse in source:
@@ -34,13 +36,14 @@ async def read_events(response: httpx2.Response, spec: StreamSpec, provider: str
             try:
                 data = json.loads(sse.data)
             except ValueError:
-                raise ServerError(f"a stream event is not valid JSON: {sse.data[:120]!r}", provider=provider, model=model) from None
+                raise ServerError(f"a stream event is not valid JSON: {redact(repr(sse.data[:120]))}",
+                                  provider=provider, model=model) from None
             handler = _route(spec, sse.event, data, provider, model)
             if handler is None:
                 continue
             if handler.error is not None:
                 message = text_or_none(handler.error, data) or "error event in the stream"
-                raise ServerError(message, provider=provider, model=model)
+                raise ServerError(redact(message), provider=provider, model=model)
             event = StreamEvent(
                 delta=text_or_none(handler.delta, data),
                 finish_reason=text_or_none(handler.finish_reason, data),
@@ -51,7 +54,7 @@ async def read_events(response: httpx2.Response, spec: StreamSpec, provider: str
             if event.end:
                 return
     except httpx2.SSEError as exc:
-        raise ServerError(f"bad event stream: {exc}", provider=provider, model=model) from None
+        raise ServerError(f"bad event stream: {redact(str(exc))}", provider=provider, model=model) from None
 
 
 def _route(spec: StreamSpec, event_name: str, data: object, provider: str, model: str) -> StreamHandler | None:
