@@ -35,12 +35,17 @@ def _print_problems(problems: list[Problem], fmt: str, files: int) -> None:
         if fmt == "github":
             level = "error" if p.severity == "error" else "warning"
             line = f",line={p.line}" if p.line else ""
-            message = p.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::{level} file={p.file}{line}::{message}")
+            file = _escape(p.file).replace(":", "%3A").replace(",", "%2C")
+            print(f"::{level} file={file}{line}::{_escape(p.message)}")
         else:
             print(p)
     summary = f"{len(errors)} error(s), {len(warnings)} warning(s) in {files} file(s)"
     print(("✗ " if errors else "✓ ") + summary, file=sys.stderr)
+
+
+def _escape(text: str) -> str:
+    """GitHub workflow-command escaping (a newline would end the annotation)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -49,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     catalog, problems = load_catalog(_dirs(args), dict(os.environ))
     if args.strict:
         problems = [Problem(p.file, p.line, p.message, "error", p.key) for p in problems]
-    _print_problems(problems, args.format, len(catalog.files) or len(problems))
+    _print_problems(problems, args.format, len(catalog.files))
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 

@@ -1,6 +1,6 @@
 """Provider contracts: recorded exchanges replayed offline through the real engine.
 
-A contract file (`contracts.d/*.yaml` in any config dir, schema `schemas/contract.schema.json`)
+A contract file (`providers.d/contracts/*.yaml` beside the provider files of any config dir, schema `schemas/contract.schema.json`)
 holds one call, the request it must render, the provider's replies, and what the router must
 return. `llm-router test` replays each through an in-memory transport: the request is compared,
 the replies are served in order, and the result is compared. Nothing touches the network.
@@ -53,7 +53,8 @@ class ContractResult:
 
 
 def contract_files(directory: Path) -> list[Path]:
-    return sorted([*directory.glob("contracts.d/**/*.yaml"), *directory.glob("contracts.d/**/*.yml")])
+    folder = directory / "providers.d" / "contracts"
+    return sorted([*folder.glob("**/*.yaml"), *folder.glob("**/*.yml")])
 
 
 def load_contracts(dirs: Iterable[Path], catalog: Catalog) -> tuple[list[Contract], list[Problem]]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import httpx2
+
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine
@@ -40,9 +42,15 @@ MAX_INPUT_CHARS = 10_000_000
 class Router:
     """Routes calls to models declared in YAML. Create with `Router.from_dir(...)`."""
 
-    def __init__(self, catalog: Catalog, env: Mapping[str, str], limiter: LimiterBackend | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        env: Mapping[str, str],
+        limiter: LimiterBackend | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
         self._catalog = catalog
-        self._engine = Engine(catalog.providers, env)
+        self._engine = Engine(catalog.providers, env, transport)
         self._limiter: LimiterBackend = limiter or LocalLimiter()
         self._hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
         self._model_ctx = {n: MappingProxyType({"name": n, "upstream": m.upstream, "provider": m.provider})

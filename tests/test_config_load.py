@@ -145,3 +145,16 @@ def test_missing_key_is_a_warning_not_an_error_when_loading(layer):
     assert warning.severity == "warning" and "ACME_API_KEY is not set" in warning.message
     assert (warning.file, warning.line) == (str(config / "providers.d/acme.yaml"), 3)
     assert Router.from_dir(config, env={}).models["m1"].provider == "acme"
+
+
+def test_loading_again_builds_no_new_schema_validator(layer):
+    from llm_router.config import schema
+
+    config = layer("ok", {"providers.d/acme.yaml": PROVIDER, "models.d/m.yaml": MODEL})
+    load_catalog([config], {})
+    load_catalog([catalog_dir()], {})
+    before = schema.validator.cache_info()
+    load_catalog([config], {})
+    load_catalog([catalog_dir()], {})
+    after = schema.validator.cache_info()
+    assert after.misses == before.misses and after.hits > before.hits

@@ -172,3 +172,11 @@ def test_bundled_catalog_validates_with_only_warnings_without_keys(capsys, monke
 def test_missing_dir_is_an_error_line(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope")]) == 1
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'nope'}: config dir does not exist")
+
+
+def test_github_format_escapes_the_file_property(tmp_path, keys, capsys):
+    config = write(tmp_path / "a,b:c", {"providers.d/acme.yaml": PROVIDER, "providers.d/other.yaml": OTHER,
+                                         "models.d/m.yaml": BAD_MODELS})
+    assert main(["validate", str(config), "--format", "github"]) == 1
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"::error file={tmp_path}/a%2Cb%3Ac/models.d/m.yaml,line=8::models.m2: unknown key 'fallback'")

@@ -51,7 +51,11 @@ class EngineResult:
 
 
 class Engine:
-    def __init__(self, providers: Mapping[str, ProviderConfig], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, providers: Mapping[str, ProviderConfig], env: Mapping[str, str], transport: httpx2.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport` replaces the network for every provider (contract replay, recording)."""
+        self._transport = transport
         self.redact = Redactor()
         self.runtimes = {name: ProviderRuntime(p, env, self.redact) for name, p in providers.items() if not p.abstract}
         self._clients: dict[str, httpx2.AsyncClient] = {}
@@ -59,7 +63,7 @@ class Engine:
     def _client(self, runtime: ProviderRuntime) -> httpx2.AsyncClient:
         client = self._clients.get(runtime.name)
         if client is None:
-            client = self._clients[runtime.name] = make_client(runtime)
+            client = self._clients[runtime.name] = make_client(runtime, self._transport)
         return client
 
     def _operation(self, call: Call) -> tuple[ProviderRuntime, Operation]:

@@ -20,7 +20,7 @@ log = logging.getLogger("llm_router")
 T = TypeVar("T")
 
 
-def make_client(runtime: ProviderRuntime) -> httpx2.AsyncClient:
+def make_client(runtime: ProviderRuntime, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
     t = runtime.config.timeouts
     limit = runtime.config.max_connections
     return httpx2.AsyncClient(
@@ -28,6 +28,7 @@ def make_client(runtime: ProviderRuntime) -> httpx2.AsyncClient:
         limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit),
         follow_redirects=False,  # a redirect could carry the key to another host
         trust_env=False,
+        transport=transport,
     )
 
 
