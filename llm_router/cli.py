@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,17 @@ def _escape(text: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_catalog
+    from .contracts import contract_files, load_contracts
 
-    catalog, problems = load_catalog(_dirs(args), dict(os.environ))
+    dirs = _dirs(args)
+    catalog, problems = load_catalog(dirs, dict(os.environ))
+    broken = any(p.severity == "error" for p in problems)
+    _, contract_problems = load_contracts(dirs, None if broken else catalog)
+    problems = problems + contract_problems
+    files = len(catalog.files) + sum(len(contract_files(d)) for d in dirs)
     if args.strict:
         problems = [Problem(p.file, p.line, p.message, "error", p.key) for p in problems]
-    _print_problems(problems, args.format, len(catalog.files))
+    _print_problems(problems, args.format, files)
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -180,6 +188,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from .contracts import replay_dirs
+
+    started = time.perf_counter()
+    report = replay_dirs(_dirs(args), args.provider)
+    seconds = time.perf_counter() - started
+    passed = sum(r.ok for r in report.results)
+    failed = len(report.results) - passed
+    if args.format == "json":
+        print(json.dumps({
+            "ok": report.ok and bool(report.results), "passed": passed, "failed": failed, "seconds": round(seconds, 3),
+            "results": [{"name": r.contract.name, "provider": r.contract.provider, "file": r.contract.file,
+                         "line": r.contract.line, "ok": r.ok, "diffs": r.diffs, "seconds": round(r.seconds, 4)}
+                        for r in report.results],
+            "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message}
+                         for p in report.problems],
+        }, indent=2))
+    else:
+        for p in report.errors:
+            print(_annotation("error", p.file, p.line, p.message) if args.format == "github" else p)
+        for r in report.results:
+            if r.ok:
+                print(f"PASS {r.contract.name}")
+            elif args.format == "github":
+                print(f"FAIL {r.contract.name}")
+                print(_annotation("error", r.contract.file, r.contract.line,
+                                  f"contract {r.contract.name} failed:\n" + "\n".join(r.diffs)))
+            else:
+                print(f"FAIL {r.contract.name}  ({r.contract.file}:{r.contract.line})")
+                for diff in r.diffs:
+                    print(f"     {diff}")
+        where = f" for provider {args.provider}" if args.provider else ""
+        if report.errors:
+            print(f"✗ {len(report.errors)} problem(s) in the contracts or config", file=sys.stderr)
+        elif not report.results:
+            print(f"✗ no contracts found{where} (providers.d/contracts/*.yaml)", file=sys.stderr)
+        else:
+            mark = "✓" if failed == 0 else "✗"
+            print(f"{mark} {passed} passed, {failed} failed{where} in {seconds:.2f}s", file=sys.stderr)
+    if report.errors or failed:
+        return 1
+    return 0 if report.results else 2
+
+
+def _annotation(level: str, file: str, line: int | None, message: str) -> str:
+    where = _escape(file).replace(":", "%3A").replace(",", "%2C") + (f",line={line}" if line else "")
+    return f"::{level} file={where}::{_escape(message)}"
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .contracts import dump_contract, record
+
+    out = Path(args.out)
+    name = re.sub(r"[^a-z0-9_.-]+", "-", out.stem.lower()).strip("-.") or "recorded"
+    params = _call_args(args)["params"]
+    data = asyncio.run(record(_dirs(args), dict(os.environ), args.model, args.prompt, params, args.stream, name))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dump_contract(data), encoding="utf-8")
+    print(f"wrote {out} ({len(data['replies'])} repl{'y' if len(data['replies']) == 1 else 'ies'}, "
+          f"{'error ' + data['expect']['error']['type'] if 'error' in data['expect'] else 'success'}); "
+          f"replay it with: llm-router test <config dir>", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-router", description="A declarative router for LLM and image APIs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--stream", action="store_true")
         command.add_argument("--format", choices=["text", "json"], default="text")
         command.set_defaults(func=func)
+
+    test = sub.add_parser("test", help="replay every provider contract offline through the engine; exit 0 only when all pass")
+    test.add_argument("dirs", nargs="*", help="config dirs (default: the bundled catalog); later ones override earlier")
+    test.add_argument("--provider", help="only the contracts of this provider")
+    test.add_argument("--format", choices=["text", "json", "github"], default="text")
+    test.set_defaults(func=cmd_test)
+
+    rec = sub.add_parser("record", help="make one real call and write it as a contract, secrets masked")
+    rec.add_argument("model")
+    rec.add_argument("prompt")
+    rec.add_argument("--out", required=True, help="the contract file to write (e.g. providers.d/contracts/acme-chat.yaml)")
+    rec.add_argument("--dir", dest="dirs", action="append", help="config dir (repeatable; default: bundled)")
+    rec.add_argument("--param", "-p", action="append", help="KEY=VALUE (VALUE parsed as JSON when it can be)")
+    rec.add_argument("--stream", action="store_true", help="record a streamed call")
+    rec.set_defaults(func=cmd_record, system=None)
 
     demo = sub.add_parser("demo", help="run a real query offline against a loopback demo provider")
     demo.add_argument("prompt", nargs="?", default="hello from llm-router")

@@ -147,6 +147,11 @@ class RateLimitError(ProviderError):
     kind = "rate_limited"
 
 
+class DeploymentsCoolingDown(RateLimitError):
+    """Every deployment of the model is cooling down after repeated failures; `retry_after_s`
+    says when the earliest one may be tried again."""
+
+
 class ProviderTimeout(ProviderError, TimeoutError):
     kind = "timeout"
 
@@ -166,6 +171,26 @@ class StreamInterrupted(ProviderError):
     kind = "stream_interrupted"
 
 
+class BudgetExceeded(RouterError):
+    """A spend budget (router.yaml `budgets:`) is used up for its period; nothing was sent."""
+
+    kind = "budget_exceeded"
+
+    def __init__(self, scope: str, name: str | None, period: str, period_id: str, limit_usd: float, spent_usd: float,
+                 on_exceed: str = "raise") -> None:
+        self.scope = scope
+        self.name = name
+        self.period = period
+        self.period_id = period_id
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.on_exceed = on_exceed
+        what = "the router's budget" if scope == "router" else f"the budget of {scope} {name!r}"
+        self.message = (f"{what} for {period_id} (UTC {period}) is used up: ${spent_usd:.4f} spent of ${limit_usd:g}; "
+                        "raise `limit_usd` in router.yaml or wait for the next period")
+        super().__init__(self.message)
+
+
 class AllAttemptsFailed(RouterError):
     """Every model in the chain failed. `attempts` holds each one (model, provider, status, the
     error message); `errors` the error each raised, in the same order."""
@@ -174,7 +199,7 @@ class AllAttemptsFailed(RouterError):
         self.attempts = list(attempts)
         self.errors = list(errors)
         lines = [
-            f"  {a.model} via {a.provider}: {'HTTP ' + str(a.status) + ' ' if a.status else ''}{a.error}"
+            f"  {a.model} via {a.deployment or a.provider}: {'HTTP ' + str(a.status) + ' ' if a.status else ''}{a.error}"
             for a in self.attempts
         ]
         super().__init__("every attempt failed:\n" + "\n".join(lines))

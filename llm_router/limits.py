@@ -1,8 +1,8 @@
-"""Rate limits per model (requests and tokens per minute), behind a small backend interface.
+"""Rate limits per model (requests and tokens per minute): the sliding window, and the limiter
+interface the router used before `state.StateBackend` (kept until the router moves to it).
 
-The in-process backend keeps a sliding window per key. A shared backend (Redis, say) implements
-the same two methods and is passed as `Router(catalog, env, limiter=...)`; the router does not
-change.
+`Window` is the in-process sliding window; `state.LocalState` keeps one per slot, and
+`LocalLimiter` (the older two-method backend) keeps one per model.
 """
 
 from __future__ import annotations
@@ -43,25 +43,71 @@ class LimitExceeded(Exception):
         super().__init__(f"{what} limit reached; capacity in {wait_s:.1f}s")
 
 
-class _Window:
-    __slots__ = ("requests", "tokens", "token_total")
+class _Reservation:
+    __slots__ = ("settled", "stamp", "tokens")
+
+    def __init__(self, stamp: float, tokens: int) -> None:
+        self.stamp = stamp
+        self.tokens = tokens
+        self.settled = False
+
+
+class Window:
+    """Requests and token reservations of the last WINDOW_S seconds for one key.
+
+    Check (`wait_needed`) and record (`record`) must run with no await between them; on one event
+    loop that makes them atomic, so concurrent tasks never overshoot a limit.
+    """
+
+    __slots__ = ("requests", "token_total", "tokens")
 
     def __init__(self) -> None:
         self.requests: collections.deque[float] = collections.deque()
-        self.tokens: collections.deque[tuple[float, int]] = collections.deque()
+        self.tokens: collections.deque[_Reservation] = collections.deque()
         self.token_total = 0
 
     def prune(self, now: float) -> None:
         horizon = now - WINDOW_S
         while self.requests and self.requests[0] <= horizon:
             self.requests.popleft()
-        while self.tokens and self.tokens[0][0] <= horizon:
-            self.token_total -= self.tokens.popleft()[1]
+        while self.tokens and self.tokens[0].stamp <= horizon:
+            self.token_total -= self.tokens.popleft().tokens
+
+    def wait_needed(self, now: float, rpm: int | None, tpm: int | None, tokens: int) -> tuple[str, float] | None:
+        """None when a request of `tokens` fits now, else (which limit, seconds until it fits)."""
+        self.prune(now)
+        if rpm is not None and len(self.requests) >= rpm:
+            # room comes when the request `rpm` places from the newest leaves the window
+            return "rpm", self.requests[len(self.requests) - rpm] + WINDOW_S - now
+        if tpm is not None and self.tokens and self.token_total + tokens > tpm:
+            # a request larger than the whole budget still runs once the window is empty
+            freed, horizon = 0, self.tokens[0].stamp
+            for entry in self.tokens:
+                freed += entry.tokens
+                horizon = entry.stamp
+                if self.token_total - freed + tokens <= tpm:
+                    break
+            return "tpm", horizon + WINDOW_S - now
+        return None
+
+    def record(self, now: float, rpm: int | None, tpm: int | None, tokens: int) -> None:
+        if rpm is not None:
+            self.requests.append(now)
+        if tpm is not None:
+            self.tokens.append(_Reservation(now, tokens))
+            self.token_total += tokens
+
+    def settle(self, reserved: int, actual: int) -> None:
+        """Replace the newest unsettled reservation of `reserved` tokens by `actual`."""
+        for entry in reversed(self.tokens):
+            if not entry.settled and entry.tokens == reserved:
+                entry.tokens, entry.settled = actual, True
+                self.token_total += actual - reserved
+                return
 
 
 class LocalLimiter:
-    """Sliding-window limits in this process. Check and record happen with no await between them,
-    so concurrent tasks on one event loop never overshoot a limit.
+    """Sliding-window limits in this process (the `LimiterBackend` form of `state.LocalState`).
 
     `clock` and `sleep` are injectable so tests can drive the window without waiting a minute.
     """
@@ -71,38 +117,18 @@ class LocalLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        self._windows: dict[str, _Window] = collections.defaultdict(_Window)
+        self._windows: dict[str, Window] = collections.defaultdict(Window)
         self._clock = clock
         self._sleep = sleep
-
-    @staticmethod
-    def _wait_needed(window: _Window, now: float, rpm: int | None, tpm: int | None, tokens: int) -> tuple[str, float] | None:
-        if rpm is not None and len(window.requests) >= rpm:
-            # room comes when the request `rpm` places from the newest leaves the window
-            return "rpm", window.requests[len(window.requests) - rpm] + WINDOW_S - now
-        if tpm is not None and window.tokens and window.token_total + tokens > tpm:
-            # a request larger than the whole budget still runs once the window is empty
-            freed, horizon = 0, window.tokens[0][0]
-            for stamp, count in window.tokens:
-                freed += count
-                horizon = stamp
-                if window.token_total - freed + tokens <= tpm:
-                    break
-            return "tpm", horizon + WINDOW_S - now
-        return None
 
     async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int, max_wait_s: float) -> None:
         window = self._windows[key]
         deadline = self._clock() + max_wait_s
         while True:
             now = self._clock()
-            window.prune(now)
-            needed = self._wait_needed(window, now, rpm, tpm, tokens)
+            needed = window.wait_needed(now, rpm, tpm, tokens)
             if needed is None:
-                window.requests.append(now)
-                if tpm is not None:
-                    window.tokens.append((now, tokens))
-                    window.token_total += tokens
+                window.record(now, rpm, tpm, tokens)
                 return
             what, wait = needed
             if now + wait > deadline:
@@ -111,15 +137,8 @@ class LocalLimiter:
 
     async def settle(self, key: str, reserved: int, actual: int) -> None:
         window = self._windows.get(key)
-        if window is None or reserved == actual:
-            return
-        # Adjust the newest reservation of this size; precise enough for a one-minute window.
-        for i in range(len(window.tokens) - 1, -1, -1):
-            stamp, count = window.tokens[i]
-            if count == reserved:
-                window.tokens[i] = (stamp, actual)
-                window.token_total += actual - reserved
-                return
+        if window is not None:
+            window.settle(reserved, actual)
 
 
 def limit_error(exc: LimitExceeded, model: str, provider: str) -> RateLimitError:

@@ -5,15 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config.model import ModelConfig
+from .config.model import ModelConfig, Pricing
 from .types import Usage
 
 
 def cost_of(model: ModelConfig, usage: Usage, params: Mapping[str, Any]) -> float | None:
-    pricing = model.pricing
+    return price(model.pricing, model.kind, usage, params)
+
+
+def unit_price(pricing: Pricing | None, kind: str) -> float:
+    """One number to rank deployments by price (`cheapest`): input + output per million tokens, or
+    the price of one image (the cheapest size); an unknown price ranks last."""
+    if pricing is None:
+        return float("inf")
+    if kind == "image":
+        prices = [p for p in (pricing.per_image, *pricing.per_image_by_size.values()) if p is not None]
+        return min(prices, default=float("inf"))
+    return (pricing.input_per_million or 0.0) + (pricing.output_per_million or 0.0)
+
+
+def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str, Any]) -> float | None:
     if pricing is None:
         return None
-    if model.kind == "image":
+    if kind == "image":
         size = params.get("size")
         price = pricing.per_image_by_size.get(size, pricing.per_image) if isinstance(size, str) else pricing.per_image
         if price is None:

@@ -3,13 +3,17 @@ fallback chain, price the result, keep totals, tell the hooks. It knows nothing 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import inspect
 import json
 import logging
 import os
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,19 +21,22 @@ from typing import Any
 import httpx2
 
 from .config import load_catalog
-from .config.model import Catalog, ModelConfig, ProviderConfig
+from .config.model import Budget, Catalog, Limits, ModelConfig, Pricing, ProviderConfig, StateSettings
 from .engine import Call, Engine
 from .errors import (
     AllAttemptsFailed,
+    BudgetExceeded,
     ConfigurationError,
+    DeploymentsCoolingDown,
     InvalidRequestError,
     ProviderError,
     RouterError,
     UnknownModelError,
     UnsupportedParamError,
 )
-from .limits import LimitExceeded, LimiterBackend, LocalLimiter, limit_error
-from .pricing import cost_of
+from .limits import LimitExceeded, limit_error
+from .pricing import price, unit_price
+from .state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend
 from .types import Attempt, LLMResponse, StreamChunk, Usage
 
 log = logging.getLogger("llm_router")
@@ -37,6 +44,36 @@ log = logging.getLogger("llm_router")
 HOOK_EVENTS = ("on_attempt", "on_success", "on_failure")
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_INPUT_CHARS = 10_000_000
+# failures that say the deployment is in trouble (not the caller): they count towards a cooldown
+COOLDOWN_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "timeout", "connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One deployment of a model as the router calls it (a model without `deployments` has one)."""
+
+    deployment: str | None  # None: a model without `deployments`
+    provider: str
+    slot: Slot
+    limits: Limits
+    context: Mapping[str, Any]  # the `model` variable of templates
+    credentials: tuple[str | None, str | None] | None
+    pricing: Pricing | None
+    weight: float
+    acquires: bool  # take a slot before the call: rpm/tpm limits, or in-flight counting
+    budgets: tuple[Budget, ...]  # the router's, the model's and the provider's
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A model's deployments and how to pick among them, built once per registered model."""
+
+    targets: tuple[_Target, ...]
+    keys: tuple[str, ...]
+    strategy: str
+    cooldown: Cooldown | None
+    reads_health: bool  # before picking: a strategy or cooldowns need in-flight counts, latencies, cooldowns
+    releases: bool  # after every call: in-flight counts, latencies or failures are recorded
 
 
 class Router:
@@ -46,22 +83,24 @@ class Router:
         self,
         catalog: Catalog,
         env: Mapping[str, str],
-        limiter: LimiterBackend | None = None,
+        state: StateBackend | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        """`state` replaces the backend that router.yaml's `state:` names (default: in this process)."""
         self._catalog = catalog
         self._engine = Engine(catalog.providers, env, transport)
-        self._limiter: LimiterBackend = limiter or LocalLimiter()
+        self._owns_state = state is None
+        self._state: StateBackend = state if state is not None else _build_state(catalog.settings.state, env)
         self._hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
-        self._model_ctx = {n: MappingProxyType({"name": n, "upstream": m.upstream, "provider": m.provider})
-                           for n, m in catalog.models.items()}
+        self._routes = {n: self._build_route(m) for n, m in catalog.models.items()}
         self._totals: dict[tuple[str, str], dict[str, Any]] = {}
+        self._spent_seen: dict[str, float] = {}  # budget key -> USD, as this process last saw it
 
     @classmethod
     def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
-                 limiter: LimiterBackend | None = None) -> Router:
+                 state: StateBackend | None = None) -> Router:
         """Load config dirs (default: the bundled catalog); later dirs override earlier ones by name.
-        `limiter` replaces the in-process rate limiter (see limits.LimiterBackend)."""
+        `state` replaces the state backend router.yaml names (see state.StateBackend)."""
         if not dirs:
             from ._resources import catalog_dir
 
@@ -71,7 +110,48 @@ class Router:
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise ConfigurationError(errors)
-        return cls(catalog, environment, limiter)
+        return cls(catalog, environment, state)
+
+    def _build_route(self, model: ModelConfig) -> _Route:
+        settings = self._catalog.settings
+        strategy = model.strategy or settings.strategy
+        cooldown = model.cooldown or settings.cooldown
+        counts = strategy == "least_in_flight" and len(model.deployments) > 1
+        targets = []
+        for d in model.deployments:
+            credentials = (d.key_env, d.base_url_env) if d.key_env or d.base_url_env else None
+            slot = Slot(f"{model.name}@{d.name}", d.limits.rpm, d.limits.tpm, counts)
+            targets.append(_Target(
+                d.name, d.provider, slot, d.limits,
+                MappingProxyType({"name": model.name, "upstream": d.upstream, "provider": d.provider}),
+                credentials, d.pricing, d.weight, counts or d.limits.rpm is not None or d.limits.tpm is not None,
+                self._budgets_for(model.name, d.provider)))
+        if not targets:
+            limits = model.limits
+            targets.append(_Target(
+                None, model.provider, Slot(model.name, limits.rpm, limits.tpm), limits,
+                MappingProxyType({"name": model.name, "upstream": model.upstream, "provider": model.provider}),
+                None, model.pricing, 1.0, limits.rpm is not None or limits.tpm is not None,
+                self._budgets_for(model.name, model.provider)))
+        if strategy == "cheapest":
+            targets.sort(key=lambda t: unit_price(t.pricing, model.kind))
+        several = len(targets) > 1
+        return _Route(
+            targets=tuple(targets),
+            keys=tuple(t.slot.key for t in targets),
+            strategy=strategy,
+            cooldown=cooldown,
+            reads_health=cooldown is not None or (several and strategy in ("least_in_flight", "lowest_latency")),
+            releases=cooldown is not None or (several and strategy in ("least_in_flight", "lowest_latency")),
+        )
+
+    def _budgets_for(self, model: str, provider: str) -> tuple[Budget, ...]:
+        return tuple(b for b in self._catalog.settings.budgets
+                     if b.scope == "router" or (b.scope, b.name) in (("model", model), ("provider", provider)))
+
+    def _route(self, model: ModelConfig) -> _Route:
+        route = self._routes.get(model.name)
+        return route if route is not None else self._build_route(model)
 
     # --- what is registered --------------------------------------------------------------------
 
@@ -103,7 +183,8 @@ class Router:
     def usage_report(self) -> dict[str, Any]:
         """Running totals per model and per provider since start (or the last reset): calls
         (attempts), errors, tokens, cost, and `unpriced_calls` (successes whose price is unknown,
-        so `cost` does not include them)."""
+        so `cost` does not include them), and `budgets`: each budget's spend in its current period
+        as this process last saw it (on a shared backend, `await router.budget_status()` reads it fresh)."""
         by_model: dict[str, dict[str, Any]] = {}
         by_provider: dict[str, dict[str, Any]] = {}
         for (model, provider), totals in self._totals.items():
@@ -116,7 +197,27 @@ class Router:
             "providers": by_provider,
             "total_cost": sum(r["cost"] for r in by_model.values()),
             "unpriced_calls": sum(r["unpriced_calls"] for r in by_model.values()),
+            "budgets": self._budget_rows(None),
         }
+
+    async def budget_status(self) -> list[dict[str, Any]]:
+        """Each budget's spend in its current period, read from the state backend."""
+        now = datetime.now(UTC)
+        keys = [_budget_key(b, now)[0] for b in self._catalog.settings.budgets]
+        spent = await self._state.spent(keys) if keys else {}
+        self._spent_seen.update(spent)
+        return self._budget_rows(now)
+
+    def _budget_rows(self, now: datetime | None) -> list[dict[str, Any]]:
+        now = now or datetime.now(UTC)
+        rows = []
+        for b in self._catalog.settings.budgets:
+            key, period_id, _ = _budget_key(b, now)
+            spent = self._spent_seen.get(key, 0.0)
+            rows.append({"scope": b.scope, "name": b.name, "period": b.period, "period_id": period_id,
+                         "limit_usd": b.limit_usd, "spent_usd": spent, "remaining_usd": max(b.limit_usd - spent, 0.0),
+                         "on_exceed": b.on_exceed})
+        return rows
 
     def reset_usage(self) -> None:
         self._totals.clear()
@@ -151,11 +252,6 @@ class Router:
             kind = "chat" if "chat" in provider.operations else next(iter(provider.operations))
             return ModelConfig(name=name, provider=provider_name, upstream=upstream, pricing=None, kind=kind)
         raise UnknownModelError(name, difflib.get_close_matches(name, list(self._catalog.models), n=3, cutoff=0.5))
-
-    def _context(self, model: ModelConfig) -> Mapping[str, Any]:
-        """The `model` variable of templates (built once per registered model)."""
-        ctx = self._model_ctx.get(model.name)
-        return ctx if ctx is not None else {"name": model.name, "upstream": model.upstream, "provider": model.provider}
 
     def _params_for(self, model: ModelConfig, given: Mapping[str, Any], strict: bool) -> dict[str, Any]:
         """The params this model gets: allow-listed, with its defaults, renamed for its upstream."""
@@ -221,29 +317,103 @@ class Router:
                 log.debug("call: chain=%s input_chars=%d", chain, len(_input_text(messages, prompt)))
         return plan, messages, prompt
 
-    def _call(self, model: ModelConfig, messages: Any, prompt: Any, params: dict[str, Any]) -> Call:
-        return Call(model.provider, model.kind, self._context(model), messages, prompt, params)
+    # --- one deployment: pick, admit, release ----------------------------------------------------------
 
-    async def _acquire(self, model: ModelConfig, messages: Any, prompt: Any, params: Mapping[str, Any]) -> int:
-        limits = model.limits
-        if limits.rpm is None and limits.tpm is None:
+    async def _order(self, route: _Route) -> tuple[Sequence[_Target], dict[str, Health] | None]:
+        """The deployments in the order the strategy tries them, and their health when it was read."""
+        health = await self._state.health(route.keys) if route.reads_health else None
+        targets = route.targets
+        if len(targets) == 1 or route.strategy in ("ordered", "cheapest"):  # cheapest is sorted once, at build
+            return targets, health
+        if route.strategy == "weighted":
+            pool, order = list(targets), []
+            while pool:
+                order.append(pool.pop(random.choices(range(len(pool)), [t.weight for t in pool])[0]))
+            return order, health
+        assert health is not None
+        if route.strategy == "least_in_flight":
+            return sorted(targets, key=lambda t: health[t.slot.key].in_flight), health
+        # lowest_latency: a deployment not measured yet goes first, so that every one gets measured
+        return sorted(targets, key=lambda t: health[t.slot.key].latency_s or 0.0), health
+
+    async def _may_try(self, route: _Route, target: _Target, health: dict[str, Health] | None) -> bool:
+        """False while the deployment cools down; once its cooldown ran out, True for one probe call."""
+        if health is None or route.cooldown is None:
+            return True
+        until = health[target.slot.key].cooling_until
+        if until is None:
+            return True
+        if until > time.time():
+            return False
+        return await self._state.claim_probe(target.slot.key, route.cooldown.cooldown_s)
+
+    async def _cooling_error(self, model: ModelConfig, route: _Route) -> DeploymentsCoolingDown:
+        health = await self._state.health(route.keys)
+        now = time.time()
+        wait = min((max(h.cooling_until - now, 0.0) for h in health.values() if h.cooling_until is not None), default=0.0)
+        what = "every deployment of" if len(route.targets) > 1 else "the deployment of"
+        return DeploymentsCoolingDown(
+            f"{what} model {model.name!r} is cooling down after repeated failures; the first comes back in {wait:.1f}s",
+            provider=model.provider, model=model.name, retry_after_s=wait)
+
+    async def _admit(self, model: ModelConfig, target: _Target, messages: Any, prompt: Any,
+                     params: Mapping[str, Any]) -> int:
+        """Check the budgets and take a slot in the rate limits; the tokens reserved."""
+        if target.budgets:
+            await self._check_budgets(target.budgets)
+        if not target.acquires:
             return 0
+        limits = target.limits
         tokens = _estimate_tokens(messages, prompt, params) if limits.tpm is not None else 0
         wait = limits.max_wait_s if limits.max_wait_s is not None else self._catalog.settings.limit_wait_s
         try:
-            await self._limiter.acquire(model.name, limits.rpm, limits.tpm, tokens, wait)
+            await self._state.acquire(target.slot, tokens, wait)
         except LimitExceeded as exc:
-            raise limit_error(exc, model.name, model.provider) from None
+            raise limit_error(exc, model.name, target.provider) from None
         return tokens
+
+    async def _release(self, route: _Route, target: _Target, reserved: int, usage: Usage | None, latency: float,
+                       error: BaseException | None) -> None:
+        """Record the outcome when anything needs it: tokens to settle, in flight, latency, failures."""
+        actual = usage.total_tokens if usage is not None else None
+        if not route.releases and not (reserved and actual is not None):
+            return
+        await self._state.release(target.slot, Outcome(
+            reserved_tokens=reserved, actual_tokens=actual, latency_s=latency if error is None else None,
+            failed=error is not None, counts_for_cooldown=getattr(error, "kind", None) in COOLDOWN_KINDS,
+            cooldown=route.cooldown))
+
+    async def _check_budgets(self, budgets: tuple[Budget, ...]) -> None:
+        now = datetime.now(UTC)
+        keyed = [(b, *_budget_key(b, now)) for b in budgets]
+        spent = await self._state.spent([key for _, key, _, _ in keyed])
+        self._spent_seen.update(spent)
+        for budget, key, period_id, _ in keyed:
+            if spent.get(key, 0.0) >= budget.limit_usd:
+                raise BudgetExceeded(budget.scope, budget.name, budget.period, period_id, budget.limit_usd,
+                                     spent.get(key, 0.0), budget.on_exceed)
+
+    async def _spend(self, budgets: tuple[Budget, ...], cost: float) -> None:
+        now = datetime.now(UTC)
+        entries = []
+        for budget in budgets:
+            key, _, ttl = _budget_key(budget, now)
+            entries.append((key, cost, ttl))
+            self._spent_seen[key] = self._spent_seen.get(key, 0.0) + cost
+        await self._state.add_spend(entries)
+
+    def _call(self, model: ModelConfig, target: _Target, messages: Any, prompt: Any, params: Mapping[str, Any]) -> Call:
+        return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials)
 
     # --- the public calls -----------------------------------------------------------------------------
 
     def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False,
                **params: Any) -> dict[str, Any]:
-        """The exact request a call would send, the key masked; nothing is sent."""
+        """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
         messages, prompt = _check_input(primary, messages, prompt, params)
-        call = self._call(primary, messages, prompt, self._params_for(primary, params, strict=True))
+        target = self._route(primary).targets[0]
+        call = self._call(primary, target, messages, prompt, self._params_for(primary, params, strict=True))
         return self._engine.render(call, stream=stream)
 
     async def query(
@@ -256,31 +426,49 @@ class Router:
         fallback_config: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> LLMResponse:
-        """Call a model (falling back as declared) and return its response."""
+        """Call a model (its deployments in the order of its strategy, then its fallbacks) and return
+        its response."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         for model, model_params in plan:
-            attempt_started = time.perf_counter()
-            try:
-                reserved = await self._acquire(model, messages, prompt, model_params)
-                result = await self._engine.execute(self._call(model, messages, prompt, model_params))
-            except RouterError as error:
-                await self._failed(model, error, attempt_started, attempts, errors, may_fall_back=True)
-                continue
-            latency = time.perf_counter() - attempt_started
-            if reserved and result.usage.total_tokens is not None:
-                await self._limiter.settle(model.name, reserved, result.usage.total_tokens)
-            cost = await self._succeeded(model, result.status, result.tries, latency, result.usage, model_params,
-                                         attempts, result.content)
-            response = LLMResponse(
-                content=result.content, model_name=model.name, provider=model.provider, usage=result.usage, cost=cost,
-                latency=time.perf_counter() - started, finish_reason=result.finish_reason, attempts=attempts,
-                raw=result.raw, content_kind=result.content_kind, id=result.id,
-            )
-            await self._emit("on_success", response)
-            return response
+            route = self._route(model)
+            order, health = await self._order(route)
+            tried = False
+            for target in order:
+                if health is not None and not await self._may_try(route, target, health):
+                    continue
+                tried = True
+                attempt_started = time.perf_counter()
+                try:
+                    reserved = await self._admit(model, target, messages, prompt, model_params)
+                except RouterError as error:  # a limit or a budget: nothing was sent
+                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    continue
+                try:
+                    result = await self._engine.execute(self._call(model, target, messages, prompt, model_params))
+                except BaseException as error:
+                    await self._release(route, target, reserved, None, 0.0, error)
+                    if not isinstance(error, RouterError):
+                        raise
+                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    continue
+                latency = time.perf_counter() - attempt_started
+                await self._release(route, target, reserved, result.usage, latency, None)
+                cost = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
+                                             model_params, attempts, result.content)
+                response = LLMResponse(
+                    content=result.content, model_name=model.name, provider=target.provider, usage=result.usage,
+                    cost=cost, latency=time.perf_counter() - started, finish_reason=result.finish_reason,
+                    attempts=attempts, raw=result.raw, content_kind=result.content_kind, id=result.id,
+                    deployment=target.deployment,
+                )
+                await self._emit("on_success", response)
+                return response
+            if not tried:
+                await self._failed(model, None, await self._cooling_error(model, route), time.perf_counter(),
+                                   attempts, errors, may_fall_back=True)
         raise await self._exhausted(attempts, errors)
 
     async def stream(
@@ -294,87 +482,123 @@ class Router:
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Yield text deltas as they arrive; the last chunk carries finish reason, usage and cost.
-        Falls back only before the first chunk, and only to models that can stream."""
+        Moves on (to another deployment or model) only before the first chunk, and only to ones
+        that can stream."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        streamable = [(m, p) for m, p in plan if m.streaming and self._engine.can_stream(self._call(m, messages, prompt, p))]
+        streamable = [(m, p) for m, p in plan
+                      if m.streaming and any(self._can_stream(m, t) for t in self._route(m).targets)]
         if not streamable or streamable[0][0] is not plan[0][0]:
             primary = plan[0][0]
             raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         for model, model_params in streamable:
-            attempt_started = time.perf_counter()
-            delivered = False
-            usage = Usage()
-            finish_reason = None
-            try:
-                reserved = await self._acquire(model, messages, prompt, model_params)
-                async for event in self._engine.stream(self._call(model, messages, prompt, model_params)):
-                    if event.usage is not None:
-                        usage.update(event.usage)
-                    if event.finish_reason:
-                        finish_reason = event.finish_reason
-                    if event.delta:
-                        delivered = True
-                        yield StreamChunk(event.delta, model.name, model.provider)
-            except RouterError as error:
-                await self._failed(model, error, attempt_started, attempts, errors, may_fall_back=not delivered)
-                continue
-            if reserved and usage.total_tokens is not None:
-                await self._limiter.settle(model.name, reserved, usage.total_tokens)
-            cost = await self._succeeded(model, 200, 1, time.perf_counter() - attempt_started, usage, model_params,
-                                         attempts, None)
-            await self._emit("on_success", LLMResponse(
-                content=None, model_name=model.name, provider=model.provider, usage=usage, cost=cost,
-                latency=time.perf_counter() - started, finish_reason=finish_reason, attempts=attempts))
-            yield StreamChunk("", model.name, model.provider, finish_reason, usage, cost, True, attempts)
-            return
+            route = self._route(model)
+            order, health = await self._order(route)
+            tried = False
+            for target in order:
+                if not self._can_stream(model, target) or (
+                        health is not None and not await self._may_try(route, target, health)):
+                    continue
+                tried = True
+                attempt_started = time.perf_counter()
+                delivered = False
+                usage = Usage()
+                finish_reason = None
+                try:
+                    reserved = await self._admit(model, target, messages, prompt, model_params)
+                except RouterError as error:
+                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    continue
+                try:
+                    async for event in self._engine.stream(self._call(model, target, messages, prompt, model_params)):
+                        if event.usage is not None:
+                            usage.update(event.usage)
+                        if event.finish_reason:
+                            finish_reason = event.finish_reason
+                        if event.delta:
+                            delivered = True
+                            yield StreamChunk(event.delta, model.name, target.provider)
+                except BaseException as error:
+                    await self._release(route, target, reserved, None, 0.0, error)
+                    if not isinstance(error, RouterError):
+                        raise
+                    await self._failed(model, target, error, attempt_started, attempts, errors,
+                                       may_fall_back=not delivered)
+                    continue
+                latency = time.perf_counter() - attempt_started
+                await self._release(route, target, reserved, usage, latency, None)
+                cost = await self._succeeded(model, target, 200, 1, latency, usage, model_params, attempts, None)
+                await self._emit("on_success", LLMResponse(
+                    content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
+                    latency=time.perf_counter() - started, finish_reason=finish_reason, attempts=attempts,
+                    deployment=target.deployment))
+                yield StreamChunk("", model.name, target.provider, finish_reason, usage, cost, True, attempts)
+                return
+            if not tried:
+                await self._failed(model, None, await self._cooling_error(model, route), time.perf_counter(),
+                                   attempts, errors, may_fall_back=True)
         raise await self._exhausted(attempts, errors)
+
+    def _can_stream(self, model: ModelConfig, target: _Target) -> bool:
+        return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))
 
     # --- bookkeeping shared by query and stream ---------------------------------------------------------
 
-    async def _failed(self, model: ModelConfig, error: RouterError, started: float, attempts: list[Attempt],
-                      errors: list[RouterError], may_fall_back: bool) -> None:
-        """Record a failed attempt; re-raise `error` unless the chain may move on to the next model."""
+    async def _failed(self, model: ModelConfig, target: _Target | None, error: RouterError, started: float,
+                      attempts: list[Attempt], errors: list[RouterError], may_fall_back: bool) -> None:
+        """Record a failed attempt; re-raise `error` unless the call may move on (to the next
+        deployment, or the next model of the chain). `target` None: no deployment could be tried."""
+        provider = target.provider if target is not None else model.provider
+        deployment = target.deployment if target is not None else None
         status = getattr(error, "status", None)
         message = getattr(error, "message", None) or str(error)
         kind = getattr(error, "kind", type(error).__name__)
-        attempt = Attempt(model.name, model.provider, False, status, message, kind, getattr(error, "tries", 1),
-                          time.perf_counter() - started)
+        attempt = Attempt(model.name, provider, False, status, message, kind, getattr(error, "tries", 1),
+                          time.perf_counter() - started, deployment)
         attempts.append(attempt)
         errors.append(error)
-        self._record(model.name, model.provider, None, None, ok=False)
-        log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs: %s",
-                  model.name, model.provider, status, kind, attempt.tries, attempt.latency, message)
+        self._record(model.name, provider, None, None, ok=False)
+        log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs%s: %s",
+                  model.name, provider, status, kind, attempt.tries, attempt.latency,
+                  f" deployment={deployment}" if deployment else "", message)
         await self._emit("on_attempt", attempt)
-        if not (may_fall_back and isinstance(error, ProviderError) and kind in self._catalog.settings.fallback_on):
+        moves_on = (isinstance(error, ProviderError) and kind in self._catalog.settings.fallback_on) or (
+            isinstance(error, BudgetExceeded) and error.on_exceed == "fallback")
+        if not (may_fall_back and moves_on):
             error.attempts = attempts
             await self._emit("on_failure", error)
             raise error
 
     async def _exhausted(self, attempts: list[Attempt], errors: list[RouterError]) -> RouterError:
-        """The error for a chain that ran out: the error itself when only one model was tried."""
+        """The error for a chain that ran out: the error itself when only one attempt was made."""
         error = errors[0] if len(errors) == 1 else AllAttemptsFailed(attempts, errors)
         error.attempts = attempts
         await self._emit("on_failure", error)
         return error
 
-    async def _succeeded(self, model: ModelConfig, status: int, tries: int, latency: float, usage: Usage,
-                         params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> float | None:
-        """Record a successful attempt and return its cost."""
-        attempt = Attempt(model.name, model.provider, True, status, tries=tries, latency=latency)
+    async def _succeeded(self, model: ModelConfig, target: _Target, status: int, tries: int, latency: float,
+                         usage: Usage, params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> float | None:
+        """Record a successful attempt, count its cost against the budgets, and return the cost."""
+        attempt = Attempt(model.name, target.provider, True, status, tries=tries, latency=latency,
+                          deployment=target.deployment)
         attempts.append(attempt)
-        cost = cost_of(model, usage, params)
-        self._record(model.name, model.provider, usage, cost, ok=True)
-        log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
-                  model.name, model.provider, status, tries, latency, usage.input_tokens, usage.output_tokens,
+        cost = price(target.pricing, model.kind, usage, params)
+        self._record(model.name, target.provider, usage, cost, ok=True)
+        if cost is not None and target.budgets:
+            await self._spend(target.budgets, cost)
+        log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s%s",
+                  model.name, target.provider, status, tries, latency, usage.input_tokens, usage.output_tokens,
+                  f" deployment={target.deployment}" if target.deployment else "",
                   f" content={content!r}" if self._catalog.settings.log_content and content is not None else "")
         await self._emit("on_attempt", attempt)
         return cost
 
     async def aclose(self) -> None:
         await self._engine.aclose()
+        if self._owns_state:
+            await self._state.aclose()
 
     async def __aenter__(self) -> Router:
         return self
@@ -384,6 +608,29 @@ class Router:
 
     def __repr__(self) -> str:
         return f"<Router {len(self.models)} models, {len(self.providers)} providers>"
+
+
+def _build_state(settings: StateSettings, env: Mapping[str, str]) -> StateBackend:
+    if settings.backend == "local":
+        return LocalState()
+    url = (env.get(settings.url_env) if settings.url_env else None) or settings.url
+    if not url:
+        raise ConfigurationError([])  # unreachable after the schema check; kept for type narrowing
+    from .redis_state import RedisState  # only when configured: `import llm_router` never imports redis
+
+    return RedisState(url, settings.key_prefix, settings.on_error)  # type: ignore[arg-type]
+
+
+def _budget_key(budget: Budget, now: datetime) -> tuple[str, str, float]:
+    """(state key, period id, seconds the counter must live) for the UTC period holding `now`."""
+    if budget.period == "day":
+        period_id = now.strftime("%Y-%m-%d")
+        end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    else:
+        period_id = now.strftime("%Y-%m")
+        end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    scope = "router" if budget.scope == "router" else f"{budget.scope}:{budget.name}"
+    return f"budget:{scope}:{period_id}", period_id, (end - now).total_seconds() + 86400
 
 
 def _input_text(messages: Any, prompt: Any) -> str:

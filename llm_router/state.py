@@ -13,13 +13,22 @@ only when `budgets:` are declared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .limits import LimitExceeded
+from .errors import RouterError
+from .limits import LimitExceeded, Window
 
-__all__ = ["Cooldown", "Health", "LimitExceeded", "Outcome", "Slot", "StateBackend"]
+__all__ = [
+    "Cooldown", "Health", "LimitExceeded", "LocalState", "Outcome", "Slot", "StateBackend", "StateLimiter",
+    "StateUnavailableError",
+]
+
+LATENCY_ALPHA = 0.3  # weight of the newest sample in the latency moving average
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,9 @@ class Cooldown:
 class Health:
     in_flight: int = 0
     latency_s: float | None = None  # moving average of successful calls
-    cooling_until: float | None = None  # wall-clock epoch seconds; None when not cooling
+    # wall-clock epoch seconds; None when not cooling. A time already past means the cooldown ran
+    # out and no call succeeded since: the next call should be a single probe (`claim_probe`).
+    cooling_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +79,18 @@ class StateBackend(Protocol):
 
     async def release(self, slot: Slot, outcome: Outcome) -> None:
         """Record the call's outcome: settle tokens, in flight - 1, latency average, failures
-        (tripping a cooldown at the threshold), a success clearing failures and cooldown."""
+        (tripping a cooldown at the threshold), a success clearing failures and cooldown.
+
+        Tokens are settled only when `actual_tokens` is known (otherwise the reservation stands).
+        A counted failure while the cooldown is running is ignored; once it ran out (the probe's
+        turn) a counted failure starts a new cooldown at once. Any release frees the probe claim."""
 
     async def health(self, keys: Sequence[str]) -> dict[str, Health]:
         """Current health of each key (missing keys: a default Health)."""
 
     async def claim_probe(self, key: str, hold_s: float) -> bool:
         """After a cooldown ran out, True for exactly one caller (the probe) until `release` or
-        `hold_s` passes; False for everyone else."""
+        `hold_s` passes; False for everyone else. False while the cooldown still runs."""
 
     async def add_spend(self, entries: Sequence[tuple[str, float, float]]) -> None:
         """Add (budget key, USD, ttl_s) to each counter; a key names its period, e.g. 'model:o3:2026-11-25'."""
@@ -85,3 +100,143 @@ class StateBackend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+class StateUnavailableError(RouterError):
+    """The shared state store (Redis) failed and its policy is `on_error: fail`: the call is refused."""
+
+
+class _SlotState:
+    __slots__ = ("cooling_until", "failures", "in_flight", "latency_s", "probe_until", "window")
+
+    def __init__(self) -> None:
+        self.window = Window()
+        self.in_flight = 0
+        self.latency_s: float | None = None
+        self.failures: collections.deque[float] = collections.deque()
+        self.cooling_until: float | None = None
+        self.probe_until = 0.0
+
+
+class LocalState:
+    """`StateBackend` in this process. Every method runs without awaiting between its check and
+    its update, so concurrent tasks on one event loop see each update whole.
+
+    `clock` is wall-clock epoch seconds (cooldowns are reported as epoch times); `clock` and
+    `sleep` are injectable so tests can drive windows and cooldowns without waiting.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self._slots: dict[str, _SlotState] = collections.defaultdict(_SlotState)
+        self._budgets: dict[str, tuple[float, float]] = {}  # key -> (USD, expires at)
+        self._clock = clock
+        self._sleep = sleep
+
+    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> None:
+        state = self._slots[slot.key]
+        deadline = self._clock() + max_wait_s
+        while True:
+            now = self._clock()
+            needed = state.window.wait_needed(now, slot.rpm, slot.tpm, tokens)
+            if needed is None:
+                state.window.record(now, slot.rpm, slot.tpm, tokens)
+                if slot.track_in_flight:
+                    state.in_flight += 1
+                return
+            what, wait = needed
+            if now + wait > deadline:
+                raise LimitExceeded(what, wait)
+            await self._sleep(max(wait, 0.001))
+
+    async def release(self, slot: Slot, outcome: Outcome) -> None:
+        self.settle(slot, outcome)
+        self.record(slot.key, outcome)
+
+    def settle(self, slot: Slot, outcome: Outcome) -> None:
+        """The half of `release` that undoes what `acquire` took: the token reservation, in flight."""
+        state = self._slots[slot.key]
+        if outcome.reserved_tokens and outcome.actual_tokens is not None:
+            state.window.settle(outcome.reserved_tokens, outcome.actual_tokens)
+        if slot.track_in_flight:
+            state.in_flight = max(0, state.in_flight - 1)
+
+    def record(self, key: str, outcome: Outcome) -> None:
+        """The half of `release` about the deployment's health: latency, failures, cooldown, probe."""
+        state = self._slots[key]
+        now = self._clock()
+        state.probe_until = 0.0
+        if not outcome.failed:
+            if outcome.latency_s is not None:
+                old = state.latency_s
+                state.latency_s = outcome.latency_s if old is None else (
+                    LATENCY_ALPHA * outcome.latency_s + (1 - LATENCY_ALPHA) * old)
+            state.failures.clear()
+            state.cooling_until = None
+            return
+        cooldown = outcome.cooldown
+        if not outcome.counts_for_cooldown or cooldown is None:
+            return
+        if state.cooling_until is not None:
+            if state.cooling_until <= now:  # the probe failed
+                state.cooling_until = now + cooldown.cooldown_s
+            return
+        state.failures.append(now)
+        while state.failures[0] <= now - cooldown.window_s:
+            state.failures.popleft()
+        if len(state.failures) >= cooldown.failures:
+            state.cooling_until = now + cooldown.cooldown_s
+            state.failures.clear()
+
+    async def health(self, keys: Sequence[str]) -> dict[str, Health]:
+        result = {}
+        for key in keys:
+            state = self._slots.get(key)
+            result[key] = Health() if state is None else Health(state.in_flight, state.latency_s, state.cooling_until)
+        return result
+
+    async def claim_probe(self, key: str, hold_s: float) -> bool:
+        state = self._slots[key]
+        now = self._clock()
+        if (state.cooling_until is not None and state.cooling_until > now) or state.probe_until > now:
+            return False
+        state.probe_until = now + hold_s
+        return True
+
+    async def add_spend(self, entries: Sequence[tuple[str, float, float]]) -> None:
+        now = self._clock()
+        for key, usd, ttl_s in entries:
+            spent, expires = self._budgets.get(key, (0.0, 0.0))
+            if expires <= now:
+                spent, expires = 0.0, now + ttl_s
+            self._budgets[key] = (spent + usd, expires)
+
+    async def spent(self, keys: Sequence[str]) -> dict[str, float]:
+        now = self._clock()
+        result = {}
+        for key in keys:
+            spent, expires = self._budgets.get(key, (0.0, 0.0))
+            result[key] = spent if expires > now else 0.0
+        return result
+
+    async def aclose(self) -> None:
+        return None
+
+
+class StateLimiter:
+    """The router's older two-method `limits.LimiterBackend` over a `StateBackend`, so a
+    `RedisState` can be passed as `Router(..., limiter=StateLimiter(state))` until the router
+    takes a `StateBackend` itself."""
+
+    def __init__(self, state: StateBackend) -> None:
+        self.state = state
+
+    async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int, max_wait_s: float) -> None:
+        await self.state.acquire(Slot(key, rpm, tpm), tokens, max_wait_s)
+
+    async def settle(self, key: str, reserved: int, actual: int) -> None:
+        # settle is only called for a tpm model; the slot's tpm value itself is not read by release
+        await self.state.release(Slot(key, tpm=max(reserved, 1)), Outcome(reserved_tokens=reserved, actual_tokens=actual))

@@ -40,6 +40,7 @@ class Attempt:
     error_kind: str | None = None
     tries: int = 1
     latency: float = 0.0
+    deployment: str | None = None  # which deployment served the attempt (None: a model without `deployments`)
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class LLMResponse:
     raw: Any = None
     content_kind: str = "text"  # "text" | "url" | "base64"
     id: str | None = None
+    deployment: str | None = None  # the deployment that answered (None: a model without `deployments`)
 
 
 @dataclass(slots=True)

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mockserver import MockServer, Reply, openai_chat_reply
 
 from llm_router import Router
 from llm_router.errors import ConfigurationError, InvalidRequestError, RouterError
-from mockserver import MockServer, Reply, openai_chat_reply
 
 PROVIDER_BASE = """\
 name: fuzzbase
@@ -300,3 +300,24 @@ def test_malformed_render_raises_invalid_request(router, server) -> None:
     with pytest.raises(InvalidRequestError, match="not valid UTF-8"):
         router.render("openai/gpt-test", messages=[{"role": "user", "content": "\ud83d"}])
     assert server.count() == 0
+
+
+@pytest.mark.parametrize("key", ["operations", "auth", "hosts", "timeouts", "errors", "base_url", "name", "extends"])
+def test_a_null_value_in_a_provider_that_extends_nothing_is_a_configuration_error_or_loads(key: str) -> None:
+    """`null` deletes a key only when merging over a parent; in a file that extends nothing it is a plain error
+    (found by the fuzz: `extends: null` + `operations: null` crashed the build)."""
+    data = yaml.safe_load(PROVIDER_CHAT)
+    data["extends"] = None
+    data[key] = None
+    _load({**FILES, "providers.d/fuzzchat.yaml": yaml.safe_dump(data, sort_keys=False)})
+
+
+@pytest.mark.parametrize("base_url", ["http://[127.0.0.1:9/v1", "http://[::1/v1", "http://exa mple.com/v1"])
+def test_a_malformed_base_url_is_a_configuration_error_not_a_value_error(base_url: str) -> None:
+    """Found by the fuzz (a corrupted character in base_url): urlsplit's ValueError escaped the load."""
+    _load({**FILES, "providers.d/fuzzchat.yaml": PROVIDER_CHAT.replace("http://127.0.0.1:9/v1", base_url)})
+
+
+def test_a_malformed_base_url_override_in_env_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="OPENAI_BASE_URL"):
+        Router.from_dir(env={"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "http://[bad/v1"})

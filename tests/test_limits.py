@@ -7,6 +7,7 @@ import pytest
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
 from llm_router.limits import LimitExceeded, LocalLimiter
+from llm_router.state import LocalState
 
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
@@ -158,10 +159,10 @@ models:
 async def test_tpm_limit_reserves_an_estimate_and_settles_with_reported_usage(write_config):
     calls = []
 
-    class Recording(LocalLimiter):
-        async def settle(self, key, reserved, actual):
-            calls.append((key, reserved, actual))
-            await super().settle(key, reserved, actual)
+    class Recording(LocalState):
+        async def release(self, slot, outcome):
+            calls.append((slot.key, outcome.reserved_tokens, outcome.actual_tokens))
+            await super().release(slot, outcome)
 
     with MockServer() as srv:
         srv.route("POST", "/v1/chat/completions", Reply.json(openai_chat_reply("ok")))
@@ -172,7 +173,7 @@ models:
     pricing: unknown
     params: [max_tokens]
     limits: {tpm: 1000, max_wait_s: 0}
-""", limiter=Recording())
+""", state=Recording())
         async with router:
             await router.query("tokens", [{"role": "user", "content": "x" * 400}], max_tokens=500)
             assert srv.count() == 1
@@ -185,19 +186,20 @@ models:
         assert srv.count() == 2
 
 
-async def test_router_uses_a_custom_limiter_backend(write_config):
-    class CountingBackend:
+async def test_router_uses_a_custom_state_backend(write_config):
+    class CountingBackend(LocalState):
         def __init__(self) -> None:
+            super().__init__()
             self.acquired: list[tuple] = []
             self.settled: list[tuple] = []
 
-        async def acquire(self, key, rpm, tpm, tokens, max_wait_s):
-            self.acquired.append((key, rpm, tpm, max_wait_s))
+        async def acquire(self, slot, tokens, max_wait_s):
+            self.acquired.append((slot.key, slot.rpm, slot.tpm, max_wait_s))
             if len(self.acquired) > 1:
                 raise LimitExceeded("rpm", 5.0)
 
-        async def settle(self, key, reserved, actual):
-            self.settled.append((key, reserved, actual))
+        async def release(self, slot, outcome):
+            self.settled.append((slot.key, outcome.reserved_tokens, outcome.actual_tokens))
 
     backend = CountingBackend()
     with MockServer() as srv:
@@ -208,7 +210,7 @@ models:
     provider: prim
     pricing: unknown
     limits: {rpm: 10, tpm: 100000, max_wait_s: 1.5}
-""", limiter=backend)
+""", state=backend)
         async with router:
             await router.query("shared", USER)
             with pytest.raises(RateLimitError) as caught:

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.errors import ConfigurationError, InvalidRequestError, RouterError
-from mockserver import MockServer, Reply, openai_chat_reply
 
 KEY = "sk-sec-7f3a9c1e5b2d4410"
 KEY2 = "sk-fb-99aa88bb77cc66dd"
@@ -99,7 +99,7 @@ def test_validate_cli_exits_1_on_template_injection(write_config, payload: str) 
         "models.d/m.yaml": "models:\n  m: {provider: sec-a, pricing: unknown}\n",
     })
     done = subprocess.run([sys.executable, "-m", "llm_router", "validate", str(catalog_dir()), str(cfg)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "SEC_KEY": KEY})
+                          check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "SEC_KEY": KEY})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "sec-a.yaml:" in done.stdout + done.stderr
 
@@ -207,6 +207,19 @@ async def test_key_never_appears_in_logs_reprs_or_errors_of_a_failing_fallback_c
     assert all("***" in (a.error or "") for a in error.attempts)
 
 
+async def test_key_never_appears_in_a_response_whose_primary_failed_echoing_it(failing_chain, caplog) -> None:
+    srv, cfg, env = failing_chain
+    srv.route("POST", "/b/chat/completions", Reply.json(openai_chat_reply("from the fallback")))
+    caplog.set_level(logging.DEBUG)
+    async with Router.from_dir(catalog_dir(), cfg, env=env) as router:
+        async with asyncio.timeout(10):
+            resp = await router.query("sec-primary", messages=[{"role": "user", "content": "hi"}])
+    assert resp.model_name == "sec-fallback"
+    assert "***" in (resp.attempts[0].error or "")
+    for text in (repr(resp), repr(resp.attempts), str(resp.attempts[0]), caplog.text, json.dumps(router.usage_report())):
+        _no_key(text)
+
+
 def test_render_masks_the_key(failing_chain) -> None:
     _, cfg, env = failing_chain
     router = Router.from_dir(catalog_dir(), cfg, env=env)
@@ -220,7 +233,7 @@ def test_cli_output_never_shows_the_key(failing_chain, command: str) -> None:
     srv, cfg, env = failing_chain
     done = subprocess.run(
         [sys.executable, "-m", "llm_router", command, "sec-primary", "hi", "--dir", str(catalog_dir()), "--dir", str(cfg)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, **env},
     )
     _no_key(done.stdout + done.stderr)
     if command == "render":
@@ -290,3 +303,13 @@ async def test_bfl_polling_url_on_an_unlisted_host_fails_without_sending_the_key
         assert srv.requests[0].headers.get("x-key") == KEY  # the declared host did get it
         assert other.count() == 0
         _no_key(str(info.value))
+
+
+async def test_a_malformed_polling_url_is_a_provider_error_and_sends_nothing_more() -> None:
+    with MockServer() as srv:
+        srv.route("POST", "/v1/flux-pro-1.1", Reply.json({"id": "job-1", "polling_url": "http://[evil/get_result?id=1"}))
+        async with Router.from_dir(env={"BFL_API_KEY": KEY, "BFL_BASE_URL": srv.url + "/v1"}) as router:
+            with pytest.raises(RouterError):
+                async with asyncio.timeout(10):
+                    await router.query("bfl/flux-pro-1.1", prompt="a cat")
+        assert srv.count() == 1

@@ -180,3 +180,62 @@ def test_github_format_escapes_the_file_property(tmp_path, keys, capsys):
     assert main(["validate", str(config), "--format", "github"]) == 1
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"::error file={tmp_path}/a%2Cb%3Ac/models.d/m.yaml,line=8::models.m2: unknown key 'fallback'")
+
+
+# --- contract files (providers.d/contracts/*.yaml) are validated too -----------------------------------
+
+CONTRACT = """\
+name: acme-chat
+provider: acme
+call:
+  model: m1
+  messages: [{role: user, content: hi}]
+replies:
+  - body: {choices: [{message: {content: Hi}}]}
+expect: {content: Hi}
+"""
+
+
+def _contract_config(write_config, contract: str) -> Path:
+    return write_config({"providers.d/acme.yaml": PROVIDER, "providers.d/other.yaml": OTHER, "models.d/m.yaml": MODELS,
+                         "providers.d/contracts/acme-chat.yaml": contract})
+
+
+def test_validate_accepts_a_good_contract(write_config, capsys) -> None:
+    assert main(["validate", str(_contract_config(write_config, CONTRACT))]) == 0
+
+
+def test_validate_reports_a_contract_naming_an_unknown_provider_at_its_line(write_config, capsys) -> None:
+    config = _contract_config(write_config, CONTRACT.replace("provider: acme", "provider: acmee"))
+    assert main(["validate", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"{config / 'providers.d' / 'contracts' / 'acme-chat.yaml'}:2: contract 'acme-chat' names unknown provider 'acmee'" in out
+
+
+def test_validate_reports_a_contract_calling_an_unknown_model_at_its_line(write_config, capsys) -> None:
+    config = _contract_config(write_config, CONTRACT.replace("model: m1", "model: m9"))
+    assert main(["validate", str(config)]) == 1
+    assert "acme-chat.yaml:4: contract 'acme-chat' calls unknown model 'm9'" in capsys.readouterr().out
+
+
+def test_validate_reports_a_model_of_another_provider(write_config, capsys) -> None:
+    config = _contract_config(write_config, CONTRACT.replace("model: m1", "model: m2"))
+    assert main(["validate", str(config)]) == 1
+    assert "is for provider 'acme', but model 'm2' is served by 'other'" in capsys.readouterr().out
+
+
+def test_validate_reports_a_reply_with_two_bodies_at_its_line(write_config, capsys) -> None:
+    config = _contract_config(write_config, CONTRACT.replace("  - body: {choices", "  - text: x\n    body: {choices"))
+    assert main(["validate", str(config)]) == 1
+    assert "acme-chat.yaml:7: replies[0]: give exactly one of body, text, sse (got body, text)" in capsys.readouterr().out
+
+
+def test_validate_reports_unknown_contract_keys_with_a_hint(write_config, capsys) -> None:
+    config = _contract_config(write_config, CONTRACT.replace("expect: {content: Hi}", "expect: {content: Hi}\nreplys: []"))
+    assert main(["validate", str(config)]) == 1
+    assert "acme-chat.yaml:9: unknown key 'replys' — did you mean 'replies'?" in capsys.readouterr().out
+
+
+def test_validate_checks_the_bundled_contracts(capsys) -> None:
+    assert main(["validate"]) == 0
+    assert "error" not in capsys.readouterr().out

@@ -42,8 +42,8 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
         if found:
             bad_models.add(name)
             problems += found
-    if raw.router is not None:
-        problems += schema.check(raw.router, "router")
+    router_problems = schema.check(raw.router, "router") if raw.router is not None else []
+    problems += router_problems
 
     resolved = {n: d for n, d in resolve_extends(raw).items() if n not in broken}
     for name, doc in resolved.items():
@@ -64,12 +64,14 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
     models = {name: build_model(doc) for name, doc in raw.models.items() if name not in bad_models}
     problems += checks.check_models(models, raw.models, providers, broken, bad_models)
     problems += checks.check_keys(models, providers, resolved, env)
+    settings = build_settings(raw.router if not router_problems else None)
+    problems += checks.check_router(settings, raw.router, models, providers, broken | bad_models)
     if any(p.severity == "error" for p in problems):
         return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
     catalog = Catalog(
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),
-        settings=build_settings(raw.router),
+        settings=settings,
         files=tuple(raw.files),
     )
     return catalog, _unique(problems)

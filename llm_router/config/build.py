@@ -235,22 +235,54 @@ def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
     )
 
 
+def _pricing(data: Any) -> m.Pricing | None:
+    if data == "unknown":
+        return None
+    return m.Pricing(**{**data, "per_image_by_size": MappingProxyType(data.get("per_image_by_size", {}))})
+
+
+def _deployments(data: list[dict[str, Any]], upstream: str, pricing: m.Pricing | None) -> tuple[m.Deployment, ...]:
+    providers = [d["provider"] for d in data]
+    out = []
+    for i, d in enumerate(data):
+        default_name = d["provider"] if providers.count(d["provider"]) == 1 else f"{d['provider']}#{i}"
+        out.append(m.Deployment(
+            provider=d["provider"],
+            name=d.get("name", default_name),
+            upstream=d.get("upstream", upstream),
+            key_env=d.get("key_env"),
+            base_url_env=d.get("base_url_env"),
+            **_given(d, "weight"),
+            limits=m.Limits(**d.get("limits", {})),
+            pricing=_pricing(d["pricing"]) if "pricing" in d else pricing,
+        ))
+    return tuple(out)
+
+
+def _cooldown(data: dict[str, Any] | None) -> m.Cooldown | None:
+    return m.Cooldown(**data) if data is not None else None
+
+
 def build_model(doc: Doc) -> m.ModelConfig:
     data = doc.data
-    pricing = data["pricing"]
+    pricing = _pricing(data["pricing"])
+    upstream = data.get("upstream", doc.name)
+    deployments = _deployments(data["deployments"], upstream, pricing) if "deployments" in data else ()
     return m.ModelConfig(
         name=doc.name,
-        provider=data["provider"],
-        upstream=data.get("upstream", doc.name),
-        pricing=None if pricing == "unknown" else m.Pricing(**{**pricing, "per_image_by_size": MappingProxyType(pricing.get("per_image_by_size", {}))}),
+        provider=deployments[0].provider if deployments else data["provider"],
+        upstream=upstream,
+        pricing=pricing,
         file=doc.file,
-        **_given(data, "kind", "description", "streaming"),
+        **_given(data, "kind", "description", "streaming", "strategy"),
         limits=m.Limits(**data.get("limits", {})),
         params=frozenset(data.get("params", ())),
         defaults=MappingProxyType(dict(data.get("defaults", {}))),
         rename=MappingProxyType(dict(data.get("rename", {}))),
         fallbacks=tuple(data.get("fallbacks", ())),
         on_unsupported_param=data.get("on_unsupported_param"),
+        deployments=deployments,
+        cooldown=_cooldown(data.get("cooldown")),
     )
 
 
@@ -262,4 +294,8 @@ def build_settings(doc: Doc | None) -> m.RouterSettings:
         fallback_on=frozenset(data["fallback_on"]) if "fallback_on" in data else defaults.fallback_on,
         limit_wait_s=data.get("limit_wait_s", defaults.limit_wait_s),
         log_content=data.get("log_content", defaults.log_content),
+        strategy=data.get("strategy", defaults.strategy),
+        cooldown=_cooldown(data.get("cooldown")),
+        budgets=tuple(m.Budget(**b) for b in data.get("budgets", ())),
+        state=m.StateSettings(**data.get("state", {})),
     )

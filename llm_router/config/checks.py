@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from ..errors import Problem
 from .load import Doc
-from .model import ModelConfig, ProviderConfig
+from .model import ModelConfig, Pricing, ProviderConfig, RouterSettings
 
 OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
 
@@ -67,33 +67,21 @@ def check_models(
     usable = [n for n, p in providers.items() if not p.abstract]
 
     def fail(model: ModelConfig, key: str, message: str) -> None:
-        file, line = docs[model.name].where(tuple(key.split(".")) if key else ())
+        path = tuple(int(k) if k.isdigit() else k for k in key.split(".")) if key else ()
+        file, line = docs[model.name].where(path)
         problems.append(Problem(file, line, f"model {model.name!r}: {message}", key=key))
 
     for model in models.values():
-        provider = providers.get(model.provider)
-        if model.provider in broken_providers:
-            pass  # its own errors are reported; what it would say of this model may be wrong
-        elif provider is None or provider.abstract:
-            reason = "is abstract (a base for `extends`)" if provider else "does not exist"
-            fail(model, "provider", f"names provider {model.provider!r}, which {reason}; {_hint(model.provider, usable, 'providers')}")
-        else:
-            operation = provider.operations.get(OPERATION_FOR_KIND[model.kind])
-            if operation is None:
-                fail(model, "kind", f"is a {model.kind} model but provider {provider.name!r} has no `{model.kind}` operation "
-                     f"(it has: {', '.join(provider.operations) or 'none'})")
-            else:
-                sent = set(operation.body.param_names) if operation.body else set()
-                for template in (operation.path, operation.query, operation.headers):
-                    if template is not None:
-                        sent |= template.param_names
-                if operation.params.mode == "none":
-                    for param in sorted(model.params):
-                        upstream = model.rename.get(param, param)
-                        if upstream not in sent:
-                            fail(model, "params", f"allows param {param!r} but provider {provider.name!r} never sends it "
-                                 f"(its `{model.kind}` body does not name params.{upstream}; set `params: merge` on the operation "
-                                 "or name it in the body)")
+        served_by = [(d.provider, f"deployments.{i}.provider") for i, d in enumerate(model.deployments)] or [(model.provider, "provider")]
+        for provider_name, at in served_by:
+            _check_served_by(model, provider_name, at, providers, broken_providers, usable, fail)
+        names = [d.name for d in model.deployments]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                fail(model, f"deployments.{i}", f"has two deployments named {name!r}; give each a distinct `name`")
+        for i, d in enumerate(model.deployments):
+            if d.pricing is not model.pricing and d.pricing is not None:
+                _check_pricing(model, d.pricing, f"deployments.{i}.pricing", fail)
         for key in ("defaults", "rename"):
             for param in getattr(model, key):
                 if param not in model.params:
@@ -109,12 +97,61 @@ def check_models(
             elif fallback == model.name:
                 fail(model, "fallbacks", "falls back to itself")
         if model.pricing is not None:
-            p = model.pricing
-            if model.kind == "chat" and (p.input_per_million is None or p.output_per_million is None):
-                fail(model, "pricing", "a chat model's pricing needs input_per_million and output_per_million (or `pricing: unknown`)")
-            if model.kind == "image" and p.per_image is None and not p.per_image_by_size:
-                fail(model, "pricing", "an image model's pricing needs per_image or per_image_by_size (or `pricing: unknown`)")
+            _check_pricing(model, model.pricing, "pricing", fail)
     problems.extend(_cycles(models, docs))
+    return problems
+
+
+def _check_served_by(
+    model: ModelConfig, provider_name: str, at: str, providers: Mapping[str, ProviderConfig],
+    broken_providers: AbstractSet[str], usable: list[str], fail: Callable[[ModelConfig, str, str], None],
+) -> None:
+    provider = providers.get(provider_name)
+    if provider_name in broken_providers:
+        return  # its own errors are reported; what it would say of this model may be wrong
+    if provider is None or provider.abstract:
+        reason = "is abstract (a base for `extends`)" if provider else "does not exist"
+        fail(model, at, f"names provider {provider_name!r}, which {reason}; {_hint(provider_name, usable, 'providers')}")
+        return
+    operation = provider.operations.get(OPERATION_FOR_KIND[model.kind])
+    if operation is None:
+        fail(model, "kind", f"is a {model.kind} model but provider {provider.name!r} has no `{model.kind}` operation "
+             f"(it has: {', '.join(provider.operations) or 'none'})")
+        return
+    sent = set(operation.body.param_names) if operation.body else set()
+    for template in (operation.path, operation.query, operation.headers):
+        if template is not None:
+            sent |= template.param_names
+    if operation.params.mode == "none":
+        for param in sorted(model.params):
+            upstream = model.rename.get(param, param)
+            if upstream not in sent:
+                fail(model, "params", f"allows param {param!r} but provider {provider.name!r} never sends it "
+                     f"(its `{model.kind}` body does not name params.{upstream}; set `params: merge` on the operation "
+                     "or name it in the body)")
+
+
+def _check_pricing(model: ModelConfig, p: Pricing, at: str, fail: Callable[[ModelConfig, str, str], None]) -> None:
+    if model.kind == "chat" and (p.input_per_million is None or p.output_per_million is None):
+        fail(model, at, "a chat model's pricing needs input_per_million and output_per_million (or `pricing: unknown`)")
+    if model.kind == "image" and p.per_image is None and not p.per_image_by_size:
+        fail(model, at, "an image model's pricing needs per_image or per_image_by_size (or `pricing: unknown`)")
+
+
+def check_router(settings: RouterSettings, doc: Doc | None, models: Mapping[str, ModelConfig],
+                 providers: Mapping[str, ProviderConfig], broken: AbstractSet[str] = frozenset()) -> list[Problem]:
+    """Each budget names a model or provider that exists."""
+    if doc is None:
+        return []
+    problems = []
+    usable = [n for n, p in providers.items() if not p.abstract]
+    for i, budget in enumerate(settings.budgets):
+        known = list(models) if budget.scope == "model" else usable
+        if budget.name is None or budget.name in known or budget.name in broken:
+            continue
+        file, line = doc.where(("budgets", i, "name"))
+        problems.append(Problem(file, line, f"budgets[{i}] names unknown {budget.scope} {budget.name!r}; "
+                                f"{_hint(budget.name, known, budget.scope + 's')}", key=f"budgets.{i}.name"))
     return problems
 
 
@@ -147,15 +184,25 @@ def _cycles(models: Mapping[str, ModelConfig], docs: Mapping[str, Doc]) -> list[
 def check_keys(
     models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig], docs: Mapping[str, Doc], env: Mapping[str, str]
 ) -> list[Problem]:
-    """A warning for each provider in use whose key variable is unset."""
-    used = {m.provider for m in models.values()}
+    """A warning for each key variable in use that is unset (a provider's, or a deployment's own)."""
+    used: dict[tuple[str, str | None], str] = {}  # (provider, key_env) -> the model that uses it first
+    for model in models.values():
+        for provider_name, key_env in [(d.provider, d.key_env) for d in model.deployments] or [(model.provider, None)]:
+            used.setdefault((provider_name, key_env), model.name)
     problems = []
-    for name in sorted(used):
+    for (name, key_env), user in sorted(used.items(), key=lambda item: (item[0][0], item[0][1] or "")):
         provider = providers.get(name)
         if provider is None or provider.auth is None or provider.auth.optional:
             continue
-        if not env.get(provider.auth.env):
+        variable = key_env or provider.auth.env
+        if env.get(variable):
+            continue
+        if key_env is None:
             file, line = docs[name].where(("auth", "env"))
-            problems.append(Problem(file, line, f"{provider.auth.env} is not set; calls to provider {name!r} will fail until it is",
+            problems.append(Problem(file, line, f"{variable} is not set; calls to provider {name!r} will fail until it is",
                                     severity="warning", key="auth.env"))
+        else:
+            file = models[user].file
+            problems.append(Problem(file, None, f"{variable} is not set; calls to model {user!r} through provider {name!r} "
+                                    "will fail until it is", severity="warning", key="key_env"))
     return problems

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..paths import JSONPath
+from ..state import Cooldown
 from ..templating import CompiledTemplate
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -204,9 +205,24 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place that serves a model: a provider, with its own upstream name, key, base URL,
+    weight, limits and price where they differ. The builder fills in every derived value."""
+
+    provider: str
+    name: str = ""  # derived when not given: "<provider>", or "<provider>#<i>" when a provider repeats
+    upstream: str = ""  # derived when not given: the model's upstream
+    key_env: str | None = None  # None: the provider's auth.env
+    base_url_env: str | None = None  # None: the provider's base_url_env
+    weight: float = 1
+    limits: Limits = Limits()
+    pricing: Pricing | None = None  # derived when not given: the model's
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
-    provider: str
+    provider: str  # with `deployments`: derived, the first deployment's provider
     upstream: str
     pricing: Pricing | None  # None: the price is unknown, so cost is None
     file: str = ""
@@ -219,6 +235,27 @@ class ModelConfig:
     fallbacks: tuple[str, ...] = ()
     on_unsupported_param: str | None = None
     streaming: bool = True
+    deployments: tuple[Deployment, ...] = ()  # empty: the single-provider form
+    strategy: str | None = None  # None: the router's
+    cooldown: Cooldown | None = None  # None: the router's (and none when the router sets none)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    scope: str  # router | model | provider
+    period: str  # day | month (UTC)
+    limit_usd: float
+    name: str | None = None  # the model or provider; None for the router scope
+    on_exceed: str = "raise"  # raise | fallback
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    backend: str = "local"  # local | redis
+    url: str | None = None
+    url_env: str | None = None
+    key_prefix: str = "llm-router:"
+    on_error: str = "local"  # local | fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +266,10 @@ class RouterSettings:
     )
     limit_wait_s: float = 10
     log_content: bool = False
+    strategy: str = "ordered"
+    cooldown: Cooldown | None = None  # None: no cooldowns unless a model declares one
+    budgets: tuple[Budget, ...] = ()
+    state: StateSettings = StateSettings()
 
 
 @dataclass(frozen=True)

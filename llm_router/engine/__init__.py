@@ -36,6 +36,9 @@ class Call:
     messages: Any
     prompt: str | None
     params: Mapping[str, Any]
+    # (key_env, base_url_env) replacing the provider's variables, for a deployment with its own key
+    # or base URL; None: the provider's own
+    credentials: tuple[str | None, str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -56,18 +59,31 @@ class Engine:
     ) -> None:
         """`transport` replaces the network for every provider (contract replay, recording)."""
         self._transport = transport
+        self._env = env
         self.redact = Redactor()
         self.runtimes = {name: ProviderRuntime(p, env, self.redact) for name, p in providers.items() if not p.abstract}
-        self._clients: dict[str, httpx2.AsyncClient] = {}
+        # one runtime (and client) per (provider, key_env, base_url_env) a call names, built on first use
+        self._variants: dict[tuple[str, str | None, str | None], ProviderRuntime] = {}
+        self._clients: dict[ProviderRuntime, httpx2.AsyncClient] = {}
 
     def _client(self, runtime: ProviderRuntime) -> httpx2.AsyncClient:
-        client = self._clients.get(runtime.name)
+        client = self._clients.get(runtime)
         if client is None:
-            client = self._clients[runtime.name] = make_client(runtime, self._transport)
+            client = self._clients[runtime] = make_client(runtime, self._transport)
         return client
 
+    def runtime(self, call: Call) -> ProviderRuntime:
+        if call.credentials is None:
+            return self.runtimes[call.provider]
+        key = (call.provider, *call.credentials)
+        runtime = self._variants.get(key)
+        if runtime is None:
+            base = self.runtimes[call.provider]
+            runtime = self._variants[key] = ProviderRuntime(base.config, self._env, self.redact, *call.credentials)
+        return runtime
+
     def _operation(self, call: Call) -> tuple[ProviderRuntime, Operation]:
-        runtime = self.runtimes[call.provider]
+        runtime = self.runtime(call)
         return runtime, runtime.config.operations[call.kind]
 
     def prepare(self, call: Call, stream: bool = False) -> PreparedRequest:

@@ -28,17 +28,21 @@ class PreparedRequest:
 class ProviderRuntime:
     """A provider as the engine runs it: the effective base URL, the key, the trusted hosts."""
 
-    def __init__(self, config: ProviderConfig, env: Mapping[str, str], redactor: Redactor) -> None:
+    def __init__(self, config: ProviderConfig, env: Mapping[str, str], redactor: Redactor,
+                 key_env: str | None = None, base_url_env: str | None = None) -> None:
+        """`key_env` and `base_url_env` replace the provider's variables (a deployment's own key or URL)."""
         self.config = config
         self.name = config.name
-        override = env.get(config.base_url_env) if config.base_url_env else None
+        url_env = base_url_env or config.base_url_env
+        override = env.get(url_env) if url_env else None
         self.base_url = (override or config.base_url).rstrip("/")
         base_host = urlsplit(self.base_url).hostname or ""
         self.hosts = (*config.hosts, base_host)
         self.key: Secret | None = None
         auth = config.auth
-        if auth is not None and env.get(auth.env):
-            self.key = Secret(env[auth.env])
+        self.key_env = key_env or (auth.env if auth is not None else None)
+        if self.key_env is not None and env.get(self.key_env):
+            self.key = Secret(env[self.key_env])
             redactor.add(self.key)
         self.static_headers = dict(config.headers)
         self.redact = redactor
@@ -63,10 +67,10 @@ class ProviderRuntime:
         auth = self.config.auth
         assert auth is not None
         if self.key is None and display and not auth.optional:
-            return Secret(f"<{auth.env} is not set>")
+            return Secret(f"<{self.key_env} is not set>")
         if self.key is None and not auth.optional:
             raise MissingCredentialError(
-                f"no API key: set the environment variable {auth.env} (or pass it in env=)",
+                f"no API key: set the environment variable {self.key_env} (or pass it in env=)",
                 provider=self.name,
                 model=model,
             )

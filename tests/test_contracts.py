@@ -1,0 +1,235 @@
+"""Provider contracts: `llm-router test` replays the bundled wire-format contracts, and a drift fails with a diff."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_router import Router
+from llm_router._resources import catalog_dir
+from llm_router.cli import main
+from llm_router.config import load_catalog
+
+BUNDLED = catalog_dir()
+CONTRACTS = BUNDLED / "providers.d" / "contracts"
+
+
+def _contract(name: str) -> dict:
+    return yaml.safe_load((CONTRACTS / f"{name}.yaml").read_text())
+
+
+def _layer(tmp_path: Path, *contracts: dict, files: dict[str, str] | None = None) -> Path:
+    """A config dir holding `contracts` (and any other files), to layer over the bundled catalog."""
+    folder = tmp_path / "providers.d" / "contracts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for data in contracts:
+        (folder / f"{data['name']}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    files = files or {"models.d/none.yaml": "models: {}\n"}  # a config dir holds at least one config file
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["test", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- the bundled contracts are the wire-format tests of record ----------------------------------------
+
+
+def test_bundled_contracts_all_pass_through_the_cli_in_seconds() -> None:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "llm_router", "test"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAIL" not in done.stdout
+    assert " 0 failed" in done.stderr
+    assert done.stdout.count("PASS ") == len(list(CONTRACTS.glob("*.yaml")))
+    assert time.perf_counter() - started < 20  # the whole catalog replays in a second or two (plus interpreter start)
+
+
+def test_every_bundled_provider_has_success_error_and_stream_contracts() -> None:
+    catalog, _ = load_catalog([BUNDLED], {})
+    contracts = [yaml.safe_load(p.read_text()) for p in sorted(CONTRACTS.glob("*.yaml"))]
+    for name, provider in catalog.providers.items():
+        if provider.abstract:
+            continue
+        mine = [c for c in contracts if c["provider"] == name]
+        assert all(c["name"].startswith(f"{name}-") for c in mine), name
+        assert all(c.get("source") for c in mine), f"{name}: every contract says where its shapes come from"
+        assert any("error" not in c["expect"] for c in mine), f"{name}: no successful call"
+        if name.startswith("bfl-"):
+            continue  # regional BFL endpoints: one success each, the shapes are bfl's
+        assert any("error" in c["expect"] for c in mine), f"{name}: no error reply"
+        if any(op.stream is not None for op in provider.operations.values()):
+            assert any(c["call"].get("stream") for c in mine), f"{name}: streams, but no stream transcript"
+        if any(op.poll is not None for op in provider.operations.values()):
+            polled = [c for c in mine if len(c["replies"]) > 2]
+            assert any("error" in c["expect"] for c in polled), f"{name}: no poll sequence ending in a failure state"
+            assert any("error" not in c["expect"] for c in polled), f"{name}: no poll sequence ending in Ready"
+
+
+def test_every_operation_of_every_bundled_provider_has_a_successful_contract() -> None:
+    catalog, _ = load_catalog([BUNDLED], {})
+    contracts = [yaml.safe_load(p.read_text()) for p in CONTRACTS.glob("*.yaml")]
+    for name, provider in catalog.providers.items():
+        if provider.abstract:
+            continue
+        for kind in provider.operations:
+            assert any(c["provider"] == name and "error" not in c["expect"] and
+                       (catalog.models[c["call"]["model"]].kind if c["call"]["model"] in catalog.models else "image"
+                        if "prompt" in c["call"] else "chat") == kind for c in contracts), f"{name}.{kind}"
+
+
+# --- a drift fails with the exchange's name and a diff -------------------------------------------------
+
+
+def test_changed_expected_body_key_fails_with_the_key_in_the_diff(tmp_path, capsys) -> None:
+    data = _contract("openai-chat")
+    data["request"]["body"]["top_p"] = data["request"]["body"].pop("temperature")
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "FAIL openai-chat " in out
+    assert "request.body.top_p: missing (expected 0.2)" in out
+    assert "request.body.temperature: unexpected (got 0.2)" in out
+    assert "PASS anthropic-chat" in out  # the others still run
+
+
+def test_changed_expected_content_fails_with_both_values(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat")
+    data["expect"]["content"] = "something else"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'content: expected "something else", got "{\\"items\\"' in out
+
+
+def test_changed_expected_usage_fails_naming_the_field(tmp_path, capsys) -> None:
+    data = _contract("gemini-chat")
+    data["expect"]["usage"]["output_tokens"] = 418  # forgets the thinking tokens
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "FAIL gemini-chat " in out
+    assert "usage.output_tokens: expected 418, got 856" in out
+
+
+def test_changed_stream_transcript_fails_on_the_chunks(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-stream")
+    data["replies"][0]["sse"][4]["data"]["delta"]["text"] = " world"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'chunks: expected ["Hello", " there", "!"], got ["Hello", " world", "!"]' in out
+
+
+def test_poll_request_drift_fails_on_the_later_request(tmp_path, capsys) -> None:
+    data = _contract("bfl-image")
+    data["poll_request"]["path"] = "/v1/result"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "requests[1].path: expected /v1/result, got /v1/get_result" in out
+    assert "requests[2].path: expected /v1/result, got /v1/get_result" in out
+
+
+def test_expected_error_that_does_not_happen_fails(tmp_path, capsys) -> None:
+    data = _contract("openai-chat-429")
+    data["replies"] = _contract("openai-chat")["replies"]
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "error: expected RateLimitError, but the call succeeded" in out
+    assert "requests: expected 3 request(s), 1 were sent" in out
+
+
+PROVIDER = """\
+name: acme
+base_url: https://api.acme.test/v1
+auth: {header: Authorization, scheme: Bearer, env: ACME_API_KEY}
+hosts: [api.acme.test]
+operations:
+  chat:
+    path: /chat
+    body: {model: "{{ model.upstream }}", messages: "{{ messages }}"}
+    response:
+      content: $.output.text
+"""
+MODELS = "models:\n  acme-1:\n    provider: acme\n    pricing: {input_per_million: 1, output_per_million: 1}\n"
+ACME_CONTRACT = {
+    "name": "acme-chat", "provider": "acme", "source": "test",
+    "call": {"model": "acme-1", "messages": [{"role": "user", "content": "hi"}]},
+    "request": {"method": "POST", "path": "/v1/chat"},
+    "replies": [{"body": {"choices": [{"message": {"content": "Hi"}}]}}],
+    "expect": {"content": "Hi"},
+}
+
+
+def test_a_drifted_jsonpath_in_a_provider_file_fails_its_contract(tmp_path, capsys) -> None:
+    config = _layer(tmp_path, ACME_CONTRACT, files={"providers.d/acme.yaml": PROVIDER, "models.d/acme.yaml": MODELS})
+    code, out, _ = _run(capsys, str(config))
+    assert code == 1
+    assert "FAIL acme-chat " in out
+    assert "the call raised ServerError" in out and "$.output.text" in out
+
+
+def test_format_json_lists_every_result_with_its_diffs(tmp_path, capsys) -> None:
+    data = _contract("openai-chat")
+    data["expect"]["content"] = "nope"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and report["failed"] == 1
+    failed = [r for r in report["results"] if not r["ok"]]
+    assert [r["name"] for r in failed] == ["openai-chat"]
+    assert failed[0]["file"].endswith("openai-chat.yaml") and failed[0]["line"] == 1
+    assert any(d.startswith('content: expected "nope"') for d in failed[0]["diffs"])
+
+
+def test_format_github_annotates_the_failing_contract_file(tmp_path, capsys) -> None:
+    data = _contract("openai-chat")
+    data["expect"]["finish_reason"] = "length"
+    layer = _layer(tmp_path, data)
+    code, out, _ = _run(capsys, str(BUNDLED), str(layer), "--format", "github")
+    assert code == 1
+    annotations = [line for line in out.splitlines() if line.startswith("::error ")]
+    assert len(annotations) == 1
+    assert f"file={layer / 'providers.d' / 'contracts' / 'openai-chat.yaml'},line=1::" in annotations[0]
+    assert "contract openai-chat failed:%0Afinish_reason: expected \"length\", got \"stop\"" in annotations[0]
+
+
+def test_provider_filter_runs_only_that_providers_contracts(capsys) -> None:
+    code, out, err = _run(capsys, "--provider", "anthropic")
+    names = [line.split()[1] for line in out.splitlines() if line.startswith("PASS ")]
+    assert code == 0 and names and all(n.startswith("anthropic-") for n in names)
+    assert "for provider anthropic" in err
+
+
+def test_no_contracts_found_exits_2(capsys) -> None:
+    code, out, err = _run(capsys, "--provider", "no-such-provider")
+    assert code == 2 and "no contracts found" in err
+
+
+def test_contract_problems_fail_the_run_with_file_and_line(tmp_path, capsys) -> None:
+    data = _contract("openai-chat")
+    data["replies"][0]["text"] = "also a text body"
+    layer = _layer(tmp_path, data)
+    code, out, _ = _run(capsys, str(BUNDLED), str(layer))
+    assert code == 1
+    assert f"{layer / 'providers.d' / 'contracts' / 'openai-chat.yaml'}:" in out
+    assert "replies[0]: give exactly one of body, text, sse (got body, text)" in out
+
+
+# --- contracts are not runtime config ------------------------------------------------------------------
+
+
+def test_router_from_dir_never_loads_contracts(write_config) -> None:
+    config = write_config({
+        "providers.d/acme.yaml": PROVIDER, "models.d/acme.yaml": MODELS,
+        "providers.d/contracts/acme-broken.yaml": "name: [unclosed\n",
+    })
+    router = Router.from_dir(config, env={"ACME_API_KEY": "k"})
+    assert "acme-1" in router.models
+    assert main(["validate", str(config)]) == 1
