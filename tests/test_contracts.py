@@ -208,7 +208,7 @@ def test_provider_filter_runs_only_that_providers_contracts(capsys) -> None:
 
 
 def test_no_contracts_found_exits_2(capsys) -> None:
-    code, out, err = _run(capsys, "--provider", "no-such-provider")
+    code, _, err = _run(capsys, "--provider", "no-such-provider")
     assert code == 2 and "no contracts found" in err
 
 

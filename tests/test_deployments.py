@@ -331,3 +331,72 @@ async def test_balanced_example_calls_openai_and_azure_in_their_own_wire_shapes(
         request = azure.requests[0]
         assert request.headers["api-key"] == "azure-key-123456" and "authorization" not in request.headers
         assert request.query["api-version"] and request.json()["model"] == "gpt-4.1"
+
+
+def config_errors(write_config, models_yaml, router_yaml=None):
+    files = {"models.d/m.yaml": models_yaml}
+    if router_yaml is not None:
+        files["router.yaml"] = router_yaml
+    site = write_config(files)
+    _, problems = load_catalog([catalog_dir(), site], {"OPENAI_API_KEY": "k", "AZURE_OPENAI_API_KEY": "k"})
+    return [str(p) for p in problems if p.severity == "error"], site
+
+
+@pytest.mark.parametrize("models_yaml,line,expected", [
+    ("models:\n  m:\n    pricing: unknown\n    strategy: wieghted\n    deployments: [{provider: openai}]\n",
+     4, "did you mean 'weighted'"),
+    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - provider: openai\n      - provider: azrue\n",
+     6, "names provider 'azrue', which does not exist; did you mean 'azure'"),
+    ("models:\n  m:\n    provider: openai\n    pricing: unknown\n    deployments: [{provider: azure}]\n",
+     2, "`provider` cannot be used with `deployments`"),
+    ("models:\n  m:\n    pricing: unknown\n    limits: {rpm: 5}\n    deployments: [{provider: azure}]\n",
+     2, "`limits` cannot be used with `deployments`"),
+    ("models:\n  m:\n    pricing: unknown\n", 2, "'provider' is a required property"),
+    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, wieght: 2}\n",
+     5, "did you mean 'weight'"),
+    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, weight: 0}\n",
+     5, "deployments.0.weight"),
+    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, name: x}\n"
+     "      - {provider: azure, name: x}\n", 6, "two deployments named 'x'"),
+    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - provider: openai\n"
+     "        pricing: {input_per_million: 1}\n", 6, "pricing needs input_per_million and output_per_million"),
+    ("models:\n  m:\n    provider: openai\n    pricing: unknown\n    cooldown: {failures: 0}\n", 5, "cooldown.failures"),
+])
+def test_each_bad_deployment_key_is_reported_at_its_line(write_config, models_yaml, line, expected):
+    errors, site = config_errors(write_config, models_yaml)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{site / 'models.d' / 'm.yaml'}:{line}:") and expected in errors[0], errors[0]
+
+
+def test_unknown_router_strategy_is_reported_with_a_suggestion(write_config):
+    errors, site = config_errors(write_config, "models:\n  m: {provider: openai, pricing: unknown}\n",
+                                 "log_content: false\nstrategy: cheepest\n")
+    assert errors == [f"{site / 'router.yaml'}:2: strategy: 'cheepest' is not one of 'ordered', 'weighted', "
+                      "'least_in_flight', 'lowest_latency', 'cheapest' — did you mean 'cheapest'?"]
+
+
+def test_repeated_providers_get_indexed_deployment_names(write_config):
+    site = write_config({"models.d/m.yaml": """\
+models:
+  m:
+    pricing: unknown
+    deployments:
+      - {provider: openai}
+      - {provider: openai, key_env: OPENAI_SECOND_KEY}
+      - {provider: azure}
+"""})
+    catalog, _ = load_catalog([catalog_dir(), site], {})
+    assert [d.name for d in catalog.models["m"].deployments] == ["openai#0", "openai#1", "azure"]
+    assert catalog.models["m"].provider == "openai"
+
+
+def test_a_deployment_key_env_that_is_unset_is_a_warning(write_config):
+    site = write_config({"models.d/m.yaml": """\
+models:
+  m:
+    pricing: unknown
+    deployments: [{provider: openai, key_env: OPENAI_SECOND_KEY}]
+"""})
+    _, problems = load_catalog([catalog_dir(), site], {"OPENAI_API_KEY": "k"})
+    warnings = [str(p) for p in problems if "OPENAI_SECOND_KEY" in p.message]
+    assert len(warnings) == 1 and "warning" in warnings[0] and "model 'm'" in warnings[0]

@@ -34,9 +34,9 @@ def test_wheel_holds_the_catalog_and_loads_it_from_inside_the_package(tmp_path):
         archive.extractall(tmp_path / "site")
     catalog = "llm_router/_catalog/"
     assert f"{catalog}providers.d/openai.yaml" in names
-    for folder in ("providers.d", "models.d"):
-        shipped = {p.name for p in (ROOT / folder).glob("*.yaml")}
-        assert shipped and {n.rsplit("/", 1)[1] for n in names if n.startswith(f"{catalog}{folder}/")} == shipped
+    for folder in ("providers.d", "models.d"):  # contracts (providers.d/contracts/) ship too
+        shipped = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*.yaml")}
+        assert shipped and {n.removeprefix(f"{catalog}{folder}/") for n in names if n.startswith(f"{catalog}{folder}/")} == shipped
     schemas = {p.name for p in (ROOT / "schemas").glob("*.json")}
     assert {"provider.schema.json", "models.schema.json", "router.schema.json"} <= schemas
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith(f"{catalog}schemas/")} == schemas

@@ -146,6 +146,11 @@ def check_router(settings: RouterSettings, doc: Doc | None, models: Mapping[str,
     problems = []
     usable = [n for n, p in providers.items() if not p.abstract]
     for i, budget in enumerate(settings.budgets):
+        if budget.scope == "router" and budget.name is not None:
+            file, line = doc.where(("budgets", i, "name"))
+            problems.append(Problem(file, line, f"budgets[{i}]: a router budget counts every call; remove `name` "
+                                    "(or set scope: model or provider)", key=f"budgets.{i}.name"))
+            continue
         known = list(models) if budget.scope == "model" else usable
         if budget.name is None or budget.name in known or budget.name in broken:
             continue
