@@ -24,6 +24,7 @@ from .errors import (
     UnsupportedParamError,
 )
 from .router import Router
+from .state import StateUnavailableError
 from .types import Attempt, LLMResponse, StreamChunk, Usage
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "Router",
     "RouterError",
     "ServerError",
+    "StateUnavailableError",
     "StreamChunk",
     "StreamInterrupted",
     "UnknownModelError",

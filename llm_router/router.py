@@ -151,7 +151,11 @@ class Router:
 
     def _route(self, model: ModelConfig) -> _Route:
         route = self._routes.get(model.name)
-        return route if route is not None else self._build_route(model)
+        if route is None:  # a 'provider/upstream' model: built on first use, kept (bounded)
+            if len(self._routes) >= len(self._catalog.models) + 1024:
+                self._routes = {n: r for n, r in self._routes.items() if n in self._catalog.models}
+            route = self._routes[model.name] = self._build_route(model)
+        return route
 
     # --- what is registered --------------------------------------------------------------------
 

@@ -400,3 +400,17 @@ models:
     _, problems = load_catalog([catalog_dir(), site], {"OPENAI_API_KEY": "k"})
     warnings = [str(p) for p in problems if "OPENAI_SECOND_KEY" in p.message]
     assert len(warnings) == 1 and "warning" in warnings[0] and "model 'm'" in warnings[0]
+
+
+def test_the_yaml_in_docs_deployments_validates_on_the_bundled_catalog(write_config):
+    import re
+
+    blocks = re.findall(r"```yaml\n# ((?:models\.d/[\w.-]+\.yaml)|router\.yaml)\n(.*?)```",
+                        (ROOT / "docs" / "deployments.md").read_text(), re.S)
+    models = {path: body for path, body in blocks if path.startswith("models.d/")}
+    routers = [body for path, body in blocks if path == "router.yaml"]
+    assert models and len(routers) == 3
+    for router_yaml in routers:
+        site = write_config({**models, "router.yaml": router_yaml})
+        _, problems = load_catalog([catalog_dir(), site], {})
+        assert [str(p) for p in problems if p.severity == "error"] == []

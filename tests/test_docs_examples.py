@@ -26,3 +26,11 @@ def test_readme_examples_validate_layered_on_the_bundled_catalog(write_config):
     router = Router.from_dir(catalog_dir(), site, env={})
     assert router.providers["bfl"].operations["image"].poll is not None
     assert router.models["recraftv3"].kind == "image"
+
+
+def test_models_named_in_the_readme_python_example_are_in_the_bundled_catalog():
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r'(?:model_name|fallback_model)="([^"]+)"', readme))
+    assert {"o3", "gpt-4.1", "flux-pro-1.1"} <= named
+    router = Router.from_dir(env={})
+    assert named <= set(router.models), named - set(router.models)

@@ -32,7 +32,7 @@ READ_S, TOTAL_S, ATTEMPTS = 0.5, 0.8, 3
 DEADLINE_S = ATTEMPTS * TOTAL_S + 1.5  # every try bounded by total_s, plus tiny backoffs and slack
 
 
-def _chat_provider(name: str) -> str:
+def _chat_provider(name: str, read_s: float = READ_S, total_s: float = TOTAL_S) -> str:
     return f"""\
 extends: openai-compatible
 name: {name}
@@ -40,7 +40,7 @@ base_url: http://127.0.0.1:9/v1
 base_url_env: {name.upper()}_BASE_URL
 auth: {{header: Authorization, scheme: Bearer, env: FAULT_KEY}}
 hosts: [127.0.0.1]
-timeouts: {{connect_s: 1, read_s: {READ_S}, total_s: {TOTAL_S}}}
+timeouts: {{connect_s: 1, read_s: {read_s}, total_s: {total_s}}}
 operations:
   chat:
     path: /chat/completions
@@ -130,7 +130,8 @@ def srv():
 def config_dir(write_config) -> Path:
     return write_config({
         "providers.d/flaky.yaml": _chat_provider("flaky"),
-        "providers.d/healthy.yaml": _chat_provider("healthy"),
+        # the healthy fallback gets roomy timeouts: on a loaded CI machine it must not be the one that fails
+        "providers.d/healthy.yaml": _chat_provider("healthy", read_s=5, total_s=8),
         "providers.d/polly.yaml": POLL_PROVIDER,
         "models.d/fault.yaml": MODELS,
     })

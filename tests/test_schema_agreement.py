@@ -49,6 +49,11 @@ PAIRS = [
     ("pricing", MODELS["$defs"]["pricing"]["else"], m.Pricing),
     ("limits", MODELS["$defs"]["limits"], m.Limits),
     ("router", ROUTER, m.RouterSettings),
+    ("deployment", MODELS["$defs"]["deployment"], m.Deployment),
+    ("cooldown", MODELS["$defs"]["cooldown"], m.Cooldown),
+    ("router_cooldown", ROUTER["properties"]["cooldown"], m.Cooldown),
+    ("budget", ROUTER["properties"]["budgets"]["items"], m.Budget),
+    ("state", ROUTER["properties"]["state"], m.StateSettings),
 ]
 
 # Schema keys that are Python keywords get a trailing underscore.
@@ -149,6 +154,22 @@ def test_builder_applies_the_dataclass_defaults(write_config):
     for name in ("kind", "limits", "params", "fallbacks", "streaming", "on_unsupported_param"):
         assert getattr(model, name) == fields[name], name
     assert catalog.settings == m.RouterSettings()
+
+
+def test_deployments_and_router_settings_take_the_dataclass_defaults(write_config):
+    config = write_config({
+        "models.d/m.yaml": "models:\n  x:\n    pricing: unknown\n    deployments: [{provider: openai}]\n",
+        "router.yaml": "cooldown: {}\nbudgets:\n  - {scope: router, period: day, limit_usd: 1}\nstate: {}\n"})
+    catalog, problems = load_catalog([catalog_dir(), config], {"OPENAI_API_KEY": "k"})
+    assert [p for p in problems if p.severity == "error"] == []
+    deployment = catalog.models["x"].deployments[0]
+    assert deployment == m.Deployment(provider="openai", name="openai", upstream="x", pricing=None)
+    assert (deployment.weight, deployment.limits, deployment.key_env) == (1, m.Limits(), None)
+    settings = catalog.settings
+    assert settings.cooldown == m.Cooldown() and settings.state == m.StateSettings() and settings.strategy == "ordered"
+    assert settings.budgets == (m.Budget(scope="router", period="day", limit_usd=1),)
+    assert settings.budgets[0].on_exceed == "raise"
+    assert catalog.models["x"].strategy is None and catalog.models["x"].cooldown is None
 
 
 @pytest.mark.parametrize("name", ["provider", "models", "router", "contract"])

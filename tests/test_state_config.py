@@ -86,3 +86,45 @@ def test_each_bad_state_key_is_reported_at_its_line(write_config, yaml_text, lin
     errors, site = problems_for(write_config, yaml_text)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{site / 'router.yaml'}:{line}:") and expected in errors[0]
+
+
+async def test_a_plain_model_costs_one_acquire_with_limits_and_no_state_call_without(write_config):
+    import asyncio
+
+    from mockserver import MockServer, Reply, openai_chat_reply
+
+    class Counting(LocalState):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        async def acquire(self, slot, tokens, max_wait_s):
+            self.calls.append(("acquire", slot.key))
+            await super().acquire(slot, tokens, max_wait_s)
+
+        async def release(self, slot, outcome):
+            self.calls.append(("release", slot.key))
+
+        async def health(self, keys):
+            self.calls.append(("health",))
+            return await super().health(keys)
+
+        async def spent(self, keys):
+            self.calls.append(("spent",))
+            return {}
+
+    state = Counting()
+    with MockServer() as srv:
+        srv.route("POST", "/v1/chat/completions", Reply.json(openai_chat_reply("ok")))
+        site = write_config({"models.d/m.yaml": """\
+models:
+  limited: {provider: openai, pricing: unknown, limits: {rpm: 100}}
+  plain: {provider: openai, pricing: unknown}
+"""})
+        router = Router.from_dir(catalog_dir(), site, state=state,
+                                 env={"OPENAI_API_KEY": "sk-test-123456", "OPENAI_BASE_URL": srv.url + "/v1"})
+        async with router, asyncio.timeout(10):
+            await router.query("limited", [{"role": "user", "content": "hi"}])
+            await router.query("plain", [{"role": "user", "content": "hi"}])
+            await router.query("openai/gpt-x", [{"role": "user", "content": "hi"}])
+    assert state.calls == [("acquire", "limited")]

@@ -25,7 +25,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
     broken: set[str] = set()  # providers with an error
     for name, doc in raw.providers.items():
         # A file that `extends` another may be partial: its `required` keys are checked after the merge.
-        found = schema.check(doc, "provider", partial="extends" in doc.data) + checks.check_extends(doc, raw.providers)
+        found = schema.check(doc, "provider", partial=isinstance(doc.data.get("extends"), str)) + checks.check_extends(doc, raw.providers)
         if found:
             broken.add(name)
             problems += found
@@ -64,6 +64,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
     models = {name: build_model(doc) for name, doc in raw.models.items() if name not in bad_models}
     problems += checks.check_models(models, raw.models, providers, broken, bad_models)
     problems += checks.check_keys(models, providers, resolved, env)
+    problems += checks.check_base_url_overrides(models, providers, resolved, env)
     settings = build_settings(raw.router if not router_problems else None)
     problems += checks.check_router(settings, raw.router, models, providers, broken | bad_models)
     if any(p.severity == "error" for p in problems):

@@ -50,10 +50,38 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
     if provider.abstract:
         return []
     problems = []
-    host = urlsplit(provider.base_url).hostname or ""
+    try:
+        host = urlsplit(provider.base_url).hostname or ""
+    except ValueError as exc:
+        file, line = doc.where(("base_url",))
+        return [Problem(file, line, f"base_url {provider.base_url!r} is not a valid URL: {exc}", key="base_url")]
     if provider.hosts and not host_allowed(host, provider.hosts):
         file, line = doc.where(("hosts",))
         problems.append(Problem(file, line, f"base_url host {host!r} is not in `hosts` ({', '.join(provider.hosts)}); the key may only go to listed hosts", key="hosts"))
+    return problems
+
+
+def check_base_url_overrides(models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig],
+                             docs: Mapping[str, Doc], env: Mapping[str, str]) -> list[Problem]:
+    """A base-URL variable that is set must hold a URL with a host (a provider's, or a deployment's own)."""
+    named = {(p.base_url_env, n): docs[n].where(("base_url_env",)) for n, p in providers.items()
+             if p.base_url_env and n in docs}
+    for model in models.values():
+        for d in model.deployments:
+            if d.base_url_env:
+                named.setdefault((d.base_url_env, d.provider), (model.file, None))
+    problems = []
+    for (variable, provider), (file, line) in sorted(named.items(), key=lambda item: item[0]):
+        value = env.get(variable)
+        if not value:
+            continue
+        try:
+            ok = bool(urlsplit(value).hostname) and value.startswith(("http://", "https://"))
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(Problem(file, line, f"{variable} is set but is not an http(s) URL with a host; "
+                                    f"provider {provider!r} cannot use it as its base URL", key="base_url_env"))
     return problems
 
 

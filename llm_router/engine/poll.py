@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 
 from ..config.model import PollSpec
 from ..errors import ProviderError, ProviderTimeout
 from .extract import text_or_none
-from .request import PreparedRequest, ProviderRuntime
+from .request import PreparedRequest, ProviderRuntime, host_of
 from .send import send_json, with_retries
 
 log = logging.getLogger("llm_router")
@@ -31,10 +30,12 @@ def poll_request(
         url = spec.url.template.render({"model": model_ctx, "params": params, "submit": submit})
     if not url.startswith(("http://", "https://")):
         url = runtime.base_url + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not runtime.may_receive_key(url):
+    host = host_of(url)
+    if host is None:
+        raise ProviderError(f"the poll URL {runtime.redact(url[:200])!r} is malformed", provider=runtime.name, model=model)
+    if not url.startswith(("http://", "https://")) or not runtime.may_receive_key(url):
         raise ProviderError(
-            f"refusing to poll {parts.hostname!r}: not one of the provider's hosts ({', '.join(h for h in runtime.hosts if h)})",
+            f"refusing to poll {host!r}: not one of the provider's hosts ({', '.join(h for h in runtime.hosts if h)})",
             provider=runtime.name, model=model,
         )
     headers = dict(runtime.static_headers)

@@ -36,7 +36,7 @@ class ProviderRuntime:
         url_env = base_url_env or config.base_url_env
         override = env.get(url_env) if url_env else None
         self.base_url = (override or config.base_url).rstrip("/")
-        base_host = urlsplit(self.base_url).hostname or ""
+        base_host = host_of(self.base_url) or ""
         self.hosts = (*config.hosts, base_host)
         self.key: Secret | None = None
         auth = config.auth
@@ -77,7 +77,16 @@ class ProviderRuntime:
         return self.key
 
     def may_receive_key(self, url: str) -> bool:
-        return host_allowed(urlsplit(url).hostname or "", self.hosts)
+        host = host_of(url)
+        return host is not None and host_allowed(host, self.hosts)
+
+
+def host_of(url: str) -> str | None:
+    """The URL's host name, or None when the URL cannot be parsed (such a URL never gets a key)."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def _check_header_value(name: str, value: str, model: str, provider: str) -> None:
@@ -150,7 +159,7 @@ def build_request(
     if runtime.config.auth is not None:
         # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked
         if not (relative and path.startswith("/")) and not runtime.may_receive_key(url):
-            raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {urlsplit(url).hostname}, "
+            raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {host_of(url)}, "
                                       "which is not in the provider's `hosts`")
         headers.update(runtime.auth_headers(model_name, display))
         query.update(runtime.auth_query(model_name, display))
