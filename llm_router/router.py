@@ -3,7 +3,6 @@ fallback chain, price the result, keep totals, tell the hooks. It knows nothing 
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import inspect
 import json
@@ -16,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 import httpx2
 
 from .config import load_catalog
-from .config.model import Budget, Catalog, Limits, ModelConfig, Pricing, ProviderConfig, StateSettings
+from .config.model import Budget, Catalog, Limits, ModelConfig, Pricing, ProviderConfig
 from .engine import Call, Engine
 from .errors import (
     AllAttemptsFailed,
@@ -29,6 +28,7 @@ from .errors import (
     ConfigurationError,
     DeploymentsCoolingDown,
     InvalidRequestError,
+    Problem,
     ProviderError,
     RouterError,
     UnknownModelError,
@@ -36,7 +36,7 @@ from .errors import (
 )
 from .limits import LimitExceeded, limit_error
 from .pricing import price, unit_price
-from .state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend
+from .state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend, StateUnavailableError
 from .types import Attempt, LLMResponse, StreamChunk, Usage
 
 log = logging.getLogger("llm_router")
@@ -90,7 +90,7 @@ class Router:
         self._catalog = catalog
         self._engine = Engine(catalog.providers, env, transport)
         self._owns_state = state is None
-        self._state: StateBackend = state if state is not None else _build_state(catalog.settings.state, env)
+        self._state: StateBackend = state if state is not None else _build_state(catalog, env)
         self._hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
         self._routes = {n: self._build_route(m) for n, m in catalog.models.items()}
         self._totals: dict[tuple[str, str], dict[str, Any]] = {}
@@ -382,10 +382,14 @@ class Router:
         actual = usage.total_tokens if usage is not None else None
         if not route.releases and not (reserved and actual is not None):
             return
-        await self._state.release(target.slot, Outcome(
+        outcome = Outcome(
             reserved_tokens=reserved, actual_tokens=actual, latency_s=latency if error is None else None,
             failed=error is not None, counts_for_cooldown=getattr(error, "kind", None) in COOLDOWN_KINDS,
-            cooldown=route.cooldown))
+            cooldown=route.cooldown)
+        try:
+            await self._state.release(target.slot, outcome)
+        except StateUnavailableError as exc:  # the call was made: its answer (or error) counts more than the record
+            log.warning("could not record the outcome of %s: %s", target.slot.key, exc)
 
     async def _check_budgets(self, budgets: tuple[Budget, ...]) -> None:
         now = datetime.now(UTC)
@@ -404,7 +408,10 @@ class Router:
             key, _, ttl = _budget_key(budget, now)
             entries.append((key, cost, ttl))
             self._spent_seen[key] = self._spent_seen.get(key, 0.0) + cost
-        await self._state.add_spend(entries)
+        try:
+            await self._state.add_spend(entries)
+        except StateUnavailableError as exc:  # the call was made and paid for: return its answer
+            log.warning("could not add $%.6f to the budgets: %s", cost, exc)
 
     def _call(self, model: ModelConfig, target: _Target, messages: Any, prompt: Any, params: Mapping[str, Any]) -> Call:
         return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials)
@@ -449,6 +456,8 @@ class Router:
                     reserved = await self._admit(model, target, messages, prompt, model_params)
                 except RouterError as error:  # a limit or a budget: nothing was sent
                     await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
+                        break  # the model's other deployments share this budget
                     continue
                 try:
                     result = await self._engine.execute(self._call(model, target, messages, prompt, model_params))
@@ -514,6 +523,8 @@ class Router:
                     reserved = await self._admit(model, target, messages, prompt, model_params)
                 except RouterError as error:
                     await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
+                        break  # the model's other deployments share this budget
                     continue
                 try:
                     async for event in self._engine.stream(self._call(model, target, messages, prompt, model_params)):
@@ -604,7 +615,7 @@ class Router:
         if self._owns_state:
             await self._state.aclose()
 
-    async def __aenter__(self) -> Router:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -614,12 +625,15 @@ class Router:
         return f"<Router {len(self.models)} models, {len(self.providers)} providers>"
 
 
-def _build_state(settings: StateSettings, env: Mapping[str, str]) -> StateBackend:
+def _build_state(catalog: Catalog, env: Mapping[str, str]) -> StateBackend:
+    settings = catalog.settings.state
     if settings.backend == "local":
         return LocalState()
     url = (env.get(settings.url_env) if settings.url_env else None) or settings.url
     if not url:
-        raise ConfigurationError([])  # unreachable after the schema check; kept for type narrowing
+        file = next((f for f in reversed(catalog.files) if Path(f).name == "router.yaml"), "router.yaml")
+        raise ConfigurationError([Problem(file, None, f"state: {settings.url_env} is not set and `url` is not given; "
+                                          "set the variable or add `url: redis://...`")])
     from .redis_state import RedisState  # only when configured: `import llm_router` never imports redis
 
     return RedisState(url, settings.key_prefix, settings.on_error)  # type: ignore[arg-type]

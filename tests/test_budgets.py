@@ -5,12 +5,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply
 
-from llm_router import BudgetExceeded, RouterError, Router
+from llm_router import BudgetExceeded, Router, RouterError
 from llm_router._resources import catalog_dir
 from llm_router.state import LocalState
-
-from mockserver import MockServer, Reply, openai_chat_reply
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
@@ -206,3 +205,31 @@ def test_each_bad_budget_is_reported_at_its_line(write_config, router_yaml, line
     errors = [str(p) for p in problems if p.severity == "error"]
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{site / 'router.yaml'}:{line}:") and expected in errors[0], errors[0]
+
+
+async def test_a_spent_model_budget_skips_its_other_deployments_and_a_provider_budget_only_its_own(write_config):
+    with MockServer() as a, MockServer() as b:
+        serve(a, b)
+        models = """\
+models:
+  multi:
+    pricing: {input_per_million: 100000, output_per_million: 200000}
+    deployments: [{provider: a}, {provider: b}]
+    fallbacks: [spare]
+  spare:
+    provider: b
+    pricing: unknown
+"""
+        router = make_router(write_config, {"a": a, "b": b}, """\
+budgets:
+  - {scope: model, name: multi, period: day, limit_usd: 3, on_exceed: fallback}
+  - {scope: provider, name: a, period: day, limit_usd: 1, on_exceed: fallback}
+""", models_yaml=models)
+        async with router, asyncio.timeout(10):
+            first = await router.query("multi", USER)  # a: $2, over its provider budget from now on
+            second = await router.query("multi", USER)  # a's budget is spent: b serves; the model is at $4
+            third = await router.query("multi", USER)  # the model's budget is spent: straight to spare
+        assert (first.deployment, second.deployment, third.model_name) == ("a", "b", "spare")
+        assert [(x.deployment, x.error_kind) for x in second.attempts] == [("a", "budget_exceeded"), ("b", None)]
+        assert [(x.model, x.deployment, x.error_kind) for x in third.attempts] == [
+            ("multi", "a", "budget_exceeded"), ("spare", None, None)]

@@ -4,11 +4,10 @@ connection errors; not the caller's 4xx) gets no traffic for `cooldown_s`, then 
 import asyncio
 
 import pytest
-
-from llm_router import BadRequestError, DeploymentsCoolingDown, RateLimitError, Router
-from llm_router._resources import catalog_dir
-
 from mockserver import MockServer, Reply, openai_chat_reply, openai_error
+
+from llm_router import AllAttemptsFailed, BadRequestError, DeploymentsCoolingDown, RateLimitError, Router, ServerError
+from llm_router._resources import catalog_dir
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
@@ -145,7 +144,7 @@ async def test_every_deployment_cooling_without_fallback_raises_with_retry_after
         router = make_router(write_config, {"a": a, "b": b}, TWO_DEPLOYMENTS)
         async with router, asyncio.timeout(10):
             for _ in range(2):
-                with pytest.raises(Exception):
+                with pytest.raises(AllAttemptsFailed):
                     await router.query("m", USER)
             assert (a.count(), b.count()) == (2, 2)
             with pytest.raises(DeploymentsCoolingDown) as caught:
@@ -163,7 +162,7 @@ async def test_router_wide_cooldown_applies_to_a_model_without_deployments(write
                              router_yaml=f"cooldown: {{failures: 3, window_s: 60, cooldown_s: {COOLDOWN_S}}}\n")
         async with router, asyncio.timeout(10):
             for _ in range(3):
-                with pytest.raises(Exception):
+                with pytest.raises(ServerError):
                     await router.query("m", USER)
             with pytest.raises(DeploymentsCoolingDown):
                 await router.query("m", USER)

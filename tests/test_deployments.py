@@ -6,12 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse, openai_error
 
 from llm_router import AllAttemptsFailed, Router, ServerError
 from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
-
-from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse, openai_error
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/v1/chat/completions"
@@ -356,10 +355,10 @@ def config_errors(write_config, models_yaml, router_yaml=None):
      5, "did you mean 'weight'"),
     ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, weight: 0}\n",
      5, "deployments.0.weight"),
-    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, name: x}\n"
-     "      - {provider: azure, name: x}\n", 6, "two deployments named 'x'"),
-    ("models:\n  m:\n    pricing: unknown\n    deployments:\n      - provider: openai\n"
-     "        pricing: {input_per_million: 1}\n", 6, "pricing needs input_per_million and output_per_million"),
+    (("models:\n  m:\n    pricing: unknown\n    deployments:\n      - {provider: openai, name: x}\n"
+      "      - {provider: azure, name: x}\n"), 6, "two deployments named 'x'"),
+    (("models:\n  m:\n    pricing: unknown\n    deployments:\n      - provider: openai\n"
+      "        pricing: {input_per_million: 1}\n"), 6, "pricing needs input_per_million and output_per_million"),
     ("models:\n  m:\n    provider: openai\n    pricing: unknown\n    cooldown: {failures: 0}\n", 5, "cooldown.failures"),
 ])
 def test_each_bad_deployment_key_is_reported_at_its_line(write_config, models_yaml, line, expected):
@@ -371,8 +370,9 @@ def test_each_bad_deployment_key_is_reported_at_its_line(write_config, models_ya
 def test_unknown_router_strategy_is_reported_with_a_suggestion(write_config):
     errors, site = config_errors(write_config, "models:\n  m: {provider: openai, pricing: unknown}\n",
                                  "log_content: false\nstrategy: cheepest\n")
-    assert errors == [f"{site / 'router.yaml'}:2: strategy: 'cheepest' is not one of 'ordered', 'weighted', "
-                      "'least_in_flight', 'lowest_latency', 'cheapest' — did you mean 'cheapest'?"]
+    expected = (f"{site / 'router.yaml'}:2: strategy: 'cheepest' is not one of 'ordered', 'weighted', "
+                "'least_in_flight', 'lowest_latency', 'cheapest' — did you mean 'cheapest'?")
+    assert errors == [expected]
 
 
 def test_repeated_providers_get_indexed_deployment_names(write_config):
@@ -406,7 +406,7 @@ def test_the_yaml_in_docs_deployments_validates_on_the_bundled_catalog(write_con
     import re
 
     blocks = re.findall(r"```yaml\n# ((?:models\.d/[\w.-]+\.yaml)|router\.yaml)\n(.*?)```",
-                        (ROOT / "docs" / "deployments.md").read_text(), re.S)
+                        (ROOT / "docs" / "deployments.md").read_text(), re.DOTALL)
     models = {path: body for path, body in blocks if path.startswith("models.d/")}
     routers = [body for path, body in blocks if path == "router.yaml"]
     assert models and len(routers) == 3

@@ -3,13 +3,12 @@
 import asyncio
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
 from llm_router.limits import LimitExceeded, LocalLimiter
 from llm_router.state import LocalState
-
-from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 PROVIDER = """\
 extends: openai-compatible

@@ -128,3 +128,47 @@ models:
             await router.query("plain", [{"role": "user", "content": "hi"}])
             await router.query("openai/gpt-x", [{"role": "user", "content": "hi"}])
     assert state.calls == [("acquire", "limited")]
+
+
+def test_redis_url_env_unset_without_a_url_warns_in_validate_and_fails_building_the_router(write_config):
+    site = write_config({"models.d/m.yaml": MODELS, "router.yaml": "state:\n  backend: redis\n  url_env: MY_REDIS_URL\n"})
+    _, problems = load_catalog([catalog_dir(), site], {"OPENAI_API_KEY": "k"})
+    expected = (f"{site / 'router.yaml'}:3: warning: state: MY_REDIS_URL is not set and `url` is not given; "
+                "set the variable or add `url: redis://...`")
+    assert [str(p) for p in problems if p.file == str(site / "router.yaml")] == [expected]
+    assert not [p for p in problems if p.severity == "error"]
+    with pytest.raises(ConfigurationError, match="MY_REDIS_URL is not set"):
+        Router.from_dir(catalog_dir(), site, env={"OPENAI_API_KEY": "k"})
+
+
+async def test_with_on_error_fail_a_call_is_refused_before_sending_and_an_answered_call_keeps_its_answer(write_config):
+    import asyncio
+
+    from mockserver import MockServer, Reply, openai_chat_reply
+
+    from llm_router import StateUnavailableError
+
+    class Broken(LocalState):
+        fail_acquire = True
+
+        async def acquire(self, slot, tokens, max_wait_s):
+            if self.fail_acquire:
+                raise StateUnavailableError("shared state: Redis at 127.0.0.1:1/0 is unavailable")
+            await super().acquire(slot, tokens, max_wait_s)
+
+        async def release(self, slot, outcome):
+            raise StateUnavailableError("shared state: Redis at 127.0.0.1:1/0 is unavailable")
+
+    state = Broken()
+    with MockServer() as srv:
+        srv.route("POST", "/v1/chat/completions", Reply.json(openai_chat_reply("ok")))
+        site = write_config({"models.d/m.yaml": "models:\n  m: {provider: openai, pricing: unknown, limits: {tpm: 100000}}\n"})
+        router = Router.from_dir(catalog_dir(), site, state=state,
+                                 env={"OPENAI_API_KEY": "sk-test-123456", "OPENAI_BASE_URL": srv.url + "/v1"})
+        async with router, asyncio.timeout(10):
+            with pytest.raises(StateUnavailableError):
+                await router.query("m", [{"role": "user", "content": "hi"}])
+            assert srv.count() == 0
+            state.fail_acquire = False
+            reply = await router.query("m", [{"role": "user", "content": "hi"}])  # release fails after the answer
+        assert reply.content == "ok" and srv.count() == 1

@@ -34,7 +34,8 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
             broken.add(name)  # its merge would repeat the base's errors
     if raw.unreadable_providers:
         # A model may name a provider from a file that could not be read: say nothing more about it.
-        broken |= {d.data.get("provider") for d in raw.models.values() if isinstance(d.data, dict)} - set(raw.providers) - {None}
+        named = {d.data.get("provider") for d in raw.models.values() if isinstance(d.data, dict)}
+        broken |= {n for n in named if isinstance(n, str)} - set(raw.providers)
     bad_models: set[str] = set()
     for name, doc in raw.models.items():
         # Validate each model inside its file's shape so that messages carry the file's key path.
@@ -66,7 +67,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
     problems += checks.check_keys(models, providers, resolved, env)
     problems += checks.check_base_url_overrides(models, providers, resolved, env)
     settings = build_settings(raw.router if not router_problems else None)
-    problems += checks.check_router(settings, raw.router, models, providers, broken | bad_models)
+    problems += checks.check_router(settings, raw.router, models, providers, broken | bad_models, env)
     if any(p.severity == "error" for p in problems):
         return Catalog(MappingProxyType({}), MappingProxyType({}), files=tuple(raw.files)), _unique(problems)
     catalog = Catalog(

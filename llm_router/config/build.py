@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import Problem
 from ..paths import JSONPath, PathSyntaxError
+from ..state import Cooldown
 from ..templating import CompiledTemplate, TemplateCompileError, compile_structure
 from . import model as m
 from .load import Doc, KeyPath, merge
@@ -120,7 +121,7 @@ def _errors(b: _Builder, data: dict[str, Any] | None) -> m.ErrorPolicy:
         retry=m.RetryPolicy(
             backoff=m.Backoff(**retry.get("backoff", {})),
             **_given(retry, "max_attempts", "max_wait_s"),
-            **({"retry_after": tuple(retry["retry_after"])} if "retry_after" in retry else {}),
+            **({"retry_after": tuple(retry["retry_after"])} if "retry_after" in retry else {}),  # type: ignore[arg-type]
         ),
         classify=tuple(rules),
     )
@@ -259,8 +260,8 @@ def _deployments(data: list[dict[str, Any]], upstream: str, pricing: m.Pricing |
     return tuple(out)
 
 
-def _cooldown(data: dict[str, Any] | None) -> m.Cooldown | None:
-    return m.Cooldown(**data) if data is not None else None
+def _cooldown(data: dict[str, Any] | None) -> Cooldown | None:
+    return Cooldown(**data) if data is not None else None
 
 
 def build_model(doc: Doc) -> m.ModelConfig:

@@ -64,8 +64,8 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
 def check_base_url_overrides(models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig],
                              docs: Mapping[str, Doc], env: Mapping[str, str]) -> list[Problem]:
     """A base-URL variable that is set must hold a URL with a host (a provider's, or a deployment's own)."""
-    named = {(p.base_url_env, n): docs[n].where(("base_url_env",)) for n, p in providers.items()
-             if p.base_url_env and n in docs}
+    named: dict[tuple[str, str], tuple[str, int | None]] = {
+        (p.base_url_env, n): docs[n].where(("base_url_env",)) for n, p in providers.items() if p.base_url_env and n in docs}
     for model in models.values():
         for d in model.deployments:
             if d.base_url_env:
@@ -167,11 +167,17 @@ def _check_pricing(model: ModelConfig, p: Pricing, at: str, fail: Callable[[Mode
 
 
 def check_router(settings: RouterSettings, doc: Doc | None, models: Mapping[str, ModelConfig],
-                 providers: Mapping[str, ProviderConfig], broken: AbstractSet[str] = frozenset()) -> list[Problem]:
-    """Each budget names a model or provider that exists."""
+                 providers: Mapping[str, ProviderConfig], broken: AbstractSet[str] = frozenset(),
+                 env: Mapping[str, str] | None = None) -> list[Problem]:
+    """Each budget names a model or provider that exists; a Redis state has a URL."""
     if doc is None:
         return []
     problems = []
+    state = settings.state
+    if state.backend == "redis" and not state.url and env is not None and not env.get(state.url_env or ""):
+        file, line = doc.where(("state", "url_env"))
+        problems.append(Problem(file, line, f"state: {state.url_env} is not set and `url` is not given; "
+                                "set the variable or add `url: redis://...`", severity="warning", key="state.url_env"))
     usable = [n for n, p in providers.items() if not p.abstract]
     for i, budget in enumerate(settings.budgets):
         if budget.scope == "router" and budget.name is not None:

@@ -147,7 +147,7 @@ class Engine:
                     provider=runtime.name, model=model, status=exc.status,
                 ) from None
             raise
-        except (httpx2.TransportError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx2.TransportError) as exc:
             if not received:  # nothing delivered yet: a plain connection error, so the router may fall back
                 raise transport_error(exc, runtime, model) from None
             raise StreamInterrupted(

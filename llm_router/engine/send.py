@@ -58,7 +58,7 @@ async def with_retries(
         except ProviderError as error:
             retryable = error.kind in RETRYABLE_KINDS or error.kind in ("timeout", "connection")
             if not retryable or tries >= policy.max_attempts:
-                error.tries = tries  # type: ignore[attr-defined]
+                error.tries = tries
                 raise
             wait = error.retry_after_s
             if wait is not None and wait > policy.max_wait_s:
