@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -159,10 +160,8 @@ def main() -> None:
             runner = uvloop.run
         except ImportError:
             pass
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         runner(serve(args.port, args.chunks, args.until_stdin_closes))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -78,12 +78,11 @@ class _Environment(ImmutableSandboxedEnvironment):
                     _refuse_big(*(right if isinstance(right, tuple) else (right,)))
             return left % right
         for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                if len(seq) * count > MAX_BUILT_ITEMS:
-                    raise SecurityError("a config expression tried to build a value too large")
+            if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_BUILT_ITEMS:
+                raise SecurityError("a config expression tried to build a value too large")
         return operator.mul(left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(getattr(__obj, "__self__", None), str):  # "a".ljust(n), "a".zfill(n)
             _refuse_big(*args, *kwargs.values())
         return super().call(__context, __obj, *args, **kwargs)
@@ -121,9 +120,12 @@ def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
 
 def _check_join(value: Any, d: Any = "", *args: Any, **kwargs: Any) -> None:
     separator = kwargs.get("d", d)
-    if isinstance(value, (list, tuple)) and isinstance(separator, str):
-        if sum(_size(i) for i in value) + len(value) * len(separator) > MAX_BUILT_ITEMS:
-            raise SecurityError("a config expression tried to build a value too large")
+    if (
+        isinstance(value, (list, tuple))
+        and isinstance(separator, str)
+        and sum(_size(i) for i in value) + len(value) * len(separator) > MAX_BUILT_ITEMS
+    ):
+        raise SecurityError("a config expression tried to build a value too large")
 
 
 def _check_replace(text: Any, old: Any = None, new: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -389,10 +391,11 @@ def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
 def _param_names(ast: nodes.Template) -> set[str]:
     names = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if isinstance(target, nodes.Name) and target.name == "params":
-            if isinstance(node, nodes.Getattr):
-                names.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                names.add(node.arg.value)
+        if not (isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name)
+                and node.node.name == "params"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            names.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            names.add(node.arg.value)
     return names

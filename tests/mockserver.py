@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import http
 import inspect
@@ -36,15 +37,33 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
-    "Headers", "Request", "Reply", "MockServer", "Handler", "encode_sse_event",
-    "openai_usage", "openai_chat_reply", "openai_chat_sse", "openai_error",
-    "anthropic_usage", "anthropic_reply", "anthropic_sse", "anthropic_error",
-    "gemini_usage", "gemini_reply", "gemini_sse", "gemini_error",
-    "recraft_reply", "openai_image_b64_reply", "BflSimulator", "TINY_PNG", "TINY_PNG_B64",
+    "TINY_PNG",
+    "TINY_PNG_B64",
+    "BflSimulator",
+    "Handler",
+    "Headers",
+    "MockServer",
+    "Reply",
+    "Request",
+    "anthropic_error",
+    "anthropic_reply",
+    "anthropic_sse",
+    "anthropic_usage",
+    "encode_sse_event",
+    "gemini_error",
+    "gemini_reply",
+    "gemini_sse",
+    "gemini_usage",
+    "openai_chat_reply",
+    "openai_chat_sse",
+    "openai_error",
+    "openai_image_b64_reply",
+    "openai_usage",
+    "recraft_reply",
 ]
 
 
@@ -111,7 +130,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-SseEvent = Union[Mapping[str, Any], str, bytes]
+SseEvent = Mapping[str, Any] | str | bytes
 
 
 def encode_sse_event(event: SseEvent) -> bytes:
@@ -213,8 +232,8 @@ class Reply:
                    headers=cls._hdrs({"content-type": "application/json"}, headers))
 
 
-Handler = Callable[[Request], Union[Reply, Mapping[str, Any], list, Awaitable[Any]]]
-Target = Union[Reply, Handler]
+Handler = Callable[[Request], Reply | Mapping[str, Any] | list | Awaitable[Any]]
+Target = Reply | Handler
 
 
 @dataclass
@@ -271,7 +290,7 @@ class MockServer:
                 self._server = loop.run_until_complete(
                     asyncio.start_server(self._serve, self.host, 0, backlog=2048, limit=1 << 20))
                 self.port = self._server.sockets[0].getsockname()[1]
-            except BaseException as exc:  # noqa: BLE001 - reported to start()
+            except BaseException as exc:
                 failure.append(exc)
                 ready.set()
                 loop.close()
@@ -418,7 +437,7 @@ class MockServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
-        except Exception:  # noqa: BLE001 - a bug in this module; surface it to the test
+        except Exception:
             with self._cond:
                 self.errors.append(traceback.format_exc())
         finally:
@@ -506,7 +525,7 @@ class MockServer:
                 if inspect.isawaitable(target):
                     target = await target
             raise TypeError("handlers nested too deep")
-        except Exception as exc:  # noqa: BLE001 - reported as a 500 and in srv.errors
+        except Exception as exc:
             with self._cond:
                 self.errors.append(traceback.format_exc())
             return Reply.json({"error": {"message": f"mockserver handler error: {exc!r}", "type": "mockserver"}},
@@ -560,10 +579,8 @@ class MockServer:
             return await self._write(head + body, writer, False) and keep
         if reply.kind == "reset":
             sock = writer.get_extra_info("socket")
-            try:
+            with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except (OSError, AttributeError):
-                pass
             writer.transport.abort()
             return False
         if reply.kind == "hang":
@@ -675,7 +692,7 @@ def openai_chat_sse(chunks: Sequence[str] = ("Hel", "lo"), model: str = "gpt-4.1
     return events
 
 
-def openai_error(message: str = "Invalid request", type: str = "invalid_request_error",  # noqa: A002
+def openai_error(message: str = "Invalid request", type: str = "invalid_request_error",
                  code: str | None = None, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error body."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
@@ -732,7 +749,7 @@ def anthropic_sse(chunks: Sequence[str] = ("Hel", "lo"), model: str = "claude-so
     ]
 
 
-def anthropic_error(type: str = "invalid_request_error", message: str = "Invalid request") -> dict[str, Any]:  # noqa: A002
+def anthropic_error(type: str = "invalid_request_error", message: str = "Invalid request") -> dict[str, Any]:
     """Anthropic's error body (also the data of a mid-stream `error` event)."""
     return {"type": "error", "error": {"type": type, "message": message}, "request_id": _rid("req_")}
 

@@ -2,10 +2,10 @@
 
 import re
 
+from conftest import ROOT
+
 from llm_router import Router
 from llm_router._resources import catalog_dir
-
-from conftest import ROOT
 
 BLOCK = re.compile(r"```yaml\n# ((?:providers|models)\.d/[\w.-]+\.yaml)\n(.*?)```", re.S)
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from llm_router import Router
-from llm_router._resources import catalog_dir
 from mockserver import (
     MockServer,
     Reply,
@@ -16,6 +13,9 @@ from mockserver import (
     gemini_reply,
     openai_chat_reply,
 )
+
+from llm_router import Router
+from llm_router._resources import catalog_dir
 
 KEY = "sk-test-123456"
 MESSAGES = [

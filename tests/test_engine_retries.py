@@ -8,6 +8,7 @@ import email.utils
 import time
 
 import pytest
+from mockserver import MockServer, Reply, anthropic_error, anthropic_reply, openai_chat_reply, openai_error
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
@@ -21,7 +22,6 @@ from llm_router.errors import (
     RateLimitError,
     ServerError,
 )
-from mockserver import MockServer, Reply, anthropic_error, anthropic_reply, openai_chat_reply, openai_error
 
 KEY = "sk-secret-XYZ123"
 MESSAGES = [{"role": "user", "content": "hi"}]

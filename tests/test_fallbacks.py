@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import (
     AllAttemptsFailed,
@@ -14,8 +15,6 @@ from llm_router import (
     UnsupportedParamError,
 )
 from llm_router._resources import catalog_dir
-
-from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 PATH = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]

@@ -4,11 +4,10 @@ import asyncio
 import logging
 
 import pytest
-
-from llm_router import Attempt, LLMResponse, Router, ServerError
-from llm_router._resources import catalog_dir
-
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
+
+from llm_router import Attempt, LLMResponse, Router, RouterError, ServerError
+from llm_router._resources import catalog_dir
 
 PATH = "/v1/chat/completions"
 KEY = "sk-secret-ABCDEF123"
@@ -153,7 +152,7 @@ async def test_errors_before_sending_run_no_hooks(write_config, servers):
     events = []
     async with make_router(write_config, servers) as router:
         router.add_hook("on_failure", events.append)
-        with pytest.raises(Exception):
+        with pytest.raises(RouterError):
             await router.query("main", USER, temperature=0.5)
     assert events == [] and servers["prim"].count() == 0
 

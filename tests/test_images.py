@@ -7,11 +7,11 @@ import asyncio
 import time
 
 import pytest
+from mockserver import TINY_PNG_B64, BflSimulator, MockServer, Reply, openai_image_b64_reply, recraft_reply
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.errors import ProviderError, ProviderTimeout
-from mockserver import TINY_PNG_B64, BflSimulator, MockServer, Reply, openai_image_b64_reply, recraft_reply
 
 KEY = "test-bfl-key"
 CONFIG = {

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 import httpx2
 import pytest
 import pytest_asyncio
-
 from mockserver import (
     TINY_PNG,
     BflSimulator,

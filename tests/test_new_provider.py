@@ -8,10 +8,10 @@ import asyncio
 import re
 
 import pytest
+from mockserver import MockServer, Reply
 
 from llm_router import Router
 from llm_router.errors import ProviderError
-from mockserver import MockServer, Reply
 
 PIXELFORGE = """
 # yaml-language-server: $schema=../schemas/provider.schema.json

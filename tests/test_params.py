@@ -3,11 +3,10 @@
 import logging
 
 import pytest
+from mockserver import MockServer, Reply, openai_chat_reply
 
 from llm_router import InvalidRequestError, Router, UnknownModelError, UnsupportedParamError
 from llm_router._resources import catalog_dir
-
-from mockserver import MockServer, Reply, openai_chat_reply
 
 PATH = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]

@@ -7,10 +7,6 @@ import asyncio
 import time
 
 import pytest
-
-from llm_router import Router
-from llm_router._resources import catalog_dir
-from llm_router.errors import InvalidRequestError, ProviderError, StreamInterrupted
 from mockserver import (
     MockServer,
     Reply,
@@ -20,6 +16,10 @@ from mockserver import (
     openai_error,
     openai_usage,
 )
+
+from llm_router import Router
+from llm_router._resources import catalog_dir
+from llm_router.errors import InvalidRequestError, ProviderError, StreamInterrupted
 
 KEY = "sk-test-123456"
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "count"}]
@@ -182,8 +182,7 @@ async def test_a_stream_cut_midway_raises_stream_interrupted_and_does_not_fall_b
 
 
 async def test_an_error_event_after_chunks_raises_stream_interrupted(srv, router):
-    events = anthropic_sse(("part",))[:4] + [{"event": "error", "data": {
-        "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}}]
+    events = [*anthropic_sse(("part",))[:4], {"event": "error", "data": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}}]
     srv.route("POST", "/v1/messages", Reply.sse(events))
     with pytest.raises(StreamInterrupted, match="after 4 characters.*Overloaded"):
         await collect(router.stream("s-anthropic", MESSAGES))
@@ -229,7 +228,7 @@ async def test_abandoning_the_loop_without_aclose_still_closes_the_connection(sr
     model, path, events, *_ = WIRE["openai"]
     srv.route("POST", path, Reply.sse(events, delay_s=0.2))
     async with asyncio.timeout(5):
-        async for chunk in router.stream(model, MESSAGES):
+        async for _chunk in router.stream(model, MESSAGES):
             break
     assert await srv.async_wait_until(lambda: srv.disconnects >= 1 and srv.open_connections == 0, timeout=3)
     await router.aclose()

@@ -205,7 +205,7 @@ def _cycles(models: Mapping[str, ModelConfig], docs: Mapping[str, Doc]) -> list[
             if nxt not in models or nxt == name:
                 continue
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = [*path[path.index(nxt):], nxt]
                 if frozenset(cycle) not in reported:
                     reported.add(frozenset(cycle))
                     file, line = docs[name].where(("fallbacks",))
