@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import shutil
 import socket
 import statistics
@@ -31,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import KEY, MESSAGES, load, make_call, mock_server
+from run import KEY, MESSAGES, load, make_call, mock_server  # noqa: E402  (run.py is found through sys.path above)
 
 KINDS = ("raw", "router-local", "router-redis")
 MODELS_YAML = """\
@@ -71,17 +70,12 @@ def redis_server() -> Iterator[str]:
 
 
 def router_on(state: Any, site: Path, url: str) -> Any:
-    """A Router whose limits live in `state`, however this version of Router takes it."""
+    """A Router whose limits live in `state`."""
     from llm_router import Router
     from llm_router._resources import catalog_dir
-    from llm_router.state import StateLimiter
 
     env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": url + "/v1"}
-    params = inspect.signature(Router.from_dir).parameters
-    if "state" in params:
-        return Router.from_dir(catalog_dir(), site, env=env, state=state)
-    takes_state = "StateBackend" in str(params["limiter"].annotation)
-    return Router.from_dir(catalog_dir(), site, env=env, limiter=state if takes_state else StateLimiter(state))
+    return Router.from_dir(catalog_dir(), site, env=env, state=state)
 
 
 async def redis_commands(url: str) -> int:

@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Problem, RouterError
+
+if TYPE_CHECKING:
+    from .router import Router
 
 
 def _dirs(args: argparse.Namespace) -> list[Path]:
@@ -35,14 +37,16 @@ def _print_problems(problems: list[Problem], fmt: str, files: int) -> None:
         return
     for p in problems:
         if fmt == "github":
-            level = "error" if p.severity == "error" else "warning"
-            line = f",line={p.line}" if p.line else ""
-            file = _escape(p.file).replace(":", "%3A").replace(",", "%2C")
-            print(f"::{level} file={file}{line}::{_escape(p.message)}")
+            print(_annotation("error" if p.severity == "error" else "warning", p.file, p.line, p.message))
         else:
             print(p)
     summary = f"{len(errors)} error(s), {len(warnings)} warning(s) in {files} file(s)"
     print(("✗ " if errors else "✓ ") + summary, file=sys.stderr)
+
+
+def _annotation(level: str, file: str, line: int | None, message: str) -> str:
+    where = _escape(file).replace(":", "%3A").replace(",", "%2C") + (f",line={line}" if line else "")
+    return f"::{level} file={where}::{_escape(message)}"
 
 
 def _escape(text: str) -> str:
@@ -51,22 +55,16 @@ def _escape(text: str) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_catalog
-    from .contracts import contract_files, load_contracts
+    from .contracts import check_dirs
 
-    dirs = _dirs(args)
-    catalog, problems = load_catalog(dirs, dict(os.environ))
-    broken = any(p.severity == "error" for p in problems)
-    _, contract_problems = load_contracts(dirs, None if broken else catalog)
-    problems = problems + contract_problems
-    files = len(catalog.files) + sum(len(contract_files(d)) for d in dirs)
+    problems, files = check_dirs(_dirs(args), dict(os.environ))
     if args.strict:
         problems = [Problem(p.file, p.line, p.message, "error", p.key) for p in problems]
     _print_problems(problems, args.format, files)
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
-def _router(args: argparse.Namespace) -> Any:
+def _router(args: argparse.Namespace) -> Router:
     from .router import Router
 
     return Router.from_dir(*_dirs(args))
@@ -121,7 +119,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _query(router: Any, args: argparse.Namespace) -> int:
+async def _query(router: Router, args: argparse.Namespace) -> int:
     call = _call_args(args)
     async with router:
         model = router.resolve(args.model)
@@ -232,18 +230,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0 if report.results else 2
 
 
-def _annotation(level: str, file: str, line: int | None, message: str) -> str:
-    where = _escape(file).replace(":", "%3A").replace(",", "%2C") + (f",line={line}" if line else "")
-    return f"::{level} file={where}::{_escape(message)}"
-
-
 def cmd_record(args: argparse.Namespace) -> int:
-    from .contracts import dump_contract, record
+    from .recording import contract_name, dump_contract, record
 
     out = Path(args.out)
-    name = re.sub(r"[^a-z0-9_.-]+", "-", out.stem.lower()).strip("-.") or "recorded"
     params = _call_args(args)["params"]
-    data = asyncio.run(record(_dirs(args), dict(os.environ), args.model, args.prompt, params, args.stream, name))
+    data = asyncio.run(record(_dirs(args), dict(os.environ), args.model, args.prompt, params, args.stream, contract_name(out)))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_contract(data), encoding="utf-8")
     print(f"wrote {out} ({len(data['replies'])} repl{'y' if len(data['replies']) == 1 else 'ies'}, "

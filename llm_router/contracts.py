@@ -4,7 +4,7 @@ A contract file (`providers.d/contracts/*.yaml` beside the provider files of any
 schema `schemas/contract.schema.json`) holds one call, the requests it must send, the provider's
 replies, and what the router must return. `llm-router test` replays each through an in-memory
 transport: the requests are compared, the replies are served in order, and the result is
-compared. Nothing touches the network. `llm-router record` writes one from a real call.
+compared. Nothing touches the network. `recording.py` writes one from a real call.
 Contracts are never loaded by `Router.from_dir`.
 """
 
@@ -14,20 +14,22 @@ import asyncio
 import dataclasses
 import json
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 
+from .config import load_catalog
 from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
+from .config.schema import check
 from .errors import Problem, RouterError
-from .secrets import MASK, Redactor, Secret
+from .router import Router
+from .secrets import MASK
 
 REPLAY_KEY = "sk-contract-replay-key-000"
 REPLY_BODIES = ("body", "text", "sse")
@@ -49,8 +51,8 @@ class Contract:
 @dataclass
 class ContractResult:
     contract: Contract
-    diffs: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    diffs: list[str]
+    seconds: float
 
     @property
     def ok(self) -> bool:
@@ -86,8 +88,6 @@ def load_contracts(dirs: Iterable[str | Path], catalog: Catalog | None) -> tuple
 
     `catalog` None skips the checks against providers and models (the catalog itself is broken,
     and every contract would repeat that)."""
-    from .config.schema import check
-
     problems: list[Problem] = []
     found: dict[str, Contract] = {}
     for directory in dirs:
@@ -98,15 +98,12 @@ def load_contracts(dirs: Iterable[str | Path], catalog: Catalog | None) -> tuple
                 continue
             data, marks = parsed
             doc = Doc(str(path), data, str(path), marks)
-            found_here = check(doc, "contract")
-            if not found_here:
-                found_here = _check_shape(doc)
-            if not found_here and catalog is not None:
-                found_here = _check_refs(doc, catalog)
-            problems += found_here
+            found_here = check(doc, "contract") or _check_shape(doc) or (
+                _check_refs(doc, catalog) if catalog is not None else [])
             if found_here:
+                problems += found_here
                 continue
-            contract = Contract(data["name"], str(path), doc.where(())[1], data)
+            contract = Contract(data["name"], str(path), doc.where()[1], data)
             if contract.name in in_this_dir:
                 file, line = doc.where(("name",))
                 problems.append(Problem(file, line, f"contract name {contract.name!r} is already used by "
@@ -114,6 +111,16 @@ def load_contracts(dirs: Iterable[str | Path], catalog: Catalog | None) -> tuple
                 continue
             in_this_dir[contract.name] = found[contract.name] = contract
     return list(found.values()), problems
+
+
+def check_dirs(dirs: Sequence[str | Path], env: Mapping[str, str]) -> tuple[list[Problem], int]:
+    """What `llm-router validate` reports: every problem of the config and its contracts, and the
+    number of files read."""
+    catalog, problems = load_catalog(dirs, env)
+    broken = any(p.severity == "error" for p in problems)
+    _, contract_problems = load_contracts(dirs, None if broken else catalog)
+    files = len(catalog.files) + sum(len(contract_files(Path(d))) for d in dirs)
+    return problems + contract_problems, files
 
 
 def _check_shape(doc: Doc) -> list[Problem]:
@@ -190,10 +197,6 @@ def replay_catalog(catalog: Catalog) -> Catalog:
     return dataclasses.replace(catalog, providers=providers, models=models)
 
 
-def replay_env(catalog: Catalog) -> dict[str, str]:
-    return {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
-
-
 class _Replay:
     """Serves the recorded replies in order (the last one repeats) and keeps every request."""
 
@@ -208,13 +211,13 @@ class _Replay:
         status = reply.get("status", 200)
         if "sse" in reply:
             headers.setdefault("content-type", "text/event-stream")
-            return httpx2.Response(status, headers=headers, content=sse_text(reply["sse"]).encode())
+            return httpx2.Response(status, headers=headers, content=_sse_text(reply["sse"]).encode())
         if "text" in reply:
             return httpx2.Response(status, headers=headers, content=reply["text"].encode())
         return httpx2.Response(status, headers=headers, json=reply["body"])
 
 
-def sse_text(events: Sequence[Mapping[str, Any]]) -> str:
+def _sse_text(events: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for event in events:
         data = event["data"]
@@ -223,8 +226,8 @@ def sse_text(events: Sequence[Mapping[str, Any]]) -> str:
     return "".join(lines)
 
 
-async def _call(router: Any, call: Mapping[str, Any]) -> dict[str, Any]:
-    """Make the contract's call; return what the router gave back (or the error it raised)."""
+async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
+    """Make a contract's call; return what the router gave back (or the error it raised)."""
     kwargs = dict(call.get("params", {}))
     if "prompt" in call:
         kwargs["prompt"] = call["prompt"]
@@ -249,31 +252,30 @@ async def _call(router: Any, call: Mapping[str, Any]) -> dict[str, Any]:
 
 async def run_contract(contract: Contract, catalog: Catalog) -> ContractResult:
     """Replay one contract; `catalog` should come from `replay_catalog`."""
-    from .router import Router
-
     started = time.perf_counter()
-    result = ContractResult(contract)
-    replay = _Replay(contract.data["replies"])
+    diffs = await _replay_diffs(contract.data, catalog)
+    return ContractResult(contract, diffs, time.perf_counter() - started)
+
+
+async def _replay_diffs(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    replay = _Replay(data["replies"])
+    env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
     try:
-        router = Router(catalog, replay_env(catalog), transport=httpx2.MockTransport(replay))
-        async with router:
+        async with Router(catalog, env, transport=httpx2.MockTransport(replay)) as router:
             async with asyncio.timeout(10):  # a contract that loops (a Pending repeated forever) must not hang CI
-                outcome = await _call(router, contract.data["call"])
-    except Exception as exc:  # noqa: BLE001 — a crash below the router's error hierarchy fails this contract, not the run
-        result.diffs.append(f"the call crashed with {type(exc).__name__}: {exc}")
-        result.seconds = time.perf_counter() - started
-        return result
-    data, sent = contract.data, replay.requests
+                outcome = await make_call(router, data["call"])
+    except Exception as exc:  # a crash below the router's error hierarchy fails this contract, not the run
+        return [f"the call crashed with {type(exc).__name__}: {exc}"]
+    sent = replay.requests
+    diffs = []
     if "request" in data:
-        result.diffs += _request_diffs("request", data["request"], sent[0]) if sent else ["request: nothing was sent"]
+        diffs += _request_diffs("request", data["request"], sent[0]) if sent else ["request: nothing was sent"]
     if "poll_request" in data:
         if len(sent) < 2:
-            result.diffs.append(f"poll_request: expected requests after the first, but {len(sent)} was sent")
+            diffs.append(f"poll_request: expected requests after the first, but {len(sent)} was sent")
         for i, request in enumerate(sent[1:], start=1):
-            result.diffs += _request_diffs(f"requests[{i}]", data["poll_request"], request)
-    result.diffs += _outcome_diffs(data["expect"], outcome, len(sent))
-    result.seconds = time.perf_counter() - started
-    return result
+            diffs += _request_diffs(f"requests[{i}]", data["poll_request"], request)
+    return diffs + _outcome_diffs(data["expect"], outcome, len(sent))
 
 
 async def run_contracts(contracts: Sequence[Contract], catalog: Catalog) -> list[ContractResult]:
@@ -283,8 +285,6 @@ async def run_contracts(contracts: Sequence[Contract], catalog: Catalog) -> list
 
 def replay_dirs(dirs: Sequence[str | Path], provider: str | None = None) -> ReplayReport:
     """Load the catalog and the contracts of `dirs` (layered) and replay every contract."""
-    from .config import load_catalog
-
     catalog, problems = load_catalog(dirs, {})
     problems = [p for p in problems if p.severity == "error"]  # unset keys do not matter here
     contracts, contract_problems = load_contracts(dirs, None if problems else catalog)
@@ -347,7 +347,7 @@ def _value_diffs(where: str, expected: Any, got: Any) -> list[str]:
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
             return [f"{where}: expected {len(expected)} item(s), got {len(got)}: {_short(got)}"]
-        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in _value_diffs(f"{where}[{i}]", e, g)]
+        return [d for i, (e, g) in enumerate(zip(expected, got, strict=True)) for d in _value_diffs(f"{where}[{i}]", e, g)]
     if expected != got or (type(expected) is not type(got) and not (_number(expected) and _number(got))):
         return [f"{where}: expected {_short(expected)}, got {_short(got)}"]
     return []
@@ -385,205 +385,12 @@ def _outcome_diffs(expect: Mapping[str, Any], outcome: Mapping[str, Any], sent: 
         got = getattr(usage, key, None)
         if got != value:
             diffs.append(f"usage.{key}: expected {value}, got {got}")
-    if "cost" in expect:
-        want_cost, got_cost = expect["cost"], outcome.get("cost")
-        if (want_cost is None) != (got_cost is None) or (
-            want_cost is not None and got_cost is not None and not math.isclose(want_cost, got_cost, abs_tol=1e-9)
-        ):
-            diffs.append(f"cost: expected {want_cost}, got {got_cost}")
+    if "cost" in expect and not _same_cost(expect["cost"], outcome.get("cost")):
+        diffs.append(f"cost: expected {expect['cost']}, got {outcome.get('cost')}")
     return diffs
 
 
-# --- recording ------------------------------------------------------------------------------------------
-
-# Transport-level headers that say nothing about the provider's API.
-_NOISE_HEADERS = frozenset({"host", "content-length", "user-agent", "accept-encoding", "connection", "accept",
-                            "date", "server", "transfer-encoding", "keep-alive", "vary", "set-cookie", "cf-ray",
-                            "alt-svc", "strict-transport-security", "x-request-id", "request-id", "via", "content-encoding"})
-
-
-@dataclass
-class Exchange:
-    request: httpx2.Request
-    status: int
-    headers: list[tuple[str, str]]
-    content: bytes
-
-
-class RecordingTransport(httpx2.AsyncBaseTransport):
-    """Sends through `inner` and keeps each request and reply (the reply body read in full)."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.exchanges: list[Exchange] = []
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self.inner.handle_async_request(request)
-        content = await response.aread()
-        await response.aclose()
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]
-        self.exchanges.append(Exchange(request, response.status_code, headers, content))
-        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def record(
-    dirs: Sequence[str | Path], env: Mapping[str, str], model: str, prompt: str, params: Mapping[str, Any],
-    stream: bool = False, name: str = "recorded", transport: httpx2.AsyncBaseTransport | None = None,
-) -> dict[str, Any]:
-    """Make one real call and return it as contract data, every secret masked."""
-    from .config import load_catalog
-    from .errors import ConfigurationError
-    from .router import Router
-
-    catalog, problems = load_catalog(dirs, env)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise ConfigurationError(errors)
-    recorder = RecordingTransport(transport or httpx2.AsyncHTTPTransport())
-    router = Router(catalog, env, transport=recorder)
-    config = router.resolve(model)
-    call: dict[str, Any] = {"model": model}
-    if config.kind == "image":
-        call["prompt"] = prompt
-    else:
-        call["messages"] = [{"role": "user", "content": prompt}]
-    if params:
-        call["params"] = dict(params)
-    if stream:
-        call["stream"] = True
-    async with router:
-        outcome = await _call(router, call)
-    if not recorder.exchanges:
-        error = outcome.get("error")
-        raise error if error is not None else RouterError("the call sent no request; nothing to record")
-    provider = catalog.providers[config.provider]
-    data: dict[str, Any] = {
-        "name": name,
-        "provider": config.provider,
-        "source": f"recorded with `llm-router record` on {time.strftime('%Y-%m-%d')}",
-        "call": call,
-        "request": _recorded_request(recorder.exchanges[0].request, provider, env),
-    }
-    if len(recorder.exchanges) > 1 and config.kind == "image":
-        later = _recorded_request(recorder.exchanges[-1].request, provider, env)
-        data["poll_request"] = {k: later[k] for k in ("method", "path", "headers") if k in later}
-    data["replies"] = [_recorded_reply(x) for x in recorder.exchanges]
-    data["expect"] = _recorded_expect(outcome, len(recorder.exchanges))
-    return _redacted(data, _redactor(catalog, env))
-
-
-def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
-    """Every key the catalog's providers would send, from their auth declarations."""
-    return Redactor(Secret(env[p.auth.env]) for p in catalog.providers.values() if p.auth and env.get(p.auth.env))
-
-
-def _redacted(value: Any, redact: Redactor) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact(str(k)): _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, redact) for v in value]
-    return value
-
-
-def _recorded_request(request: httpx2.Request, provider: ProviderConfig, env: Mapping[str, str]) -> dict[str, Any]:
-    url = urlsplit(str(request.url))
-    out: dict[str, Any] = {"method": request.method, "path": _config_path(url.path, provider, env)}
-    query = dict(parse_qsl(url.query, keep_blank_values=True))
-    if query:
-        out["query"] = query
-    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _NOISE_HEADERS}
-    if headers:
-        out["headers"] = headers
-    if request.content:
-        try:
-            out["body"] = json.loads(request.content)
-        except ValueError:
-            pass
-    return out
-
-
-def _config_path(path: str, provider: ProviderConfig, env: Mapping[str, str]) -> str:
-    """The path as the configured base URL would give it, when the call went to a base-URL
-    override (a proxy, a mock): replay uses the configured base URL."""
-    override = env.get(provider.base_url_env) if provider.base_url_env else None
-    if not override:
-        return path
-    sent_base = urlsplit(override).path.rstrip("/")
-    if sent_base and not path.startswith(sent_base + "/"):
-        return path
-    return urlsplit(provider.base_url).path.rstrip("/") + path[len(sent_base):]
-
-
-def _recorded_reply(exchange: Exchange) -> dict[str, Any]:
-    reply: dict[str, Any] = {"status": exchange.status}
-    headers = {k.lower(): v for k, v in exchange.headers if k.lower() not in _NOISE_HEADERS}
-    content_type = headers.get("content-type", "")
-    if content_type.startswith("text/event-stream"):
-        headers.pop("content-type")
-        reply["sse"] = _parse_sse(exchange.content.decode(errors="replace"))
-    else:
-        try:
-            reply["body"] = json.loads(exchange.content)
-            if content_type.startswith("application/json"):
-                headers.pop("content-type")
-        except ValueError:
-            reply["text"] = exchange.content.decode(errors="replace")
-    keep = {k: v for k, v in headers.items() if k == "content-type" or k.startswith("retry-after")}
-    if keep:
-        reply["headers"] = keep
-    return reply
-
-
-def _parse_sse(text: str) -> list[dict[str, Any]]:
-    events = []
-    for block in re.split(r"\r?\n\r?\n", text):
-        event: dict[str, Any] = {}
-        data_lines = []
-        for line in block.splitlines():
-            if line.startswith("event:"):
-                event["event"] = line[6:].strip()
-            elif line.startswith("data:"):
-                data_lines.append(line[5:].removeprefix(" "))
-        if not data_lines:
-            continue
-        data = "\n".join(data_lines)
-        try:
-            event["data"] = json.loads(data)
-        except ValueError:
-            event["data"] = data
-        events.append(event)
-    return events
-
-
-def _recorded_expect(outcome: Mapping[str, Any], sent: int) -> dict[str, Any]:
-    error = outcome.get("error")
-    if error is not None:
-        want: dict[str, Any] = {"type": type(error).__name__, "message_contains": getattr(error, "message", None) or str(error)}
-        if getattr(error, "status", None) is not None:
-            want["status"] = error.status
-        return {"error": want, "requests": sent}
-    expect: dict[str, Any] = {}
-    for key in ("content", "content_kind", "finish_reason"):
-        if outcome.get(key) is not None:
-            expect[key] = outcome[key]
-    if "chunks" in outcome:
-        expect["chunks"] = outcome["chunks"]
-    usage = outcome.get("usage")
-    counts = {k: getattr(usage, k) for k in getattr(usage, "__slots__", ()) if getattr(usage, k) is not None}
-    if counts:
-        expect["usage"] = counts
-    expect["cost"] = outcome.get("cost")
-    expect["requests"] = sent
-    return expect
-
-
-def dump_contract(data: Mapping[str, Any]) -> str:
-    import yaml
-
-    header = "# yaml-language-server: $schema=../../schemas/contract.schema.json\n"
-    return header + yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=120)
+def _same_cost(want: float | None, got: float | None) -> bool:
+    if want is None or got is None:
+        return want is got
+    return math.isclose(want, got, abs_tol=1e-9)

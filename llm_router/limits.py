@@ -1,37 +1,14 @@
-"""Rate limits per model (requests and tokens per minute): the sliding window, and the limiter
-interface the router used before `state.StateBackend` (kept until the router moves to it).
-
-`Window` is the in-process sliding window; `state.LocalState` keeps one per slot, and
-`LocalLimiter` (the older two-method backend) keeps one per model.
-"""
+"""Rate limits (requests and tokens per minute): the window length, the in-process sliding window
+`state.LocalState` keeps per slot, and the error a full window raises (`redis_state` shares the
+length and the error)."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from .errors import RateLimitError
 
 WINDOW_S = 60.0
-
-
-class LimiterBackend(Protocol):
-    """Where the router keeps its per-model counts. `key` is the model's registered name.
-
-    `acquire` is called once per attempt, before the request is sent, only for models that
-    declare `limits`; `settle` after a successful reply whose token usage is known, only when
-    `acquire` reserved tokens (the model declares `tpm`).
-    """
-
-    async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int, max_wait_s: float) -> None:
-        """Record one request of an estimated `tokens` tokens, waiting up to `max_wait_s` seconds
-        for room in the window; raise LimitExceeded when there is none by then."""
-
-    async def settle(self, key: str, reserved: int, actual: int) -> None:
-        """Replace a reservation of `reserved` tokens by the `actual` count the provider reported."""
 
 
 class LimitExceeded(Exception):
@@ -104,41 +81,6 @@ class Window:
                 entry.tokens, entry.settled = actual, True
                 self.token_total += actual - reserved
                 return
-
-
-class LocalLimiter:
-    """Sliding-window limits in this process (the `LimiterBackend` form of `state.LocalState`).
-
-    `clock` and `sleep` are injectable so tests can drive the window without waiting a minute.
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self._windows: dict[str, Window] = collections.defaultdict(Window)
-        self._clock = clock
-        self._sleep = sleep
-
-    async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int, max_wait_s: float) -> None:
-        window = self._windows[key]
-        deadline = self._clock() + max_wait_s
-        while True:
-            now = self._clock()
-            needed = window.wait_needed(now, rpm, tpm, tokens)
-            if needed is None:
-                window.record(now, rpm, tpm, tokens)
-                return
-            what, wait = needed
-            if now + wait > deadline:
-                raise LimitExceeded(what, wait)
-            await self._sleep(max(wait, 0.001))
-
-    async def settle(self, key: str, reserved: int, actual: int) -> None:
-        window = self._windows.get(key)
-        if window is not None:
-            window.settle(reserved, actual)
 
 
 def limit_error(exc: LimitExceeded, model: str, provider: str) -> RateLimitError:

@@ -435,7 +435,7 @@ class RedisState:
             self._unavailable()
         if result is None:
             return await self._local.spent(keys)
-        return {key: float(value) if value is not None else 0.0 for key, value in zip(keys, result)}
+        return {key: float(value) if value is not None else 0.0 for key, value in zip(keys, result, strict=False)}
 
     async def aclose(self) -> None:
         if self._loop is None or self._loop is asyncio.get_running_loop():

@@ -1,79 +1,45 @@
-"""The router's judgement: resolve the model, apply its param policy and limits, walk the
-fallback chain, price the result, keep totals, tell the hooks. It knows nothing of HTTP."""
+"""The public Router and the orchestration of a call: resolve the model, apply its param policy,
+plan the fallback chain, walk it attempt by attempt (deployments from `balance`, budgets from
+`budgets`, totals in `usage`), price the result, tell the hooks. It knows nothing of HTTP."""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import logging
 import os
-import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Self
 
 import httpx2
 
+from .balance import Balancer, Route, Target
+from .budgets import BudgetLedger
 from .config import load_catalog
-from .config.model import Budget, Catalog, Limits, ModelConfig, Pricing, ProviderConfig
+from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
     ConfigurationError,
-    DeploymentsCoolingDown,
     InvalidRequestError,
-    Problem,
     ProviderError,
     RouterError,
     UnknownModelError,
     UnsupportedParamError,
 )
-from .limits import LimitExceeded, limit_error
-from .pricing import price, unit_price
-from .state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend, StateUnavailableError
+from .inputs import check_input, check_params, input_text
+from .pricing import price
+from .state import StateBackend, build_state
 from .types import Attempt, LLMResponse, StreamChunk, Usage
+from .usage import UsageTotals
 
 log = logging.getLogger("llm_router")
 
 HOOK_EVENTS = ("on_attempt", "on_success", "on_failure")
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-MAX_INPUT_CHARS = 10_000_000
-# failures that say the deployment is in trouble (not the caller): they count towards a cooldown
-COOLDOWN_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "timeout", "connection"})
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """One deployment of a model as the router calls it (a model without `deployments` has one)."""
-
-    deployment: str | None  # None: a model without `deployments`
-    provider: str
-    slot: Slot
-    limits: Limits
-    context: Mapping[str, Any]  # the `model` variable of templates
-    credentials: tuple[str | None, str | None] | None
-    pricing: Pricing | None
-    weight: float
-    acquires: bool  # take a slot before the call: rpm/tpm limits, or in-flight counting
-    budgets: tuple[Budget, ...]  # the router's, the model's and the provider's
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """A model's deployments and how to pick among them, built once per registered model."""
-
-    targets: tuple[_Target, ...]
-    keys: tuple[str, ...]
-    strategy: str
-    cooldown: Cooldown | None
-    reads_health: bool  # before picking: a strategy or cooldowns need in-flight counts, latencies, cooldowns
-    releases: bool  # after every call: in-flight counts, latencies or failures are recorded
 
 
 class Router:
@@ -90,11 +56,12 @@ class Router:
         self._catalog = catalog
         self._engine = Engine(catalog.providers, env, transport)
         self._owns_state = state is None
-        self._state: StateBackend = state if state is not None else _build_state(catalog, env)
+        self._state: StateBackend = state if state is not None else build_state(catalog.settings.state, catalog.files, env)
         self._hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
-        self._routes = {n: self._build_route(m) for n, m in catalog.models.items()}
-        self._totals: dict[tuple[str, str], dict[str, Any]] = {}
-        self._spent_seen: dict[str, float] = {}  # budget key -> USD, as this process last saw it
+        self._budgets = BudgetLedger(catalog.settings.budgets, self._state)
+        self._balancer = Balancer(catalog.settings, self._state, self._budgets)
+        self._routes = {n: self._balancer.build_route(m) for n, m in catalog.models.items()}
+        self._usage = UsageTotals()
 
     @classmethod
     def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
@@ -112,49 +79,12 @@ class Router:
             raise ConfigurationError(errors)
         return cls(catalog, environment, state)
 
-    def _build_route(self, model: ModelConfig) -> _Route:
-        settings = self._catalog.settings
-        strategy = model.strategy or settings.strategy
-        cooldown = model.cooldown or settings.cooldown
-        counts = strategy == "least_in_flight" and len(model.deployments) > 1
-        targets = []
-        for d in model.deployments:
-            credentials = (d.key_env, d.base_url_env) if d.key_env or d.base_url_env else None
-            slot = Slot(f"{model.name}@{d.name}", d.limits.rpm, d.limits.tpm, counts)
-            targets.append(_Target(
-                d.name, d.provider, slot, d.limits,
-                MappingProxyType({"name": model.name, "upstream": d.upstream, "provider": d.provider}),
-                credentials, d.pricing, d.weight, counts or d.limits.rpm is not None or d.limits.tpm is not None,
-                self._budgets_for(model.name, d.provider)))
-        if not targets:
-            limits = model.limits
-            targets.append(_Target(
-                None, model.provider, Slot(model.name, limits.rpm, limits.tpm), limits,
-                MappingProxyType({"name": model.name, "upstream": model.upstream, "provider": model.provider}),
-                None, model.pricing, 1.0, limits.rpm is not None or limits.tpm is not None,
-                self._budgets_for(model.name, model.provider)))
-        if strategy == "cheapest":
-            targets.sort(key=lambda t: unit_price(t.pricing, model.kind))
-        several = len(targets) > 1
-        return _Route(
-            targets=tuple(targets),
-            keys=tuple(t.slot.key for t in targets),
-            strategy=strategy,
-            cooldown=cooldown,
-            reads_health=cooldown is not None or (several and strategy in ("least_in_flight", "lowest_latency")),
-            releases=cooldown is not None or (several and strategy in ("least_in_flight", "lowest_latency")),
-        )
-
-    def _budgets_for(self, model: str, provider: str) -> tuple[Budget, ...]:
-        return tuple(b for b in self._catalog.settings.budgets
-                     if b.scope == "router" or (b.scope, b.name) in (("model", model), ("provider", provider)))
-
-    def _route(self, model: ModelConfig) -> _Route:
+    def _route(self, model: ModelConfig) -> Route:
         route = self._routes.get(model.name)
         if route is None:  # a 'provider/upstream' model: built on first use, kept (bounded)
             if len(self._routes) >= len(self._catalog.models) + 1024:
                 self._routes = {n: r for n, r in self._routes.items() if n in self._catalog.models}
-            route = self._routes[model.name] = self._build_route(model)
+            route = self._routes[model.name] = self._balancer.build_route(model)
         return route
 
     # --- what is registered --------------------------------------------------------------------
@@ -167,7 +97,7 @@ class Router:
     def providers(self) -> Mapping[str, ProviderConfig]:
         return MappingProxyType({n: p for n, p in self._catalog.providers.items() if not p.abstract})
 
-    # --- hooks and totals -------------------------------------------------------------------------
+    # --- hooks and reports ------------------------------------------------------------------------
 
     def add_hook(self, event: str, hook: Callable[..., Any]) -> None:
         """Call `hook(payload)` on `on_attempt`, `on_success` or `on_failure` (sync or async)."""
@@ -189,60 +119,16 @@ class Router:
         (attempts), errors, tokens, cost, and `unpriced_calls` (successes whose price is unknown,
         so `cost` does not include them), and `budgets`: each budget's spend in its current period
         as this process last saw it (on a shared backend, `await router.budget_status()` reads it fresh)."""
-        by_model: dict[str, dict[str, Any]] = {}
-        by_provider: dict[str, dict[str, Any]] = {}
-        for (model, provider), totals in self._totals.items():
-            for table, key in ((by_model, model), (by_provider, provider)):
-                row = table.setdefault(key, dict.fromkeys(totals, 0))
-                for k, v in totals.items():
-                    row[k] += v
-        return {
-            "models": by_model,
-            "providers": by_provider,
-            "total_cost": sum(r["cost"] for r in by_model.values()),
-            "unpriced_calls": sum(r["unpriced_calls"] for r in by_model.values()),
-            "budgets": self._budget_rows(None),
-        }
+        report = self._usage.report()
+        report["budgets"] = self._budgets.rows()
+        return report
 
     async def budget_status(self) -> list[dict[str, Any]]:
         """Each budget's spend in its current period, read from the state backend."""
-        now = datetime.now(UTC)
-        keys = [_budget_key(b, now)[0] for b in self._catalog.settings.budgets]
-        spent = await self._state.spent(keys) if keys else {}
-        self._spent_seen.update(spent)
-        return self._budget_rows(now)
-
-    def _budget_rows(self, now: datetime | None) -> list[dict[str, Any]]:
-        now = now or datetime.now(UTC)
-        rows = []
-        for b in self._catalog.settings.budgets:
-            key, period_id, _ = _budget_key(b, now)
-            spent = self._spent_seen.get(key, 0.0)
-            rows.append({"scope": b.scope, "name": b.name, "period": b.period, "period_id": period_id,
-                         "limit_usd": b.limit_usd, "spent_usd": spent, "remaining_usd": max(b.limit_usd - spent, 0.0),
-                         "on_exceed": b.on_exceed})
-        return rows
+        return await self._budgets.status()
 
     def reset_usage(self) -> None:
-        self._totals.clear()
-
-    def _record(self, model: str, provider: str, usage: Usage | None, cost: float | None, ok: bool) -> None:
-        row = self._totals.setdefault((model, provider), {
-            "calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0,
-            "cost": 0.0, "unpriced_calls": 0,
-        })
-        row["calls"] += 1
-        if not ok:
-            row["errors"] += 1
-            return
-        if usage is not None:
-            row["input_tokens"] += usage.input_tokens or 0
-            row["output_tokens"] += usage.output_tokens or 0
-            row["cached_input_tokens"] += usage.cached_input_tokens or 0
-        if cost is None:
-            row["unpriced_calls"] += 1
-        else:
-            row["cost"] += cost
+        self._usage.clear()
 
     # --- resolving a call ---------------------------------------------------------------------------
 
@@ -307,9 +193,9 @@ class Router:
         fallback_model: str | None, fallback_config: Mapping[str, Any] | None,
     ) -> tuple[list[tuple[ModelConfig, dict[str, Any]]], Any, str | None]:
         primary = self.resolve(model_name)
-        messages, prompt = _check_input(primary, messages, prompt, params)
+        messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:
-            _check_params(fallback_config, "fallback_config param")
+            check_params(fallback_config, "fallback_config param")
         plan = [(primary, self._params_for(primary, params, strict=True))]
         for model in self._chain(primary, fallback_model)[1:]:
             plan.append((model, self._params_for(model, fallback_config or {}, strict=False)))
@@ -318,102 +204,10 @@ class Router:
             if self._catalog.settings.log_content:
                 log.debug("call: chain=%s messages=%r prompt=%r", chain, messages, prompt)
             else:
-                log.debug("call: chain=%s input_chars=%d", chain, len(_input_text(messages, prompt)))
+                log.debug("call: chain=%s input_chars=%d", chain, len(input_text(messages, prompt)))
         return plan, messages, prompt
 
-    # --- one deployment: pick, admit, release ----------------------------------------------------------
-
-    async def _order(self, route: _Route) -> tuple[Sequence[_Target], dict[str, Health] | None]:
-        """The deployments in the order the strategy tries them, and their health when it was read."""
-        health = await self._state.health(route.keys) if route.reads_health else None
-        targets = route.targets
-        if len(targets) == 1 or route.strategy in ("ordered", "cheapest"):  # cheapest is sorted once, at build
-            return targets, health
-        if route.strategy == "weighted":
-            pool, order = list(targets), []
-            while pool:
-                order.append(pool.pop(random.choices(range(len(pool)), [t.weight for t in pool])[0]))
-            return order, health
-        assert health is not None
-        if route.strategy == "least_in_flight":
-            return sorted(targets, key=lambda t: health[t.slot.key].in_flight), health
-        # lowest_latency: a deployment not measured yet goes first, so that every one gets measured
-        return sorted(targets, key=lambda t: health[t.slot.key].latency_s or 0.0), health
-
-    async def _may_try(self, route: _Route, target: _Target, health: dict[str, Health] | None) -> bool:
-        """False while the deployment cools down; once its cooldown ran out, True for one probe call."""
-        if health is None or route.cooldown is None:
-            return True
-        until = health[target.slot.key].cooling_until
-        if until is None:
-            return True
-        if until > time.time():
-            return False
-        return await self._state.claim_probe(target.slot.key, route.cooldown.cooldown_s)
-
-    async def _cooling_error(self, model: ModelConfig, route: _Route) -> DeploymentsCoolingDown:
-        health = await self._state.health(route.keys)
-        now = time.time()
-        wait = min((max(h.cooling_until - now, 0.0) for h in health.values() if h.cooling_until is not None), default=0.0)
-        what = "every deployment of" if len(route.targets) > 1 else "the deployment of"
-        return DeploymentsCoolingDown(
-            f"{what} model {model.name!r} is cooling down after repeated failures; the first comes back in {wait:.1f}s",
-            provider=model.provider, model=model.name, retry_after_s=wait)
-
-    async def _admit(self, model: ModelConfig, target: _Target, messages: Any, prompt: Any,
-                     params: Mapping[str, Any]) -> int:
-        """Check the budgets and take a slot in the rate limits; the tokens reserved."""
-        if target.budgets:
-            await self._check_budgets(target.budgets)
-        if not target.acquires:
-            return 0
-        limits = target.limits
-        tokens = _estimate_tokens(messages, prompt, params) if limits.tpm is not None else 0
-        wait = limits.max_wait_s if limits.max_wait_s is not None else self._catalog.settings.limit_wait_s
-        try:
-            await self._state.acquire(target.slot, tokens, wait)
-        except LimitExceeded as exc:
-            raise limit_error(exc, model.name, target.provider) from None
-        return tokens
-
-    async def _release(self, route: _Route, target: _Target, reserved: int, usage: Usage | None, latency: float,
-                       error: BaseException | None) -> None:
-        """Record the outcome when anything needs it: tokens to settle, in flight, latency, failures."""
-        actual = usage.total_tokens if usage is not None else None
-        if not route.releases and not (reserved and actual is not None):
-            return
-        outcome = Outcome(
-            reserved_tokens=reserved, actual_tokens=actual, latency_s=latency if error is None else None,
-            failed=error is not None, counts_for_cooldown=getattr(error, "kind", None) in COOLDOWN_KINDS,
-            cooldown=route.cooldown)
-        try:
-            await self._state.release(target.slot, outcome)
-        except StateUnavailableError as exc:  # the call was made: its answer (or error) counts more than the record
-            log.warning("could not record the outcome of %s: %s", target.slot.key, exc)
-
-    async def _check_budgets(self, budgets: tuple[Budget, ...]) -> None:
-        now = datetime.now(UTC)
-        keyed = [(b, *_budget_key(b, now)) for b in budgets]
-        spent = await self._state.spent([key for _, key, _, _ in keyed])
-        self._spent_seen.update(spent)
-        for budget, key, period_id, _ in keyed:
-            if spent.get(key, 0.0) >= budget.limit_usd:
-                raise BudgetExceeded(budget.scope, budget.name, budget.period, period_id, budget.limit_usd,
-                                     spent.get(key, 0.0), budget.on_exceed)
-
-    async def _spend(self, budgets: tuple[Budget, ...], cost: float) -> None:
-        now = datetime.now(UTC)
-        entries = []
-        for budget in budgets:
-            key, _, ttl = _budget_key(budget, now)
-            entries.append((key, cost, ttl))
-            self._spent_seen[key] = self._spent_seen.get(key, 0.0) + cost
-        try:
-            await self._state.add_spend(entries)
-        except StateUnavailableError as exc:  # the call was made and paid for: return its answer
-            log.warning("could not add $%.6f to the budgets: %s", cost, exc)
-
-    def _call(self, model: ModelConfig, target: _Target, messages: Any, prompt: Any, params: Mapping[str, Any]) -> Call:
+    def _call(self, model: ModelConfig, target: Target, messages: Any, prompt: Any, params: Mapping[str, Any]) -> Call:
         return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials)
 
     # --- the public calls -----------------------------------------------------------------------------
@@ -422,7 +216,7 @@ class Router:
                **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
-        messages, prompt = _check_input(primary, messages, prompt, params)
+        messages, prompt = check_input(primary, messages, prompt, params)
         target = self._route(primary).targets[0]
         call = self._call(primary, target, messages, prompt, self._params_for(primary, params, strict=True))
         return self._engine.render(call, stream=stream)
@@ -445,15 +239,15 @@ class Router:
         errors: list[RouterError] = []
         for model, model_params in plan:
             route = self._route(model)
-            order, health = await self._order(route)
+            order, health = await self._balancer.order(route)
             tried = False
             for target in order:
-                if health is not None and not await self._may_try(route, target, health):
+                if health is not None and not await self._balancer.may_try(route, target, health):
                     continue
                 tried = True
                 attempt_started = time.perf_counter()
                 try:
-                    reserved = await self._admit(model, target, messages, prompt, model_params)
+                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
                 except RouterError as error:  # a limit or a budget: nothing was sent
                     await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
                     if isinstance(error, BudgetExceeded) and error.scope != "provider":
@@ -462,13 +256,13 @@ class Router:
                 try:
                     result = await self._engine.execute(self._call(model, target, messages, prompt, model_params))
                 except BaseException as error:
-                    await self._release(route, target, reserved, None, 0.0, error)
+                    await self._balancer.release(route, target, reserved, None, 0.0, error)
                     if not isinstance(error, RouterError):
                         raise
                     await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
                     continue
                 latency = time.perf_counter() - attempt_started
-                await self._release(route, target, reserved, result.usage, latency, None)
+                await self._balancer.release(route, target, reserved, result.usage, latency, None)
                 cost = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
                                              model_params, attempts, result.content)
                 response = LLMResponse(
@@ -480,7 +274,7 @@ class Router:
                 await self._emit("on_success", response)
                 return response
             if not tried:
-                await self._failed(model, None, await self._cooling_error(model, route), time.perf_counter(),
+                await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
                                    attempts, errors, may_fall_back=True)
         raise await self._exhausted(attempts, errors)
 
@@ -508,11 +302,11 @@ class Router:
         errors: list[RouterError] = []
         for model, model_params in streamable:
             route = self._route(model)
-            order, health = await self._order(route)
+            order, health = await self._balancer.order(route)
             tried = False
             for target in order:
                 if not self._can_stream(model, target) or (
-                        health is not None and not await self._may_try(route, target, health)):
+                        health is not None and not await self._balancer.may_try(route, target, health)):
                     continue
                 tried = True
                 attempt_started = time.perf_counter()
@@ -520,7 +314,7 @@ class Router:
                 usage = Usage()
                 finish_reason = None
                 try:
-                    reserved = await self._admit(model, target, messages, prompt, model_params)
+                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
                 except RouterError as error:
                     await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
                     if isinstance(error, BudgetExceeded) and error.scope != "provider":
@@ -536,14 +330,14 @@ class Router:
                             delivered = True
                             yield StreamChunk(event.delta, model.name, target.provider)
                 except BaseException as error:
-                    await self._release(route, target, reserved, None, 0.0, error)
+                    await self._balancer.release(route, target, reserved, None, 0.0, error)
                     if not isinstance(error, RouterError):
                         raise
                     await self._failed(model, target, error, attempt_started, attempts, errors,
                                        may_fall_back=not delivered)
                     continue
                 latency = time.perf_counter() - attempt_started
-                await self._release(route, target, reserved, usage, latency, None)
+                await self._balancer.release(route, target, reserved, usage, latency, None)
                 cost = await self._succeeded(model, target, 200, 1, latency, usage, model_params, attempts, None)
                 await self._emit("on_success", LLMResponse(
                     content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
@@ -552,16 +346,16 @@ class Router:
                 yield StreamChunk("", model.name, target.provider, finish_reason, usage, cost, True, attempts)
                 return
             if not tried:
-                await self._failed(model, None, await self._cooling_error(model, route), time.perf_counter(),
+                await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
                                    attempts, errors, may_fall_back=True)
         raise await self._exhausted(attempts, errors)
 
-    def _can_stream(self, model: ModelConfig, target: _Target) -> bool:
+    def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))
 
     # --- bookkeeping shared by query and stream ---------------------------------------------------------
 
-    async def _failed(self, model: ModelConfig, target: _Target | None, error: RouterError, started: float,
+    async def _failed(self, model: ModelConfig, target: Target | None, error: RouterError, started: float,
                       attempts: list[Attempt], errors: list[RouterError], may_fall_back: bool) -> None:
         """Record a failed attempt; re-raise `error` unless the call may move on (to the next
         deployment, or the next model of the chain). `target` None: no deployment could be tried."""
@@ -574,7 +368,7 @@ class Router:
                           time.perf_counter() - started, deployment)
         attempts.append(attempt)
         errors.append(error)
-        self._record(model.name, provider, None, None, ok=False)
+        self._usage.record(model.name, provider, None, None, ok=False)
         log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs%s: %s",
                   model.name, provider, status, kind, attempt.tries, attempt.latency,
                   f" deployment={deployment}" if deployment else "", message)
@@ -593,16 +387,16 @@ class Router:
         await self._emit("on_failure", error)
         return error
 
-    async def _succeeded(self, model: ModelConfig, target: _Target, status: int, tries: int, latency: float,
+    async def _succeeded(self, model: ModelConfig, target: Target, status: int, tries: int, latency: float,
                          usage: Usage, params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> float | None:
         """Record a successful attempt, count its cost against the budgets, and return the cost."""
         attempt = Attempt(model.name, target.provider, True, status, tries=tries, latency=latency,
                           deployment=target.deployment)
         attempts.append(attempt)
         cost = price(target.pricing, model.kind, usage, params)
-        self._record(model.name, target.provider, usage, cost, ok=True)
+        self._usage.record(model.name, target.provider, usage, cost, ok=True)
         if cost is not None and target.budgets:
-            await self._spend(target.budgets, cost)
+            await self._budgets.spend(target.budgets, cost)
         log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s%s",
                   model.name, target.provider, status, tries, latency, usage.input_tokens, usage.output_tokens,
                   f" deployment={target.deployment}" if target.deployment else "",
@@ -624,98 +418,3 @@ class Router:
     def __repr__(self) -> str:
         return f"<Router {len(self.models)} models, {len(self.providers)} providers>"
 
-
-def _build_state(catalog: Catalog, env: Mapping[str, str]) -> StateBackend:
-    settings = catalog.settings.state
-    if settings.backend == "local":
-        return LocalState()
-    url = (env.get(settings.url_env) if settings.url_env else None) or settings.url
-    if not url:
-        file = next((f for f in reversed(catalog.files) if Path(f).name == "router.yaml"), "router.yaml")
-        raise ConfigurationError([Problem(file, None, f"state: {settings.url_env} is not set and `url` is not given; "
-                                          "set the variable or add `url: redis://...`")])
-    from .redis_state import RedisState  # only when configured: `import llm_router` never imports redis
-
-    return RedisState(url, settings.key_prefix, settings.on_error)  # type: ignore[arg-type]
-
-
-def _budget_key(budget: Budget, now: datetime) -> tuple[str, str, float]:
-    """(state key, period id, seconds the counter must live) for the UTC period holding `now`."""
-    if budget.period == "day":
-        period_id = now.strftime("%Y-%m-%d")
-        end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
-    else:
-        period_id = now.strftime("%Y-%m")
-        end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    scope = "router" if budget.scope == "router" else f"{budget.scope}:{budget.name}"
-    return f"budget:{scope}:{period_id}", period_id, (end - now).total_seconds() + 86400
-
-
-def _input_text(messages: Any, prompt: Any) -> str:
-    return json.dumps(messages, ensure_ascii=False) if messages else (prompt or "")
-
-
-def _estimate_tokens(messages: Any, prompt: Any, params: Mapping[str, Any]) -> int:
-    """A rough reservation for the tpm limit (4 characters a token), settled after the reply."""
-    text = _input_text(messages, prompt)
-    asked = next((params[k] for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if k in params), 0)
-    return len(text) // 4 + (asked if isinstance(asked, int) else 0)
-
-
-def _check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """Reject malformed calls before anything is sent; derive the prompt for image models."""
-    if messages is not None:
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-        size = 0
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequestError(f"messages[{i}] must be a dict with a string 'role'")
-            if message["role"] not in ROLES:
-                raise InvalidRequestError(f"messages[{i}] has unknown role {message['role']!r}; roles: {', '.join(sorted(ROLES))}")
-            content = message.get("content")
-            if not isinstance(content, (str, list)) and not (content is None and message["role"] == "assistant"):
-                raise InvalidRequestError(f"messages[{i}].content must be a string or a list of content parts")
-            size += _size(content, f"messages[{i}].content")
-        if size > MAX_INPUT_CHARS:
-            raise InvalidRequestError(f"messages hold {size} characters, more than the {MAX_INPUT_CHARS} the router accepts")
-    if prompt is not None:
-        if not isinstance(prompt, str):
-            raise InvalidRequestError("prompt must be a string")
-        _size(prompt, "prompt")
-    if prompt is None and messages is None:
-        raise InvalidRequestError("give messages=[...] or prompt='...'")
-    if model.kind == "image" and prompt is None:
-        prompt = _last_user_text(messages)
-        if not prompt:
-            raise InvalidRequestError(f"{model.name} is an image model: give prompt='...' or a user message")
-    if messages is None and model.kind == "chat":
-        messages = [{"role": "user", "content": prompt}]
-    _check_params(params)
-    return messages, prompt
-
-
-def _check_params(params: Mapping[str, Any], where: str = "param") -> None:
-    for key, value in params.items():
-        try:
-            json.dumps(value, ensure_ascii=False).encode()
-        except (TypeError, ValueError, UnicodeEncodeError):
-            raise InvalidRequestError(f"{where} {key!r} is not JSON data (got {type(value).__name__})") from None
-
-
-def _size(content: Any, where: str) -> int:
-    if isinstance(content, str):
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError(f"{where} is not valid UTF-8 text (lone surrogates)") from None
-        return len(content)
-    if isinstance(content, list):
-        return sum(_size(p.get("text", "") if isinstance(p, dict) else p, where) for p in content)
-    return 0
-
-
-def _last_user_text(messages: Iterable[Mapping[str, Any]] | None) -> str | None:
-    from .templating import last_user_text
-
-    return last_user_text(messages or [])

@@ -16,16 +16,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from .errors import RouterError
+from .errors import ConfigurationError, Problem, RouterError
 from .limits import LimitExceeded, Window
 
+if TYPE_CHECKING:  # config.model imports this module
+    from .config.model import StateSettings
+
 __all__ = [
-    "Cooldown", "Health", "LimitExceeded", "LocalState", "Outcome", "Slot", "StateBackend", "StateLimiter",
-    "StateUnavailableError",
+    "Cooldown", "Health", "LimitExceeded", "LocalState", "Outcome", "Slot", "StateBackend", "StateUnavailableError",
+    "build_state",
 ]
 
 LATENCY_ALPHA = 0.3  # weight of the newest sample in the latency moving average
@@ -226,17 +230,16 @@ class LocalState:
         return None
 
 
-class StateLimiter:
-    """The router's older two-method `limits.LimiterBackend` over a `StateBackend`, so a
-    `RedisState` can be passed as `Router(..., limiter=StateLimiter(state))` until the router
-    takes a `StateBackend` itself."""
 
-    def __init__(self, state: StateBackend) -> None:
-        self.state = state
+def build_state(settings: StateSettings, files: Sequence[str], env: Mapping[str, str]) -> StateBackend:
+    """The backend router.yaml's `state:` names; `files` are the config files, to name router.yaml in an error."""
+    if settings.backend == "local":
+        return LocalState()
+    url = (env.get(settings.url_env) if settings.url_env else None) or settings.url
+    if not url:
+        file = next((f for f in reversed(files) if Path(f).name == "router.yaml"), "router.yaml")
+        raise ConfigurationError([Problem(file, None, f"state: {settings.url_env} is not set and `url` is not given; "
+                                          "set the variable or add `url: redis://...`")])
+    from .redis_state import RedisState  # only when configured: `import llm_router` never imports redis
 
-    async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int, max_wait_s: float) -> None:
-        await self.state.acquire(Slot(key, rpm, tpm), tokens, max_wait_s)
-
-    async def settle(self, key: str, reserved: int, actual: int) -> None:
-        # settle is only called for a tpm model; the slot's tpm value itself is not read by release
-        await self.state.release(Slot(key, tpm=max(reserved, 1)), Outcome(reserved_tokens=reserved, actual_tokens=actual))
+    return RedisState(url, settings.key_prefix, settings.on_error)  # type: ignore[arg-type]

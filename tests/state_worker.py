@@ -12,7 +12,6 @@ Every result is one JSON line on stdout.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
 from typing import Any
@@ -20,27 +19,16 @@ from typing import Any
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
 from llm_router.redis_state import RedisState
-from llm_router.state import Cooldown, Outcome, Slot, StateLimiter
+from llm_router.state import Cooldown, Outcome, Slot
 
 USER = [{"role": "user", "content": "hi"}]
-
-
-def build_router(args: dict[str, Any], state: RedisState) -> Router:
-    """The router on `state`, however this version of Router takes it (issue 10 moves it from the
-    two-method `limiter` to a StateBackend)."""
-    params = inspect.signature(Router.from_dir).parameters
-    if "state" in params:
-        return Router.from_dir(catalog_dir(), args["config"], env=args["env"], state=state)  # type: ignore[call-arg]
-    takes_state = "StateBackend" in str(params["limiter"].annotation)
-    return Router.from_dir(catalog_dir(), args["config"], env=args["env"],
-                           limiter=state if takes_state else StateLimiter(state))  # type: ignore[arg-type]
 
 
 async def main(args: dict[str, Any]) -> dict[str, Any]:
     state = RedisState(args["redis"], key_prefix=args["prefix"], on_error="fail")
     try:
         if args["do"] == "query":
-            router = build_router(args, state)
+            router = Router.from_dir(catalog_dir(), args["config"], env=args["env"], state=state)
             print("READY", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
             async with router, asyncio.timeout(8):

@@ -1,11 +1,10 @@
 """Cost from each model's declared prices, and the router's running usage totals."""
 
 import pytest
+from mockserver import MockServer, Reply, anthropic_reply, openai_chat_reply, recraft_reply
 
 from llm_router import Router, ServerError
 from llm_router._resources import catalog_dir
-
-from mockserver import MockServer, Reply, anthropic_reply, openai_chat_reply, recraft_reply
 
 USER = [{"role": "user", "content": "hi"}]
 PROVIDER = """\

@@ -1,4 +1,4 @@
-"""Local rate limits: rpm/tpm sliding windows, waiting up to max_wait_s, and a pluggable backend."""
+"""Local rate limits: rpm/tpm sliding windows (on LocalState), waiting up to max_wait_s, and a pluggable backend."""
 
 import asyncio
 
@@ -7,8 +7,8 @@ from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
-from llm_router.limits import LimitExceeded, LocalLimiter
-from llm_router.state import LocalState
+from llm_router.limits import LimitExceeded
+from llm_router.state import LocalState, Outcome, Slot
 
 PROVIDER = """\
 extends: openai-compatible
@@ -52,61 +52,65 @@ def make_router(write_config, servers, models_yaml, **kwargs):
 
 async def test_sliding_window_frees_rpm_capacity_after_60_seconds():
     clock = FakeClock()
-    limiter = LocalLimiter(clock=clock, sleep=clock.sleep)
+    state = LocalState(clock=clock, sleep=clock.sleep)
+    slot = Slot("m", rpm=3)
     for _ in range(3):
-        await limiter.acquire("m", 3, None, 0, 0)
+        await state.acquire(slot, 0, 0)
     with pytest.raises(LimitExceeded) as caught:
-        await limiter.acquire("m", 3, None, 0, 0)
+        await state.acquire(slot, 0, 0)
     assert caught.value.what == "rpm" and caught.value.wait_s == pytest.approx(60)
     clock.now += 59.9
     with pytest.raises(LimitExceeded):
-        await limiter.acquire("m", 3, None, 0, 0)
+        await state.acquire(slot, 0, 0)
     clock.now += 0.1
-    await limiter.acquire("m", 3, None, 0, 0)
+    await state.acquire(slot, 0, 0)
     assert clock.slept == []
 
 
 async def test_acquire_waits_up_to_max_wait_for_room():
     clock = FakeClock()
-    limiter = LocalLimiter(clock=clock, sleep=clock.sleep)
-    await limiter.acquire("m", 1, None, 0, 0)
+    state = LocalState(clock=clock, sleep=clock.sleep)
+    slot = Slot("m", rpm=1)
+    await state.acquire(slot, 0, 0)
     clock.now += 50
     with pytest.raises(LimitExceeded):
-        await limiter.acquire("m", 1, None, 0, max_wait_s=9.9)  # room in 10 s: too long to wait
+        await state.acquire(slot, 0, max_wait_s=9.9)  # room in 10 s: too long to wait
     assert clock.slept == []
-    await limiter.acquire("m", 1, None, 0, max_wait_s=10)
+    await state.acquire(slot, 0, max_wait_s=10)
     assert sum(clock.slept) == pytest.approx(10)
 
 
 async def test_tpm_reservation_blocks_until_settled_down():
     clock = FakeClock()
-    limiter = LocalLimiter(clock=clock, sleep=clock.sleep)
-    await limiter.acquire("m", None, 1000, 900, 0)
+    state = LocalState(clock=clock, sleep=clock.sleep)
+    slot = Slot("m", tpm=1000)
+    await state.acquire(slot, 900, 0)
     with pytest.raises(LimitExceeded) as caught:
-        await limiter.acquire("m", None, 1000, 200, 0)
+        await state.acquire(slot, 200, 0)
     assert caught.value.what == "tpm"
-    await limiter.settle("m", 900, 100)  # the provider reported far fewer tokens
-    await limiter.acquire("m", None, 1000, 200, 0)
+    await state.release(slot, Outcome(reserved_tokens=900, actual_tokens=100))  # the provider reported far fewer tokens
+    await state.acquire(slot, 200, 0)
     clock.now += 60
-    await limiter.acquire("m", None, 1000, 1000, 0)  # the window emptied
+    await state.acquire(slot, 1000, 0)  # the window emptied
 
 
 async def test_tpm_window_frees_tokens_after_60_seconds_while_waiting():
     clock = FakeClock()
-    limiter = LocalLimiter(clock=clock, sleep=clock.sleep)
-    await limiter.acquire("m", None, 100, 60, 0)
+    state = LocalState(clock=clock, sleep=clock.sleep)
+    slot = Slot("m", tpm=100)
+    await state.acquire(slot, 60, 0)
     clock.now += 30
-    await limiter.acquire("m", None, 100, 40, 0)
-    await limiter.acquire("m", None, 100, 50, max_wait_s=30)  # waits for the first 60 to leave
+    await state.acquire(slot, 40, 0)
+    await state.acquire(slot, 50, max_wait_s=30)  # waits for the first 60 to leave
     assert sum(clock.slept) == pytest.approx(30)
 
 
 async def test_limits_are_per_key():
-    limiter = LocalLimiter()
-    await limiter.acquire("a", 1, None, 0, 0)
-    await limiter.acquire("b", 1, None, 0, 0)
+    state = LocalState()
+    await state.acquire(Slot("a", rpm=1), 0, 0)
+    await state.acquire(Slot("b", rpm=1), 0, 0)
     with pytest.raises(LimitExceeded):
-        await limiter.acquire("a", 1, None, 0, 0)
+        await state.acquire(Slot("a", rpm=1), 0, 0)
 
 
 async def test_rpm_lets_exactly_the_limit_through_under_200_concurrent_calls(write_config):

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from llm_router.limits import LimitExceeded, LocalLimiter
+from llm_router.limits import LimitExceeded
 from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend
 
 COOL = Cooldown(failures=3, window_s=10, cooldown_s=30)
@@ -228,11 +228,9 @@ async def test_200_concurrent_acquires_let_exactly_the_rpm_through(state):
     assert all(isinstance(r, LimitExceeded) for r in results if r is not None)
 
 
-async def test_local_limiter_keeps_its_two_method_interface():
-    clock = FakeClock()
-    limiter = LocalLimiter(clock=clock, sleep=clock.sleep)
-    await limiter.acquire("m", None, 1000, 900, 0)
-    await limiter.settle("m", 900, 100)
-    await limiter.acquire("m", 1, 1000, 900, 0)
+async def test_a_settled_tpm_reservation_leaves_room_and_rpm_still_counts(state):
+    await state.acquire(Slot("m", tpm=1000), 900, 0)
+    await state.release(Slot("m", tpm=1000), Outcome(reserved_tokens=900, actual_tokens=100))
+    await state.acquire(Slot("m", rpm=1, tpm=1000), 900, 0)
     with pytest.raises(LimitExceeded):
-        await limiter.acquire("m", 1, None, 0, 0)
+        await state.acquire(Slot("m", rpm=1), 0, 0)
