@@ -9,7 +9,8 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Self
@@ -237,22 +238,8 @@ class Router:
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
-        for model, model_params in plan:
-            route = self._route(model)
-            order, health = await self._balancer.order(route)
-            tried = False
-            for target in order:
-                if health is not None and not await self._balancer.may_try(route, target, health):
-                    continue
-                tried = True
-                attempt_started = time.perf_counter()
-                try:
-                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
-                except RouterError as error:  # a limit or a budget: nothing was sent
-                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
-                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
-                        break  # the model's other deployments share this budget
-                    continue
+        async with aclosing(self._admitted(plan, messages, prompt, attempts, errors)) as admitted:
+            async for model, model_params, route, target, reserved, attempt_started in admitted:
                 try:
                     result = await self._engine.execute(self._call(model, target, messages, prompt, model_params))
                 except BaseException as error:
@@ -273,9 +260,6 @@ class Router:
                 )
                 await self._emit("on_success", response)
                 return response
-            if not tried:
-                await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
-                                   attempts, errors, may_fall_back=True)
         raise await self._exhausted(attempts, errors)
 
     async def stream(
@@ -300,26 +284,11 @@ class Router:
             raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
-        for model, model_params in streamable:
-            route = self._route(model)
-            order, health = await self._balancer.order(route)
-            tried = False
-            for target in order:
-                if not self._can_stream(model, target) or (
-                        health is not None and not await self._balancer.may_try(route, target, health)):
-                    continue
-                tried = True
-                attempt_started = time.perf_counter()
+        async with aclosing(self._admitted(streamable, messages, prompt, attempts, errors, streaming=True)) as admitted:
+            async for model, model_params, route, target, reserved, attempt_started in admitted:
                 delivered = False
                 usage = Usage()
                 finish_reason = None
-                try:
-                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
-                except RouterError as error:
-                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
-                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
-                        break  # the model's other deployments share this budget
-                    continue
                 try:
                     async for event in self._engine.stream(self._call(model, target, messages, prompt, model_params)):
                         if event.usage is not None:
@@ -345,10 +314,37 @@ class Router:
                     deployment=target.deployment))
                 yield StreamChunk("", model.name, target.provider, finish_reason, usage, cost, True, attempts)
                 return
+        raise await self._exhausted(attempts, errors)
+
+    async def _admitted(
+        self, plan: Sequence[tuple[ModelConfig, dict[str, Any]]], messages: Any, prompt: Any,
+        attempts: list[Attempt], errors: list[RouterError], streaming: bool = False,
+    ) -> AsyncGenerator[tuple[ModelConfig, dict[str, Any], Route, Target, int, float], None]:
+        """Each deployment to try, in chain and strategy order, once its limits and budgets let it
+        through: (model, params, route, target, reserved tokens, start time). A deployment that is
+        cooling down is skipped; a model none of whose deployments could be tried is a failed attempt."""
+        for model, model_params in plan:
+            route = self._route(model)
+            order, health = await self._balancer.order(route)
+            tried = False
+            for target in order:
+                if streaming and not self._can_stream(model, target):
+                    continue
+                if health is not None and not await self._balancer.may_try(route, target, health):
+                    continue
+                tried = True
+                attempt_started = time.perf_counter()
+                try:
+                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
+                except RouterError as error:  # a limit or a budget: nothing was sent
+                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
+                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
+                        break  # the model's other deployments share this budget
+                    continue
+                yield model, model_params, route, target, reserved, attempt_started
             if not tried:
                 await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
                                    attempts, errors, may_fall_back=True)
-        raise await self._exhausted(attempts, errors)
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))
