@@ -308,7 +308,7 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             f"{where}: unknown variable(s) {', '.join(unknown)} in {source!r}; "
             f"available here: {', '.join(sorted(allowed))}"
         )
-    unsafe = sorted({n.attr for n in ast.find_all(nodes.Getattr) if n.attr.startswith("_")})
+    unsafe = sorted(_private_names(ast))
     if unsafe:
         raise TemplateCompileError(f"{where}: the sandbox refuses private attribute(s) {', '.join(unsafe)} in {source!r}")
     variables.update(undeclared)
@@ -386,6 +386,18 @@ def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
         if value is None:
             return None
     return value
+
+
+def _private_names(ast: nodes.Template) -> set[str]:
+    """Private names reached as `x.__a`, `x['__a']` or `x | attr('__a')`: refused at load."""
+    names = {n.attr for n in ast.find_all(nodes.Getattr) if n.attr.startswith("_")}
+    for node in ast.find_all((nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getitem):
+            keys = [node.arg]
+        else:
+            keys = node.args if node.name == "attr" else []
+        names.update(k.value for k in keys if isinstance(k, nodes.Const) and isinstance(k.value, str) and k.value.startswith("_"))
+    return names
 
 
 def _param_names(ast: nodes.Template) -> set[str]:

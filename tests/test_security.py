@@ -106,15 +106,16 @@ def test_validate_cli_exits_1_on_template_injection(write_config, payload: str) 
 
 @pytest.mark.parametrize("payload", ["{{ messages|attr('__class__') }}", "{{ model['__class__'] }}",
                                      "{{ model.upstream|attr('__class__')|attr('__mro__') }}"])
-def test_dunder_access_through_filters_or_subscripts_yields_nothing(write_config, payload: str) -> None:
+def test_dunder_access_through_filters_or_subscripts_is_refused_at_load(write_config, payload: str) -> None:
     cfg = write_config({
         "providers.d/sec-a.yaml": _provider("sec-a", body_extra=f"\n      evil: {json.dumps(payload)}"),
         "models.d/m.yaml": "models:\n  m: {provider: sec-a, pricing: unknown}\n",
     })
-    router = Router.from_dir(catalog_dir(), cfg, env={"SEC_KEY": KEY})
-    body = router.render("m", messages=[{"role": "user", "content": "hi"}])["body"]
-    assert "evil" not in body
-    assert "class" not in json.dumps(body)
+    with pytest.raises(ConfigurationError) as info:
+        Router.from_dir(catalog_dir(), cfg, env={"SEC_KEY": KEY})
+    (problem,) = info.value.problems  # reported once, at the body leaf (not again for the stream body)
+    assert problem.file.endswith("sec-a.yaml") and problem.line is not None
+    assert "refuses private attribute" in problem.message and "__class__" in problem.message
 
 
 @pytest.mark.parametrize("payload", ["{{ range(10**9)|list }}", "{{ 'a' * 10**8 }}", "{{ model.upstream.format }}"])

@@ -194,7 +194,8 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
     placement = data.get("params", "none")
     params = m.ParamPlacement("into", placement["merge_into"]) if isinstance(placement, dict) else m.ParamPlacement(placement)
     response = _extraction(b, data["response"], (*at, "response")) if "response" in data else None
-    stream = _stream(b, data["stream"], data.get("body"), (*at, "stream")) if "stream" in data else None
+    body_ok = body is not None or "body" not in data  # a broken body is reported once, not again as the stream's
+    stream = _stream(b, data["stream"], data.get("body"), (*at, "stream")) if "stream" in data and body_ok else None
     poll = _poll(b, data["poll"], (*at, "poll")) if "poll" in data else None
     if path is None or (response is None and poll is None):
         return None
