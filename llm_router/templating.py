@@ -392,10 +392,11 @@ def _private_names(ast: nodes.Template) -> set[str]:
     """Private names reached as `x.__a`, `x['__a']` or `x | attr('__a')`: refused at load."""
     names = {n.attr for n in ast.find_all(nodes.Getattr) if n.attr.startswith("_")}
     for node in ast.find_all((nodes.Getitem, nodes.Filter)):
+        keys: list[nodes.Expr] = []
         if isinstance(node, nodes.Getitem):
             keys = [node.arg]
-        else:
-            keys = node.args if node.name == "attr" else []
+        elif isinstance(node, nodes.Filter) and node.name == "attr":
+            keys = list(node.args)
         names.update(k.value for k in keys if isinstance(k, nodes.Const) and isinstance(k.value, str) and k.value.startswith("_"))
     return names
 
