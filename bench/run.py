@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -93,10 +94,22 @@ async def make_call(kind: str, url: str) -> tuple[Callable[[], Awaitable[Any]], 
         from llm_router import Router
 
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": url + "/v1", "DEMO_BASE_URL": url + "/v1"}
-        router = Router.from_dir(env=env)
         name = f"openai/{MODEL}"
-        if kind == "router-catalog":  # a registered model: allow-list, pricing, totals
-            name = MODEL if MODEL in router.models else "demo-echo"
+        if kind == "router-catalog":
+            # A registered model: allow-list, pricing, totals, and an rpm limit (one local acquire per call)
+            # set high enough that the bench never hits it (the bundled gpt-4o-mini allows 500 a minute).
+            from llm_router._resources import catalog_dir
+
+            site = Path(tempfile.mkdtemp(prefix="llm-router-bench-"))
+            (site / "models.d").mkdir()
+            (site / "models.d" / "bench.yaml").write_text(
+                "models:\n  bench-4o-mini:\n    provider: openai\n    upstream: gpt-4o-mini\n"
+                "    pricing: {input_per_million: 0.15, output_per_million: 0.6}\n"
+                "    params: [temperature, max_tokens]\n    limits: {rpm: 10000000}\n")
+            router = Router.from_dir(catalog_dir(), site, env=env)
+            name = "bench-4o-mini"
+        else:
+            router = Router.from_dir(env=env)
 
         async def routed() -> Any:
             return (await router.query(name, MESSAGES)).content

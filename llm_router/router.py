@@ -55,6 +55,7 @@ class Router:
     ) -> None:
         """`state` replaces the backend that router.yaml's `state:` names (default: in this process)."""
         self._catalog = catalog
+        self._providers = MappingProxyType({n: p for n, p in catalog.providers.items() if not p.abstract})
         self._engine = Engine(catalog.providers, env, transport)
         self._owns_state = state is None
         self._state: StateBackend = state if state is not None else build_state(catalog.settings.state, catalog.files, env)
@@ -96,7 +97,7 @@ class Router:
 
     @property
     def providers(self) -> Mapping[str, ProviderConfig]:
-        return MappingProxyType({n: p for n, p in self._catalog.providers.items() if not p.abstract})
+        return self._providers
 
     # --- hooks and reports ------------------------------------------------------------------------
 
@@ -193,6 +194,12 @@ class Router:
         self, model_name: str, messages: Any, prompt: Any, params: Mapping[str, Any],
         fallback_model: str | None, fallback_config: Mapping[str, Any] | None,
     ) -> tuple[list[tuple[ModelConfig, dict[str, Any]]], Any, str | None]:
+        if not isinstance(model_name, str):
+            raise InvalidRequestError(f"model_name must be a string, got {type(model_name).__name__}")
+        if fallback_model is not None and not isinstance(fallback_model, str):
+            raise InvalidRequestError(f"fallback_model must be a model name, got {type(fallback_model).__name__}")
+        if fallback_config is not None and not isinstance(fallback_config, Mapping):
+            raise InvalidRequestError(f"fallback_config must be a mapping of params, got {type(fallback_config).__name__}")
         primary = self.resolve(model_name)
         messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:

@@ -109,6 +109,8 @@ class StateBackend(Protocol):
 class StateUnavailableError(RouterError):
     """The shared state store (Redis) failed and its policy is `on_error: fail`: the call is refused."""
 
+    kind = "state_unavailable"
+
 
 class _SlotState:
     __slots__ = ("cooling_until", "failures", "in_flight", "latency_s", "probe_until", "window")

@@ -149,7 +149,7 @@ def _text_of(content: Any) -> str:
 def system_text(messages: Iterable[Mapping[str, Any]]) -> str | None:
     """The system (and developer) messages joined by blank lines; None when there are none."""
     texts = [_text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
-    return "\n\n".join(texts) if texts else None
+    return "\n\n".join(t for t in texts if t) or None
 
 
 def without_system(messages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -242,12 +242,14 @@ def is_template(value: str) -> bool:
 class CompiledTemplate:
     """A compiled YAML structure; `render(context)` builds a fresh value (or DROP)."""
 
-    __slots__ = ("render", "param_names", "variables")
+    __slots__ = ("render", "param_names", "variables", "keys")
 
-    def __init__(self, render: Renderer, param_names: frozenset[str], variables: frozenset[str]) -> None:
+    def __init__(self, render: Renderer, param_names: frozenset[str], variables: frozenset[str],
+                 keys: frozenset[str] = frozenset()) -> None:
         self.render = render
         self.param_names = param_names  # params.X named anywhere, so they are not merged again
         self.variables = variables
+        self.keys = keys  # the top-level keys of a mapping: the template owns them, params never set them
 
 
 def compile_structure(value: Any, allowed: frozenset[str], where: str = "") -> CompiledTemplate:
@@ -255,7 +257,8 @@ def compile_structure(value: Any, allowed: frozenset[str], where: str = "") -> C
     params: set[str] = set()
     variables: set[str] = set()
     render = _compile(value, allowed, where, params, variables)
-    return CompiledTemplate(render, frozenset(params), frozenset(variables))
+    keys = frozenset(str(k) for k in value) if isinstance(value, dict) else frozenset()
+    return CompiledTemplate(render, frozenset(params), frozenset(variables), keys)
 
 
 def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:

@@ -34,3 +34,13 @@ def test_models_named_in_the_readme_python_example_are_in_the_bundled_catalog():
     assert {"o3", "gpt-4.1", "flux-pro-1.1"} <= named
     router = Router.from_dir(env={})
     assert named <= set(router.models), named - set(router.models)
+
+
+def test_every_test_the_docs_name_as_proof_exists():
+    named = set()
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        named |= set(re.findall(r"tests/(test_\w+\.py)::(\w+)", doc.read_text()))
+    assert len(named) > 30
+    missing = [f"{file}::{name}" for file, name in sorted(named)
+               if not re.search(rf"def {name}\b", (ROOT / "tests" / file).read_text())]
+    assert not missing, missing

@@ -118,8 +118,9 @@ class Engine:
         return operation is not None and operation.stream is not None
 
     async def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
-        """Yield events; errors before the first delta are retried and raised as they are, later
-        ones as StreamInterrupted saying how much arrived."""
+        """Yield events. Only connecting is retried (error statuses, connection errors); an error
+        before the first delta is raised as it is (the router may fall back), one after it as
+        StreamInterrupted saying how much arrived."""
         runtime, operation = self._operation(call)
         assert operation.stream is not None
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True)

@@ -10,6 +10,7 @@ import httpx2
 
 from ..config.model import PollSpec
 from ..errors import ProviderError, ProviderTimeout
+from ..templating import TemplateRenderError
 from .extract import text_or_none
 from .request import PreparedRequest, ProviderRuntime, host_of
 from .send import send_json, with_retries
@@ -27,12 +28,21 @@ def poll_request(
             raise ProviderError(f"the submit reply has no poll URL at {spec.url.from_.expr}", provider=runtime.name, model=model)
     else:
         assert spec.url.template is not None
-        url = spec.url.template.render({"model": model_ctx, "params": params, "submit": submit})
+        try:
+            url = spec.url.template.render({"model": model_ctx, "params": params, "submit": submit})
+        except TemplateRenderError as exc:
+            raise ProviderError(f"could not build the poll URL: {runtime.redact(str(exc))}", provider=runtime.name,
+                                model=model) from None
+        if not isinstance(url, str) or not url:
+            raise ProviderError(f"the poll URL template gave {url!r}, not a URL", provider=runtime.name, model=model)
     if not url.startswith(("http://", "https://")):
         url = runtime.base_url + url
     host = host_of(url)
     if host is None:
         raise ProviderError(f"the poll URL {runtime.redact(url[:200])!r} is malformed", provider=runtime.name, model=model)
+    if runtime.base_url.startswith("https://") and not url.startswith("https://"):
+        raise ProviderError(f"refusing to poll {host!r} over plain http: the key only travels over https here",
+                            provider=runtime.name, model=model)
     if not url.startswith(("http://", "https://")) or not runtime.may_receive_key(url):
         raise ProviderError(
             f"refusing to poll {host!r}: not one of the provider's hosts ({', '.join(h for h in runtime.hosts if h)})",

@@ -44,10 +44,21 @@ class ProviderRuntime:
         if self.key_env is not None and env.get(self.key_env):
             self.key = Secret(env[self.key_env])
             redactor.add(self.key)
-        self.static_headers = dict(config.headers)
+        self.static_headers = dict(config.headers)  # checked once, here: the schema allows printable ASCII only
         self.redact = redactor
+        self._auth_header: dict[str, str] = {}
+        if self.key is not None and auth is not None and auth.header is not None:
+            value = f"{auth.scheme} {self.key.reveal()}" if auth.scheme else self.key.reveal()
+            self._auth_header = {auth.header: value}
+            self._key_ok = _header_value_ok(value)
+        else:
+            self._key_ok = self.key is None or _header_value_ok(self.key.reveal())
 
     def auth_headers(self, model: str, display: bool = False) -> dict[str, str]:
+        if self._auth_header:
+            if not self._key_ok:
+                raise InvalidRequestError(f"{self.name} ({model}): the key in {self.key_env} holds CR/LF or non-ASCII characters")
+            return self._auth_header
         auth = self.config.auth
         if auth is None or auth.header is None:
             return {}
@@ -89,8 +100,12 @@ def host_of(url: str) -> str | None:
         return None
 
 
+def _header_value_ok(value: str) -> bool:
+    return value.isascii() and not any(c in value for c in "\r\n\0")
+
+
 def _check_header_value(name: str, value: str, model: str, provider: str) -> None:
-    if any(c in value for c in "\r\n\0") or not value.isascii():
+    if not _header_value_ok(value):
         raise InvalidRequestError(
             f"header {name!r} for {provider} ({model}) holds CR/LF or non-ASCII characters; refused"
         )
@@ -105,11 +120,15 @@ def _render(template: CompiledTemplate | None, ctx: Mapping[str, Any], provider:
         raise InvalidRequestError(f"{provider} ({model}): could not render the request: {exc}") from None
 
 
-def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+def _add_param(target: dict[str, Any], dotted: str, value: Any) -> None:
+    """Put a param in the body unless the body already holds that key (a caller's `model=` or
+    `stream=` never replaces what the template built)."""
     *parents, last = dotted.split(".")
     for part in parents:
         target = target.setdefault(part, {})
-    target[last] = value
+        if not isinstance(target, dict):
+            return
+    target.setdefault(last, value)
 
 
 def build_request(
@@ -128,6 +147,8 @@ def build_request(
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
+    if not isinstance(path, str):
+        raise InvalidRequestError(f"{provider} ({model_name}): the path template gave {path!r}, not a path")
     relative = not path.startswith(("http://", "https://"))
     url = runtime.base_url + path if relative else path
 
@@ -138,11 +159,13 @@ def build_request(
     if body is not None and params:
         placement = operation.params
         named = body_template.param_names if body_template is not None else frozenset()
+        if placement.mode == "merge" and operation.stream is not None:
+            named = named | operation.stream.body.keys  # `stream`, `stream_options`: owned by the stream block
         if placement.mode != "none":
             target = body if placement.mode == "merge" else body.setdefault(placement.merge_into, {})
-            for key, value in params.items():
+            for key, value in params.items() if isinstance(target, dict) else ():
                 if key not in named:
-                    _set_nested(target, key, value)
+                    _add_param(target, key, value)
 
     query = {}
     for template in (operation.query, spec.query if spec is not None else None):
@@ -152,10 +175,10 @@ def build_request(
 
     headers = dict(runtime.static_headers)
     rendered_headers = _render(operation.headers, ctx, provider, model_name)
-    if rendered_headers is not DROP:
-        headers.update({k: str(v) for k, v in rendered_headers.items()})
-    for name, value in headers.items():
-        _check_header_value(name, value, model_name, provider)
+    if rendered_headers is not DROP:  # values built from params: checked on every call
+        for name, value in rendered_headers.items():
+            _check_header_value(name, str(value), model_name, provider)
+            headers[name] = str(value)
     if runtime.config.auth is not None:
         # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked
         if not (relative and path.startswith("/")) and not runtime.may_receive_key(url):

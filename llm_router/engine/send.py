@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx2
 
 from ..config.model import RetryPolicy
-from ..errors import ProviderConnectionError, ProviderError, ProviderTimeout, RateLimitError, ServerError
+from ..errors import ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
 from .errors import RETRYABLE_KINDS, error_from_reply, parse_body
 from .request import PreparedRequest, ProviderRuntime
 
@@ -71,11 +71,11 @@ async def with_retries(
                 raise
             wait = error.retry_after_s
             if wait is not None and wait > policy.max_wait_s:
-                raise RateLimitError(
-                    f"{error.message} (the server asks to wait {wait:.1f}s, more than max_wait_s={policy.max_wait_s:g})",
-                    provider=error.provider, model=model, status=error.status,
-                    body_excerpt=error.body_excerpt, retry_after_s=wait,
-                ) from None
+                # Raise now instead of sleeping, so the router can fall back; the error keeps its kind.
+                error.message += f" (the server asks to wait {wait:.1f}s, more than max_wait_s={policy.max_wait_s:g})"
+                error.args = (f"{error.provider} ({model}){f' HTTP {error.status}' if error.status else ''}: {error.message}",)
+                error.tries = tries
+                raise
             if wait is None:
                 wait = backoff_s(policy, tries)
             log.debug("retrying %s (%s) after %s; try %d of %d in %.2fs",

@@ -55,6 +55,13 @@ async def read_events(
                 return
     except httpx2.SSEError as exc:
         raise ServerError(f"bad event stream: {redact(str(exc))}", provider=provider, model=model) from None
+    if _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
+        raise ServerError("the stream ended before its end marker", provider=provider, model=model)
+
+
+def _declares_an_end(spec: StreamSpec) -> bool:
+    handlers = [spec.handler, *spec.on.values()]
+    return spec.done is not None or any(h is not None and h.end for h in handlers)
 
 
 def _route(spec: StreamSpec, event_name: str, data: object, provider: str, model: str) -> StreamHandler | None:
