@@ -5,22 +5,15 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply
 
-from llm_router import BudgetExceeded, Router, RouterError
+from llm_router import BudgetExceeded, RouterError
 from llm_router._resources import catalog_dir
 from llm_router.state import LocalState
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-"""
 # 10 input and 5 output tokens a reply (openai_chat_reply) at these prices: $2.00 a call
 MODELS = """\
 models:
@@ -38,14 +31,7 @@ models:
 
 
 def make_router(write_config, servers, router_yaml, models_yaml=MODELS, state=None):
-    files = {f"providers.d/{name}.yaml": PROVIDER.format(name=name, env=name.upper()) for name in servers}
-    files["models.d/m.yaml"] = models_yaml
-    files["router.yaml"] = router_yaml
-    env = {}
-    for name, srv in servers.items():
-        env[f"{name.upper()}_API_KEY"] = "sk-test-123456"
-        env[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), write_config(files), env=env, state=state)
+    return loopback_router(write_config, servers, models_yaml, router_yaml, retry=None, state=state)
 
 
 def serve(*servers):

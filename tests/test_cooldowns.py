@@ -4,36 +4,18 @@ connection errors; not the caller's 4xx) gets no traffic for `cooldown_s`, then 
 import asyncio
 
 import pytest
+from loopback import NO_RETRY, loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_error
 
-from llm_router import AllAttemptsFailed, BadRequestError, DeploymentsCoolingDown, RateLimitError, Router, ServerError
-from llm_router._resources import catalog_dir
+from llm_router import AllAttemptsFailed, BadRequestError, DeploymentsCoolingDown, RateLimitError, ServerError
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-errors:
-  retry: {{max_attempts: 1}}
-"""
 COOLDOWN_S = 0.5
 
 
 def make_router(write_config, servers, models_yaml, router_yaml=None):
-    files = {f"providers.d/{name}.yaml": PROVIDER.format(name=name, env=name.upper()) for name in servers}
-    files["models.d/m.yaml"] = models_yaml
-    if router_yaml is not None:
-        files["router.yaml"] = router_yaml
-    env = {}
-    for name, srv in servers.items():
-        env[f"{name.upper()}_API_KEY"] = "sk-test-123456"
-        env[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), write_config(files), env=env)
+    return loopback_router(write_config, servers, models_yaml, router_yaml, retry=NO_RETRY)
 
 
 def ok(srv, text="ok", delay_s=0.0):

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse, openai_error
 
 from llm_router import AllAttemptsFailed, Router, ServerError
@@ -15,29 +16,10 @@ from llm_router.config import load_catalog
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-errors:
-  retry: {{max_attempts: 2, backoff: {{initial_s: 0.01, max_s: 0.02}}}}
-"""
 
 
 def make_router(write_config, servers, models_yaml, router_yaml=None, env=None):
-    files = {f"providers.d/{name}.yaml": PROVIDER.format(name=name, env=name.upper()) for name in servers}
-    files["models.d/m.yaml"] = models_yaml
-    if router_yaml is not None:
-        files["router.yaml"] = router_yaml
-    site = write_config(files)
-    environment = dict(env or {})
-    for name, srv in servers.items():
-        environment[f"{name.upper()}_API_KEY"] = f"sk-{name}-123456"
-        environment[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), site, env=environment)
+    return loopback_router(write_config, servers, models_yaml, router_yaml, key=lambda name: f"sk-{name}-123456", env=env)
 
 
 def ok(srv, text="ok", delay_s=0.0):

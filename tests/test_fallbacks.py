@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import (
@@ -10,24 +11,12 @@ from llm_router import (
     AuthenticationError,
     BadRequestError,
     InvalidRequestError,
-    Router,
     ServerError,
     UnsupportedParamError,
 )
-from llm_router._resources import catalog_dir
 
 PATH = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-errors:
-  retry: {{max_attempts: 2, backoff: {{initial_s: 0.01, max_s: 0.02}}}}
-"""
 MODELS = """\
 models:
   o3-like:
@@ -56,15 +45,7 @@ def error_reply(status: int, message: str = "upstream trouble") -> Reply:
 
 
 def make_router(write_config, servers, models_yaml=MODELS, router_yaml=None):
-    files = {f"providers.d/{name}.yaml": PROVIDER.format(name=name, env=name.upper()) for name in servers}
-    files["models.d/m.yaml"] = models_yaml
-    if router_yaml is not None:
-        files["router.yaml"] = router_yaml
-    env = {}
-    for name, srv in servers.items():
-        env[f"{name.upper()}_API_KEY"] = "sk-test-123456"
-        env[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), write_config(files), env=env)
+    return loopback_router(write_config, servers, models_yaml, router_yaml)
 
 
 @pytest.fixture

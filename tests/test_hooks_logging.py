@@ -4,25 +4,15 @@ import asyncio
 import logging
 
 import pytest
+from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
-from llm_router import Attempt, LLMResponse, Router, RouterError, ServerError
-from llm_router._resources import catalog_dir
+from llm_router import Attempt, LLMResponse, RouterError, ServerError
 
 PATH = "/v1/chat/completions"
 KEY = "sk-secret-ABCDEF123"
 PROMPT = "TOPSECRETPROMPT"
 USER = [{"role": "user", "content": f"please keep {PROMPT} private"}]
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-errors:
-  retry: {{max_attempts: 2, backoff: {{initial_s: 0.01, max_s: 0.02}}}}
-"""
 MODELS = """\
 models:
   main: {provider: prim, pricing: unknown, fallbacks: [backup]}
@@ -39,15 +29,7 @@ def servers():
 
 
 def make_router(write_config, servers, router_yaml=None):
-    files = {f"providers.d/{n}.yaml": PROVIDER.format(name=n, env=n.upper()) for n in servers}
-    files["models.d/m.yaml"] = MODELS
-    if router_yaml is not None:
-        files["router.yaml"] = router_yaml
-    env = {}
-    for name, srv in servers.items():
-        env[f"{name.upper()}_API_KEY"] = KEY
-        env[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), write_config(files), env=env)
+    return loopback_router(write_config, servers, MODELS, router_yaml, key=lambda name: KEY)
 
 
 async def test_sync_and_async_hooks_see_each_attempt_and_the_success(write_config, servers):

@@ -3,23 +3,13 @@
 import asyncio
 
 import pytest
+from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
-from llm_router import RateLimitError, Router
-from llm_router._resources import catalog_dir
+from llm_router import RateLimitError
 from llm_router.limits import LimitExceeded
 from llm_router.state import LocalState, Outcome, Slot
 
-PROVIDER = """\
-extends: openai-compatible
-name: {name}
-base_url: http://127.0.0.1:9/v1
-base_url_env: {env}_BASE_URL
-auth: {{header: Authorization, scheme: Bearer, env: {env}_API_KEY}}
-hosts: [127.0.0.1]
-errors:
-  retry: {{max_attempts: 2, backoff: {{initial_s: 0.01, max_s: 0.02}}}}
-"""
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -40,14 +30,7 @@ class FakeClock:
 
 
 def make_router(write_config, servers, models_yaml, **kwargs):
-    files = {f"providers.d/{name}.yaml": PROVIDER.format(name=name, env=name.upper()) for name in servers}
-    files["models.d/m.yaml"] = models_yaml
-    site = write_config(files)
-    env = {}
-    for name, srv in servers.items():
-        env[f"{name.upper()}_API_KEY"] = "sk-test-123456"
-        env[f"{name.upper()}_BASE_URL"] = srv.url + "/v1"
-    return Router.from_dir(catalog_dir(), site, env=env, **kwargs)
+    return loopback_router(write_config, servers, models_yaml, **kwargs)
 
 
 async def test_sliding_window_frees_rpm_capacity_after_60_seconds():
