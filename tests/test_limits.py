@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from fakeclock import FakeClock
 from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
@@ -12,21 +13,6 @@ from llm_router.state import LocalState, Outcome, Slot
 
 USER = [{"role": "user", "content": "hi"}]
 
-
-class FakeClock:
-    """A clock the test moves; `sleep` advances it instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def make_router(write_config, servers, models_yaml, **kwargs):

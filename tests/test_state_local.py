@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from fakeclock import FakeClock
 
 from llm_router.limits import LimitExceeded
 from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend
@@ -10,21 +11,6 @@ from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateB
 COOL = Cooldown(failures=3, window_s=10, cooldown_s=30)
 FAIL = Outcome(failed=True, counts_for_cooldown=True, cooldown=COOL)
 
-
-class FakeClock:
-    """Wall-clock epoch seconds the test moves; `sleep` advances it instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
