@@ -296,8 +296,10 @@ class Router:
                 delivered = False
                 usage = Usage()
                 finish_reason = None
+                tries = 1
                 try:
                     async for event in self._engine.stream(self._call(model, target, messages, prompt, model_params)):
+                        tries = event.tries
                         if event.usage is not None:
                             usage.update(event.usage)
                         if event.finish_reason:
@@ -314,7 +316,7 @@ class Router:
                     continue
                 latency = time.perf_counter() - attempt_started
                 await self._balancer.release(route, target, reserved, usage, latency, None)
-                cost = await self._succeeded(model, target, 200, 1, latency, usage, model_params, attempts, None)
+                cost = await self._succeeded(model, target, 200, tries, latency, usage, model_params, attempts, None)
                 await self._emit("on_success", LLMResponse(
                     content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
                     latency=time.perf_counter() - started, finish_reason=finish_reason, attempts=attempts,

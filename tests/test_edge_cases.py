@@ -120,3 +120,11 @@ async def test_a_poll_url_template_that_fails_to_render_is_a_provider_error(srv,
     with pytest.raises(ProviderError, match="poll URL"):
         await router.query("bfl-tpl/flux-pro-1.1", prompt="a cat")
     await router.aclose()
+
+
+async def test_a_stream_that_needed_a_retry_to_open_records_its_tries(srv):
+    srv.script("POST", "/v1/chat/completions", [Reply.json(openai_error("busy", "server_error"), status=500)],
+               then=Reply.sse(openai_chat_sse(["ok"])))
+    async with openai_router(srv) as router:
+        chunks = [chunk async for chunk in router.stream("openai/gpt-4.1", USER)]
+    assert chunks[-1].is_final and chunks[-1].attempts[-1].tries == 2

@@ -135,9 +135,10 @@ class Engine:
             response = await context.__aenter__()
             return context, read_events(response, spec, runtime.name, model, runtime.redact).__aiter__()
 
-        (stack, events), _ = await with_retries(runtime, model, connect)
+        (stack, events), tries = await with_retries(runtime, model, connect)
         try:
             async for event in events:
+                event.tries = tries
                 if event.delta:
                     received += len(event.delta)
                 yield event

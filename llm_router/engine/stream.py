@@ -20,6 +20,7 @@ class StreamEvent:
     finish_reason: str | None = None
     usage: Usage | None = None
     end: bool = False
+    tries: int = 1  # requests it took to open the stream (set by the engine)
 
 
 async def read_events(
