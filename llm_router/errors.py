@@ -109,8 +109,16 @@ class ProviderError(RouterError):
         self.code = code
         self.retry_after_s = retry_after_s
         self.tries = 1
-        status_text = f" HTTP {status}" if status else ""
-        super().__init__(f"{provider} ({model}){status_text}: {message}")
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        status_text = f" HTTP {self.status}" if self.status else ""
+        return f"{self.provider} ({self.model}){status_text}: {self.message}"
+
+    def add_note_to_message(self, note: str) -> None:
+        """Append to the message (and so to str(error)) while keeping the error's class and fields."""
+        self.message += note
+        self.args = (self._text(),)
 
 
 class AuthenticationError(ProviderError):

@@ -45,6 +45,14 @@ class ProviderRuntime:
             self.key = Secret(env[self.key_env])
             redactor.add(self.key)
         self.static_headers = dict(config.headers)  # checked once, here: the schema allows printable ASCII only
+        # Per (operation, streaming): the params the body already places, so merging skips them. A merging
+        # operation also never lets a param set what its stream block owns (`stream`, `stream_options`).
+        self.placed_params: dict[tuple[str, bool], frozenset[str]] = {}
+        for kind, op in config.operations.items():
+            owned = op.stream.body.keys if op.stream is not None and op.params.mode == "merge" else frozenset()
+            for streaming in (False, True):
+                template = op.stream.body if streaming and op.stream is not None else op.body
+                self.placed_params[(kind, streaming)] = owned | (template.param_names if template else frozenset())
         self.redact = redactor
         self._auth_header: dict[str, str] = {}
         if self.key is not None and auth is not None and auth.header is not None:
@@ -158,9 +166,7 @@ def build_request(
         body = {} if body_template is not None else None
     if body is not None and params:
         placement = operation.params
-        named = body_template.param_names if body_template is not None else frozenset()
-        if placement.mode == "merge" and operation.stream is not None:
-            named = named | operation.stream.body.keys  # `stream`, `stream_options`: owned by the stream block
+        named = runtime.placed_params[(operation.kind, spec is not None)]
         if placement.mode != "none":
             target = body if placement.mode == "merge" else body.setdefault(placement.merge_into, {})
             for key, value in params.items() if isinstance(target, dict) else ():

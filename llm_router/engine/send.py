@@ -72,8 +72,7 @@ async def with_retries(
             wait = error.retry_after_s
             if wait is not None and wait > policy.max_wait_s:
                 # Raise now instead of sleeping, so the router can fall back; the error keeps its kind.
-                error.message += f" (the server asks to wait {wait:.1f}s, more than max_wait_s={policy.max_wait_s:g})"
-                error.args = (f"{error.provider} ({model}){f' HTTP {error.status}' if error.status else ''}: {error.message}",)
+                error.add_note_to_message(f" (the server asks to wait {wait:.1f}s, more than max_wait_s={policy.max_wait_s:g})")
                 error.tries = tries
                 raise
             if wait is None:
