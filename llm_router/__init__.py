@@ -21,11 +21,12 @@ from .errors import (
     ServerError,
     StreamInterrupted,
     UnknownModelError,
+    UnsupportedCapabilityError,
     UnsupportedParamError,
 )
 from .router import Router
 from .state import StateUnavailableError
-from .types import Attempt, LLMResponse, StreamChunk, Usage
+from .types import Attempt, LLMResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 __version__ = "0.1.0"
 
@@ -54,7 +55,10 @@ __all__ = [
     "StateUnavailableError",
     "StreamChunk",
     "StreamInterrupted",
+    "ToolCall",
+    "ToolCallDelta",
     "UnknownModelError",
+    "UnsupportedCapabilityError",
     "UnsupportedParamError",
     "Usage",
 ]

@@ -84,6 +84,23 @@ class UnsupportedParamError(RouterError, ValueError):
 class InvalidRequestError(RouterError, ValueError):
     """The call itself is malformed (messages, prompt or param types); nothing was sent."""
 
+    kind = "invalid_request"
+
+
+class UnsupportedCapabilityError(InvalidRequestError):
+    """The model does not declare a capability the call needs (tools, vision, structured_output);
+    the router skipped it without sending anything."""
+
+    kind = "unsupported_capability"
+
+    def __init__(self, model: str, missing: Sequence[str], declared: Sequence[str]) -> None:
+        self.model = model
+        self.missing = tuple(missing)
+        super().__init__(
+            f"model {model!r} does not declare {', '.join(self.missing)} in its capabilities "
+            f"(it declares: {', '.join(declared) or 'none'}); the call needs {' and '.join(self.missing)}"
+        )
+
 
 class ProviderError(RouterError):
     """The provider answered with an error, or its answer could not be used."""

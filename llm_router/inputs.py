@@ -4,10 +4,12 @@ of sane size; and the rough token estimate the tpm limit reserves."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .config.model import ModelConfig
+from .engine import RequestOptions
 from .errors import InvalidRequestError
 from .templating import last_user_text
 
@@ -77,3 +79,153 @@ def _size(content: Any, where: str) -> int:
     if isinstance(content, list):
         return sum(_size(p.get("text", "") if isinstance(p, dict) else p, where) for p in content)
     return 0
+
+
+# --- tools, tool history and output formats ---------------------------------------------------------
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+TOOL_CHOICES = ("auto", "none", "required")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
+                  response_format: Any) -> RequestOptions:
+    """The caller's tools, tool_choice, parallel_tool_calls and response_format, and the tool
+    history in `messages`, checked before anything is sent."""
+    names = _check_tools(tools)
+    if tool_choice is not None:
+        _check_tool_choice(tool_choice, names)
+    if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+        raise InvalidRequestError(f"parallel_tool_calls must be true or false, got {type(parallel_tool_calls).__name__}")
+    if response_format is not None:
+        _check_response_format(response_format)
+    if isinstance(messages, list):
+        _check_tool_history(messages)
+    return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format)
+
+
+def _check_tools(tools: Any) -> set[str]:
+    if tools is None:
+        return set()
+    if not isinstance(tools, list):
+        raise InvalidRequestError("tools must be a list of {'type': 'function', 'function': {...}} dicts")
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
+            raise InvalidRequestError(f"{where} must be {{'type': 'function', 'function': {{'name': ..., 'parameters': {{...}}}}}}")
+        function = tool["function"]
+        name = function.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            raise InvalidRequestError(f"{where}.function.name must be 1-128 letters, digits, '_', '-', '.' or ':' (got {name!r})")
+        if name in names:
+            raise InvalidRequestError(f"{where}: two tools are named {name!r}")
+        names.add(name)
+        parameters = function.get("parameters")
+        if parameters is not None and (not isinstance(parameters, dict) or parameters.get("type", "object") != "object"):
+            raise InvalidRequestError(f"{where}.function.parameters must be a JSON Schema object with type 'object'")
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise InvalidRequestError(f"{where}.function.description must be a string")
+    return names
+
+
+def _check_tool_choice(choice: Any, names: set[str]) -> None:
+    if isinstance(choice, str):
+        if choice not in TOOL_CHOICES:
+            raise InvalidRequestError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or "
+                                      f"{{'type': 'function', 'function': {{'name': ...}}}}, got {choice!r}")
+        if choice == "required" and not names:
+            raise InvalidRequestError("tool_choice 'required' needs tools")
+        return
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) and isinstance(choice.get("function"), dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(name, str):
+        raise InvalidRequestError("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}")
+    if name not in names:
+        raise InvalidRequestError(f"tool_choice names {name!r}, which is not in tools ({', '.join(sorted(names)) or 'none given'})")
+
+
+def _check_response_format(fmt: Any) -> None:
+    if not isinstance(fmt, dict) or fmt.get("type") not in RESPONSE_FORMATS:
+        raise InvalidRequestError(f"response_format must be {{'type': ...}} with a type of {', '.join(RESPONSE_FORMATS)}")
+    if fmt["type"] == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not _TOOL_NAME.fullmatch(spec["name"]):
+            raise InvalidRequestError("response_format json_schema needs {'json_schema': {'name': ..., 'schema': {...}}}; "
+                                      "the name is 1-128 letters, digits, '_', '-', '.' or ':'")
+        schema = spec.get("schema")
+        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+            raise InvalidRequestError("response_format json_schema.schema must be a JSON Schema object with type 'object'")
+
+
+def _check_tool_history(messages: list[Any]) -> None:
+    """Assistant tool calls are well formed and each is answered by one tool message before the
+    conversation moves on; each tool message answers a call."""
+    open_calls: dict[str, int] = {}  # call id → the message that made it
+    known: set[str] = set()
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in known:
+                raise InvalidRequestError(f"messages[{i}] is a tool result for call {call_id!r}, but no earlier assistant "
+                                          "message made a call with that id")
+            if call_id not in open_calls:
+                raise InvalidRequestError(f"messages[{i}] answers call {call_id!r} a second time, or after the conversation moved on")
+            del open_calls[call_id]
+            continue
+        if open_calls:
+            missing = ", ".join(repr(c) for c in open_calls)
+            raise InvalidRequestError(f"messages[{i}] follows tool call(s) {missing} of messages[{next(iter(open_calls.values()))}] "
+                                      "that no tool message answered; add a {'role': 'tool', 'tool_call_id': ..., 'content': ...} for each")
+        calls = message.get("tool_calls")
+        if calls is None:
+            continue
+        if role != "assistant" or not isinstance(calls, list):
+            raise InvalidRequestError(f"messages[{i}].tool_calls must be a list on an assistant message")
+        for j, call in enumerate(calls):
+            where = f"messages[{i}].tool_calls[{j}]"
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"] or not isinstance(function, dict):
+                raise InvalidRequestError(f"{where} must be {{'id': ..., 'type': 'function', 'function': {{'name': ..., 'arguments': '...'}}}}")
+            if not isinstance(function.get("name"), str) or not function["name"]:
+                raise InvalidRequestError(f"{where}.function.name must be a non-empty string")
+            arguments = function.get("arguments")
+            if not isinstance(arguments, str):
+                raise InvalidRequestError(f"{where}.function.arguments must be JSON text (a string), got {type(arguments).__name__}")
+            try:
+                parsed = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                raise InvalidRequestError(f"{where}.function.arguments is not valid JSON: {arguments[:80]!r}") from None
+            if not isinstance(parsed, dict):
+                raise InvalidRequestError(f"{where}.function.arguments must be a JSON object")
+            if call["id"] in known:
+                raise InvalidRequestError(f"{where}: the call id {call['id']!r} is used twice")
+            known.add(call["id"])
+            open_calls[call["id"]] = i
+    if open_calls:
+        raise InvalidRequestError(f"tool call(s) {', '.join(repr(c) for c in open_calls)} have no tool message answering them")
+
+
+def needed_capabilities(messages: Any, options: RequestOptions) -> frozenset[str]:
+    """What a model must declare to take this call: tools, vision, structured_output."""
+    needs = set()
+    if options.tools or options.tool_choice is not None or _has_tool_history(messages):
+        needs.add("tools")
+    fmt = options.response_format
+    if fmt is not None and fmt.get("type") in ("json_schema", "json_object"):
+        needs.add("structured_output")
+    if _has_images(messages):
+        needs.add("vision")
+    return frozenset(needs)
+
+
+def _has_tool_history(messages: Any) -> bool:
+    return isinstance(messages, list) and any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+
+
+def _has_images(messages: Any) -> bool:
+    return isinstance(messages, list) and any(
+        isinstance(m.get("content"), list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
+        for m in messages
+    )

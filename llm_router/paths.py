@@ -47,6 +47,13 @@ class JSONPath:
                 data = data[step]
         return data
 
+    def all(self, data: Any) -> list[Any]:
+        """Every match, in document order (a singular path gives at most one)."""
+        if self._steps is not None:
+            value = self.first(data)
+            return [] if value is None else [value]
+        return [node.value for node in self._query.finditer(data)]
+
     def __repr__(self) -> str:
         return f"JSONPath({self.expr!r})"
 

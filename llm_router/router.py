@@ -21,7 +21,7 @@ from .balance import Balancer, Route, Target
 from .budgets import BudgetLedger
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
-from .engine import Call, Engine
+from .engine import Call, Engine, RequestOptions
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -30,9 +30,10 @@ from .errors import (
     ProviderError,
     RouterError,
     UnknownModelError,
+    UnsupportedCapabilityError,
     UnsupportedParamError,
 )
-from .inputs import check_input, check_params, input_text
+from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
 from .pricing import price
 from .state import StateBackend, build_state
 from .types import Attempt, LLMResponse, StreamChunk, Usage
@@ -194,6 +195,8 @@ class Router:
         self, model_name: str, messages: Any, prompt: Any, params: Mapping[str, Any],
         fallback_model: str | None, fallback_config: Mapping[str, Any] | None,
     ) -> tuple[list[tuple[ModelConfig, dict[str, Any]]], Any, str | None]:
+        """The chain with each model's params. `tools`, `tool_choice`, `response_format` are not
+        params: every model of the chain gets them (see `_options`)."""
         if not isinstance(model_name, str):
             raise InvalidRequestError(f"model_name must be a string, got {type(model_name).__name__}")
         if fallback_model is not None and not isinstance(fallback_model, str):
@@ -215,18 +218,37 @@ class Router:
                 log.debug("call: chain=%s input_chars=%d", chain, len(input_text(messages, prompt)))
         return plan, messages, prompt
 
-    def _call(self, model: ModelConfig, target: Target, messages: Any, prompt: Any, params: Mapping[str, Any]) -> Call:
-        return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials)
+    def _call(self, model: ModelConfig, target: Target, messages: Any, prompt: Any, params: Mapping[str, Any],
+              options: RequestOptions = RequestOptions()) -> Call:
+        return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials, options)
+
+    @staticmethod
+    def _options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
+                 response_format: Any) -> tuple[RequestOptions, frozenset[str]]:
+        """The call's tool and output options, checked, and the capabilities a model needs to take it."""
+        options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+        return options, needed_capabilities(messages, options)
+
+    def _missing(self, model: ModelConfig, needs: frozenset[str]) -> list[str]:
+        """What the call needs that a catalog model does not declare (a 'provider/upstream' model is taken at its word)."""
+        if not needs or model.name not in self._catalog.models:
+            return []
+        return sorted(needs - model.capabilities)
 
     # --- the public calls -----------------------------------------------------------------------------
 
-    def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False,
-               **params: Any) -> dict[str, Any]:
+    def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False, *,
+               tools: list[dict[str, Any]] | None = None, tool_choice: Any = None, parallel_tool_calls: bool | None = None,
+               response_format: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
         messages, prompt = check_input(primary, messages, prompt, params)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+        missing = self._missing(primary, needs)
+        if missing:
+            raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
         target = self._route(primary).targets[0]
-        call = self._call(primary, target, messages, prompt, self._params_for(primary, params, strict=True))
+        call = self._call(primary, target, messages, prompt, self._params_for(primary, params, strict=True), options)
         return self._engine.render(call, stream=stream)
 
     async def query(
@@ -237,18 +259,25 @@ class Router:
         prompt: str | None = None,
         fallback_model: str | None = None,
         fallback_config: Mapping[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: dict[str, Any] | None = None,
         **params: Any,
     ) -> LLMResponse:
         """Call a model (its deployments in the order of its strategy, then its fallbacks) and return
-        its response."""
+        its response. `tools`, `tool_choice`, `parallel_tool_calls` and `response_format` take OpenAI
+        Chat Completions shapes and go to every model of the chain; a model that does not declare the
+        capability they need is skipped."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
-        async with aclosing(self._admitted(plan, messages, prompt, attempts, errors)) as admitted:
+        async with aclosing(self._admitted(plan, messages, prompt, attempts, errors, needs=needs)) as admitted:
             async for model, model_params, route, target, reserved, attempt_started in admitted:
                 try:
-                    result = await self._engine.execute(self._call(model, target, messages, prompt, model_params))
+                    result = await self._engine.execute(self._call(model, target, messages, prompt, model_params, options))
                 except BaseException as error:
                     await self._balancer.release(route, target, reserved, None, 0.0, error)
                     if not isinstance(error, RouterError):
@@ -259,12 +288,17 @@ class Router:
                 await self._balancer.release(route, target, reserved, result.usage, latency, None)
                 cost = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
                                              model_params, attempts, result.content)
+                turn = result.turn
                 response = LLMResponse(
                     content=result.content, model_name=model.name, provider=target.provider, usage=result.usage,
                     cost=cost, latency=time.perf_counter() - started, finish_reason=result.finish_reason,
                     attempts=attempts, raw=result.raw, content_kind=result.content_kind, id=result.id,
                     deployment=target.deployment,
                 )
+                if turn is not None:
+                    response.tool_calls, response.message = turn.tool_calls, turn.message
+                    response.native_finish_reason, response.reasoning, response.extra = (
+                        turn.native_finish_reason, turn.reasoning, turn.extra)
                 await self._emit("on_success", response)
                 return response
         raise await self._exhausted(attempts, errors)
@@ -277,13 +311,18 @@ class Router:
         prompt: str | None = None,
         fallback_model: str | None = None,
         fallback_config: Mapping[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: dict[str, Any] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
-        """Yield text deltas as they arrive; the last chunk carries finish reason, usage and cost.
-        Moves on (to another deployment or model) only before the first chunk, and only to ones
-        that can stream."""
+        """Yield text and tool-call deltas as they arrive; the last chunk carries the assembled tool
+        calls and message, finish reason, usage and cost. Moves on (to another deployment or model)
+        only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
         streamable = [(m, p) for m, p in plan
                       if m.streaming and any(self._can_stream(m, t) for t in self._route(m).targets)]
         if not streamable or streamable[0][0] is not plan[0][0]:
@@ -291,22 +330,25 @@ class Router:
             raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
-        async with aclosing(self._admitted(streamable, messages, prompt, attempts, errors, streaming=True)) as admitted:
+        async with aclosing(self._admitted(streamable, messages, prompt, attempts, errors, streaming=True,
+                                           needs=needs)) as admitted:
             async for model, model_params, route, target, reserved, attempt_started in admitted:
                 delivered = False
                 usage = Usage()
-                finish_reason = None
+                turn = None
                 tries = 1
                 try:
-                    async for event in self._engine.stream(self._call(model, target, messages, prompt, model_params)):
+                    call = self._call(model, target, messages, prompt, model_params, options)
+                    async for event in self._engine.stream(call):
                         tries = event.tries
                         if event.usage is not None:
                             usage.update(event.usage)
-                        if event.finish_reason:
-                            finish_reason = event.finish_reason
-                        if event.delta:
+                        if event.turn is not None:
+                            turn = event.turn
+                        if event.delta or event.tool_call_deltas or event.reasoning:
                             delivered = True
-                            yield StreamChunk(event.delta, model.name, target.provider)
+                            yield StreamChunk(event.delta or "", model.name, target.provider,
+                                              tool_call_deltas=event.tool_call_deltas, reasoning_delta=event.reasoning or "")
                 except BaseException as error:
                     await self._balancer.release(route, target, reserved, None, 0.0, error)
                     if not isinstance(error, RouterError):
@@ -317,22 +359,33 @@ class Router:
                 latency = time.perf_counter() - attempt_started
                 await self._balancer.release(route, target, reserved, usage, latency, None)
                 cost = await self._succeeded(model, target, 200, tries, latency, usage, model_params, attempts, None)
+                assert turn is not None  # the engine's last event
                 await self._emit("on_success", LLMResponse(
                     content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
-                    latency=time.perf_counter() - started, finish_reason=finish_reason, attempts=attempts,
-                    deployment=target.deployment))
-                yield StreamChunk("", model.name, target.provider, finish_reason, usage, cost, True, attempts)
+                    latency=time.perf_counter() - started, finish_reason=turn.finish_reason, attempts=attempts,
+                    deployment=target.deployment, tool_calls=turn.tool_calls, message=turn.message,
+                    native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra))
+                yield StreamChunk("", model.name, target.provider, turn.finish_reason, usage, cost, True, attempts,
+                                  tool_calls=turn.tool_calls, message=turn.message,
+                                  native_finish_reason=turn.native_finish_reason, extra=turn.extra)
                 return
         raise await self._exhausted(attempts, errors)
 
     async def _admitted(
         self, plan: Sequence[tuple[ModelConfig, dict[str, Any]]], messages: Any, prompt: Any,
         attempts: list[Attempt], errors: list[RouterError], streaming: bool = False,
+        needs: frozenset[str] = frozenset(),
     ) -> AsyncGenerator[tuple[ModelConfig, dict[str, Any], Route, Target, int, float], None]:
         """Each deployment to try, in chain and strategy order, once its limits and budgets let it
-        through: (model, params, route, target, reserved tokens, start time). A deployment that is
-        cooling down is skipped; a model none of whose deployments could be tried is a failed attempt."""
+        through: (model, params, route, target, reserved tokens, start time). A model without a
+        capability the call needs, and a deployment that is cooling down, are skipped; a model none
+        of whose deployments could be tried is a failed attempt."""
         for model, model_params in plan:
+            missing = self._missing(model, needs)
+            if missing:
+                error = UnsupportedCapabilityError(model.name, missing, sorted(model.capabilities))
+                await self._failed(model, None, error, time.perf_counter(), attempts, errors, may_fall_back=True)
+                continue
             route = self._route(model)
             order, health = await self._balancer.order(route)
             tried = False
@@ -379,7 +432,7 @@ class Router:
                   f" deployment={deployment}" if deployment else "", message)
         await self._emit("on_attempt", attempt)
         moves_on = (isinstance(error, ProviderError) and kind in self._catalog.settings.fallback_on) or (
-            isinstance(error, BudgetExceeded) and error.on_exceed == "fallback")
+            isinstance(error, BudgetExceeded) and error.on_exceed == "fallback") or isinstance(error, UnsupportedCapabilityError)
         if not (may_fall_back and moves_on):
             error.attempts = attempts
             await self._emit("on_failure", error)

@@ -9,6 +9,7 @@ dropped too. User data (messages, prompt, params) only ever arrives as variables
 from __future__ import annotations
 
 import functools
+import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -138,7 +139,7 @@ def _check_replace(text: Any, old: Any = None, new: Any = None, *args: Any, **kw
 # --- filters every provider may use -----------------------------------------------------------
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -148,7 +149,7 @@ def _text_of(content: Any) -> str:
 
 def system_text(messages: Iterable[Mapping[str, Any]]) -> str | None:
     """The system (and developer) messages joined by blank lines; None when there are none."""
-    texts = [_text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    texts = [text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
     return "\n\n".join(t for t in texts if t) or None
 
 
@@ -159,50 +160,18 @@ def without_system(messages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, A
 def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str | None:
     for message in reversed(list(messages)):
         if message.get("role") == "user":
-            return _text_of(message.get("content"))
+            return text_of(message.get("content"))
     return None
 
 
-_DATA_URL = re.compile(r"data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)", re.S)
-
-
-def _image_part(style: str, url: str) -> dict[str, Any]:
-    match = _DATA_URL.match(url)
-    if style == "anthropic":
-        if match:
-            return {"type": "image", "source": {"type": "base64", "media_type": match["mime"], "data": match["data"]}}
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    if match:  # gemini
-        return {"inline_data": {"mime_type": match["mime"], "data": match["data"]}}
-    return {"file_data": {"file_uri": url}}
-
-
-def content_parts(messages: Iterable[Mapping[str, Any]], style: str) -> list[dict[str, Any]]:
-    """OpenAI-style message content as another wire format's parts ('anthropic' or 'gemini').
-
-    Anthropic keeps plain-string content as is; Gemini always gets a list of parts.
-    """
-    if style not in ("anthropic", "gemini"):
-        raise TemplateRenderError(f"content_parts: unknown style {style!r}; use 'anthropic' or 'gemini'")
-    converted = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str) and style == "anthropic":
-            converted.append(dict(message))
-            continue
-        raw_parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        parts: list[dict[str, Any]] = []
-        for part in raw_parts:
-            kind = part.get("type")
-            if kind == "text":
-                parts.append({"type": "text", "text": part["text"]} if style == "anthropic" else {"text": part["text"]})
-            elif kind == "image_url":
-                image = part["image_url"]
-                parts.append(_image_part(style, image["url"] if isinstance(image, dict) else image))
-            else:
-                parts.append(dict(part))
-        converted.append({**message, "content": parts})
-    return converted
+def from_json(text: Any) -> Any:
+    """JSON text parsed (a value that is not a string is returned as it is)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise TemplateRenderError(f"from_json: not valid JSON: {text[:80]!r}") from None
 
 
 def rename_roles(messages: Iterable[Mapping[str, Any]], mapping: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -218,7 +187,7 @@ _ENGINE_FILTERS = dict(
     system_text=system_text,
     without_system=without_system,
     last_user_text=last_user_text,
-    content_parts=content_parts,
+    from_json=from_json,
     rename_roles=rename_roles,
     rename_keys=rename_keys,
 )

@@ -43,6 +43,32 @@ class Attempt:
     deployment: str | None = None  # which deployment served the attempt (None: a model without `deployments`)
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asked for: `arguments` is the JSON text it wrote, `parsed` that text parsed
+    (None when it does not parse, or parses to something other than an object)."""
+
+    id: str
+    name: str
+    arguments: str
+    parsed: dict[str, Any] | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        """The call in the canonical (OpenAI Chat Completions) message form."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call. `index` is the call's place among this turn's calls;
+    `id` and `name` come with the call's first fragment, `arguments` is the next piece of its JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 @dataclass(slots=True)
 class LLMResponse:
     content: Any
@@ -57,6 +83,11 @@ class LLMResponse:
     content_kind: str = "text"  # "text" | "url" | "base64"
     id: str | None = None
     deployment: str | None = None  # the deployment that answered (None: a model without `deployments`)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    message: dict[str, Any] | None = None  # the assistant turn, canonical, ready to append to `messages`
+    native_finish_reason: str | None = None  # the provider's own; `finish_reason` is normalised
+    reasoning: str | None = None  # the reasoning text or summary, where the provider returns one
+    extra: dict[str, Any] = field(default_factory=dict)  # values of the provider's declared `extra:` paths
 
 
 @dataclass(slots=True)
@@ -64,8 +95,15 @@ class StreamChunk:
     delta: str
     model_name: str
     provider: str
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # normalised, on the last chunk
     usage: Usage | None = None  # on the last chunk
     cost: float | None = None  # on the last chunk
     is_final: bool = False
     attempts: list[Attempt] = field(default_factory=list)
+    tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
+    reasoning_delta: str = ""
+    # on the last chunk: the turn assembled
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    message: dict[str, Any] | None = None
+    native_finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

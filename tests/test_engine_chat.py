@@ -41,7 +41,7 @@ def router_for(srv: MockServer, *dirs) -> Router:
 
 
 # (model, route path, reply, expected auth header, other headers, expected body without params,
-#  expected (content, finish_reason, input, output, cached))
+#  expected (content, native finish_reason, input, output, cached)); the normalised finish_reason is "stop"
 WIRE_FORMATS = {
     "openai": (
         "openai/gpt-4.1", "/v1/chat/completions",
@@ -89,7 +89,8 @@ async def test_chat_request_and_reply_follow_the_wire_format(srv, wire):
     assert request.headers["content-type"] == "application/json"
     assert request.json() == body
     content, finish, input_tokens, output_tokens, cached = expected
-    assert (resp.content, resp.finish_reason) == (content, finish)
+    assert (resp.content, resp.native_finish_reason, resp.finish_reason) == (content, finish, "stop")
+    assert resp.tool_calls == [] and (resp.message["role"], resp.message["content"]) == ("assistant", content)
     assert resp.usage.input_tokens == input_tokens
     assert resp.usage.output_tokens == output_tokens
     assert resp.usage.cached_input_tokens == cached

@@ -98,7 +98,8 @@ async def test_stream_yields_deltas_in_order_and_a_final_chunk_with_usage_and_co
     *deltas, final = chunks
     assert [c.delta for c in deltas] == list(CHUNKS)
     assert not any(c.is_final for c in deltas)
-    assert final.is_final and final.delta == "" and final.finish_reason == finish
+    assert final.is_final and final.delta == "" and final.native_finish_reason == finish and final.finish_reason == "stop"
+    assert final.message is not None and final.message["content"] == "".join(CHUNKS) and final.tool_calls == []
     assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.cached_input_tokens) == (
         input_tokens, output_tokens, cached)
     price_in, price_out, price_cached = PRICES[model]

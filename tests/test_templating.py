@@ -12,7 +12,6 @@ from llm_router.templating import (
     TemplateCompileError,
     TemplateRenderError,
     compile_structure,
-    content_parts,
     rename_keys,
     rename_roles,
     system_text,
@@ -143,61 +142,17 @@ def test_without_system_keeps_the_conversation_in_order():
     assert without_system(MESSAGES) == MESSAGES[2:]
 
 
-IMAGE_MESSAGE = {
-    "role": "user",
-    "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
-    ],
-}
-
-
-def test_content_parts_anthropic_keeps_strings_and_converts_images():
-    out = content_parts([{"role": "user", "content": "plain"}, IMAGE_MESSAGE], "anthropic")
-    assert out[0] == {"role": "user", "content": "plain"}
-    assert out[1]["content"] == [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
-    ]
-
-
-def test_content_parts_gemini_always_gives_parts():
-    out = content_parts([{"role": "user", "content": "plain"}, IMAGE_MESSAGE], "gemini")
-    assert out[0] == {"role": "user", "content": [{"text": "plain"}]}
-    assert out[1]["content"] == [
-        {"text": "what is this?"},
-        {"inline_data": {"mime_type": "image/png", "data": "iVBORw0KGgo="}},
-        {"file_data": {"file_uri": "https://example.com/cat.jpg"}},
-    ]
-
-
-def test_content_parts_does_not_mutate_the_callers_messages():
-    before = repr(IMAGE_MESSAGE)
-    content_parts([IMAGE_MESSAGE], "gemini")
-    content_parts([IMAGE_MESSAGE], "anthropic")
-    assert repr(IMAGE_MESSAGE) == before
-
-
-def test_content_parts_unknown_style_is_an_error():
-    with pytest.raises(TemplateRenderError, match="unknown style"):
-        content_parts([IMAGE_MESSAGE], "cohere")
-
-
 def test_rename_roles_and_rename_keys():
     messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert rename_roles(messages, {"assistant": "model"}) == [{"role": "user", "content": "a"}, {"role": "model", "content": "b"}]
     assert rename_keys(messages, {"content": "parts"}) == [{"role": "user", "parts": "a"}, {"role": "assistant", "parts": "b"}]
 
 
-def test_gemini_style_chain_of_filters_in_a_template():
-    structure = {"contents": "{{ messages | without_system | content_parts('gemini') "
-                             "| rename_roles({'assistant': 'model'}) | rename_keys({'content': 'parts'}) }}"}
-    assert render(structure, messages=MESSAGES) == {"contents": [
-        {"role": "user", "parts": [{"text": "hi"}]},
-        {"role": "model", "parts": [{"text": "hello"}]},
-    ]}
+def test_from_json_parses_text_and_reports_bad_json():
+    assert render({"args": "{{ params.a | from_json }}"}, params={"a": '{"x": [1, 2]}'}) == {"args": {"x": [1, 2]}}
+    assert render({"args": "{{ params.a | from_json }}"}, params={"a": {"already": "data"}}) == {"args": {"already": "data"}}
+    with pytest.raises(TemplateRenderError, match="not valid JSON"):
+        render({"args": "{{ params.a | from_json }}"}, params={"a": "{oops"})
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -13,7 +14,10 @@ from . import model as m
 from .load import Doc, KeyPath, merge
 
 REQUEST_VARS = frozenset({"model", "params"})
-BODY_VARS = frozenset({"model", "messages", "prompt", "params"})
+BODY_VARS = frozenset({"model", "messages", "prompt", "params", "system", "tools", "tool_choice",
+                       "parallel_tool_calls", "response_format"})
+PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": "part", "tool_call": "call",
+             "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
 
 
@@ -92,6 +96,17 @@ def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePath
     return m.UsagePaths(**{k: b.paths(data.get(k), (*at, k)) for k in m.UsagePaths.__dataclass_fields__})
 
 
+def _tool_calls(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.ToolCallPaths | None:
+    if data is None:
+        return None
+    return m.ToolCallPaths(**{k: b.path(data.get(k), (*at, k)) for k in m.ToolCallPaths.__dataclass_fields__})
+
+
+def _extra(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> Mapping[str, JSONPath]:
+    compiled = {k: b.path(v, (*at, k)) for k, v in (data or {}).items()}
+    return MappingProxyType({k: p for k, p in compiled.items() if p is not None})
+
+
 def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction | None:
     content = b.path(data["content"], (*at, "content"))
     if content is None:
@@ -102,6 +117,28 @@ def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction 
         finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
         id=b.path(data.get("id"), (*at, "id")),
         usage=_usage(b, data.get("usage"), (*at, "usage")),
+        tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
+        reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
+        state=b.path(data.get("state"), (*at, "state")),
+        extra=_extra(b, data.get("extra"), (*at, "extra")),
+    )
+
+
+def _conversation(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Conversation:
+    parts = data.get("parts", {})
+    return m.Conversation(
+        wire=data["wire"],
+        **_given(data, "system", "merge_consecutive", "text_content", "structured_output"),
+        roles=MappingProxyType(dict(data.get("roles", {}))),
+        message=b.template(data.get("message"), (*at, "message"), frozenset({"role", "parts"})),
+        parts=m.PartTemplates(**{
+            kind: b.template(parts.get(kind), (*at, "parts", kind), frozenset({var})) for kind, var in PART_VARS.items()
+        }),
+        tool=b.template(data.get("tool"), (*at, "tool"), frozenset({"tool"})),
+        tool_choice=MappingProxyType({
+            k: t for k, v in data.get("tool_choice", {}).items()
+            if (t := b.template(v, (*at, "tool_choice", k), frozenset({"name", "parallel"}))) is not None
+        }),
     )
 
 
@@ -134,6 +171,10 @@ def _handler(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.StreamHandler:
         usage=_usage(b, data["usage"], (*at, "usage")) if "usage" in data else None,
         **_given(data, "end"),
         error=b.path(data.get("error"), (*at, "error")),
+        tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
+        reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
+        state=b.path(data.get("state"), (*at, "state")),
+        extra=_extra(b, data.get("extra"), (*at, "extra")),
     )
 
 
@@ -210,6 +251,8 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
         response=response,
         stream=stream,
         poll=poll,
+        conversation=_conversation(b, data["conversation"], (*at, "conversation")) if "conversation" in data else None,
+        finish_reasons=MappingProxyType(dict(data.get("finish_reasons", {}))),
     )
 
 
@@ -279,6 +322,7 @@ def build_model(doc: Doc) -> m.ModelConfig:
         **_given(data, "kind", "description", "streaming", "strategy"),
         limits=m.Limits(**data.get("limits", {})),
         params=frozenset(data.get("params", ())),
+        capabilities=frozenset(data.get("capabilities", ())),
         defaults=MappingProxyType(dict(data.get("defaults", {}))),
         rename=MappingProxyType(dict(data.get("rename", {}))),
         fallbacks=tuple(data.get("fallbacks", ())),

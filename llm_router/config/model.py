@@ -34,12 +34,27 @@ class UsagePaths:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallPaths:
+    """Where tool calls are in a reply (or tool-call fragments in a stream event)."""
+
+    items: JSONPath | None = None  # each match is one call; None: the reply (or event) itself is one
+    index: JSONPath | None = None  # streams: which call a fragment belongs to; None: each item is a new call
+    id: JSONPath | None = None
+    name: JSONPath | None = None
+    arguments: JSONPath | None = None  # JSON text, or an object (serialised as written)
+
+
+@dataclass(frozen=True, slots=True)
 class Extraction:
-    content: JSONPath
+    content: JSONPath  # for text, every match is joined (several text blocks make one text)
     content_kind: str = "text"
     finish_reason: JSONPath | None = None
     id: JSONPath | None = None
     usage: UsagePaths = UsagePaths()
+    tool_calls: ToolCallPaths | None = None
+    reasoning: JSONPath | None = None  # every match joined
+    state: JSONPath | None = None  # what the next turn must send back to this wire format, verbatim
+    extra: Mapping[str, JSONPath] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,10 @@ class StreamHandler:
     usage: UsagePaths | None = None
     end: bool = False
     error: JSONPath | None = None
+    tool_calls: ToolCallPaths | None = None
+    reasoning: JSONPath | None = None
+    state: JSONPath | None = None  # appended across events (a list extends)
+    extra: Mapping[str, JSONPath] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,34 @@ class ParamPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class PartTemplates:
+    """How each kind of canonical content part is written in a wire format (None: not accepted)."""
+
+    text: CompiledTemplate | None = None  # variable: part {text}
+    image_url: CompiledTemplate | None = None  # part {url, detail}
+    image_data: CompiledTemplate | None = None  # part {media_type, data, detail}: an image sent as a data: URL
+    file: CompiledTemplate | None = None  # part {media_type, data, filename, file_id}
+    tool_call: CompiledTemplate | None = None  # call {id, name, arguments (object), arguments_json}
+    tool_result: CompiledTemplate | None = None  # result {call_id, name, content, json}
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """How canonical messages, tools and output formats map to one wire format."""
+
+    wire: str
+    system: str = "inline"  # inline | separate (the `system` variable)
+    roles: Mapping[str, str] = field(default_factory=_empty)
+    merge_consecutive: bool = False
+    text_content: str = "parts"  # parts | string (plain-text content stays a string)
+    message: CompiledTemplate | None = None  # variables: role, parts; None: {role, content: parts}
+    parts: PartTemplates = PartTemplates()
+    tool: CompiledTemplate | None = None  # variable: tool {name, description, parameters, strict}
+    tool_choice: Mapping[str, CompiledTemplate] = field(default_factory=_empty)  # auto|none|required|function
+    structured_output: str = "native"  # native | tool (a forced single tool whose input is the answer)
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     kind: str
     path: CompiledTemplate
@@ -149,6 +196,8 @@ class Operation:
     response: Extraction | None = None
     stream: StreamSpec | None = None
     poll: PollSpec | None = None
+    conversation: Conversation | None = None
+    finish_reasons: Mapping[str, str] = field(default_factory=_empty)  # native → stop | length | tool_calls | content_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +279,7 @@ class ModelConfig:
     description: str = ""
     limits: Limits = Limits()
     params: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset()  # tools | vision | structured_output
     defaults: Mapping[str, Any] = field(default_factory=_empty)
     rename: Mapping[str, str] = field(default_factory=_empty)
     fallbacks: tuple[str, ...] = ()

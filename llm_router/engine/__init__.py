@@ -19,11 +19,13 @@ from ..secrets import Redactor
 from ..types import Usage
 from .extract import extract
 from .poll import poll_until_done
+from .conversation import NO_OPTIONS, RequestOptions
+from .reply import StreamAssembler, Turn, read_turn
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
 from .send import make_client, open_stream, send_json, transport_error, with_retries
 from .stream import StreamEvent, read_events
 
-__all__ = ["Call", "Engine", "EngineResult", "StreamEvent"]
+__all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Call:
     # (key_env, base_url_env) replacing the provider's variables, for a deployment with its own key
     # or base URL; None: the provider's own
     credentials: tuple[str | None, str | None] | None = None
+    options: RequestOptions = NO_OPTIONS  # tools, tool_choice, parallel_tool_calls, response_format
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ class EngineResult:
     id: str | None
     status: int
     tries: int
+    turn: Turn | None = None  # chat text: tool calls, reasoning, state, the assistant message
 
 
 class Engine:
@@ -88,16 +92,18 @@ class Engine:
 
     def prepare(self, call: Call, stream: bool = False) -> PreparedRequest:
         runtime, operation = self._operation(call)
-        return build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream)
+        return build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream,
+                             options=call.options)
 
     def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True,
+                                options=call.options)
         return redacted_view(runtime, request)
 
     async def execute(self, call: Call) -> EngineResult:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options)
         client = self._client(runtime)
         model = call.model["name"]
         (status, data, _), tries = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
@@ -107,10 +113,17 @@ class Engine:
             spec = operation.poll.result
         assert spec is not None
         content, finish_reason, usage, reply_id = extract(spec, data)
-        if content is None:
+        turn = None
+        if spec.content_kind == "text":
+            turn = read_turn(spec, operation, data, request.structured_tool)
+            content, finish_reason = turn.content, turn.finish_reason
+            found = content is not None or turn.tool_calls or turn.reasoning is not None
+        else:
+            found = content is not None
+        if not found:
             raise ServerError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
                               status=status, body_excerpt=self.redact(str(data)[:300]))
-        return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries)
+        return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries, turn)
 
     def can_stream(self, call: Call) -> bool:
         runtime = self.runtimes.get(call.provider)
@@ -130,10 +143,12 @@ class Engine:
         received = 0
         stack = None
 
+        assembler = StreamAssembler()
+
         async def connect() -> tuple[Any, AsyncIterator[StreamEvent]]:
             context = open_stream(client, runtime, request, model)
             response = await context.__aenter__()
-            return context, read_events(response, spec, runtime.name, model, runtime.redact).__aiter__()
+            return context, read_events(response, spec, runtime.name, model, runtime.redact, assembler).__aiter__()
 
         (stack, events), tries = await with_retries(runtime, model, connect)
         try:
@@ -141,7 +156,9 @@ class Engine:
                 event.tries = tries
                 if event.delta:
                     received += len(event.delta)
+                received += sum(len(d.arguments) + 1 for d in event.tool_call_deltas)
                 yield event
+            yield StreamEvent(tries=tries, turn=assembler.turn(operation, request.structured_tool))
         except ProviderError as exc:
             if received:
                 raise StreamInterrupted(

@@ -13,6 +13,7 @@ from ..config.model import Operation, ProviderConfig
 from ..errors import InvalidRequestError, MissingCredentialError
 from ..secrets import MASK, Redactor, Secret
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
+from .conversation import NO_OPTIONS, RequestOptions, to_wire
 
 
 @dataclass(slots=True)
@@ -23,6 +24,7 @@ class PreparedRequest:
     query: dict[str, str]
     body: Any  # the JSON value, or None
     content: bytes | None
+    structured_tool: str | None = None  # the forced tool that carries a structured answer
 
 
 class ProviderRuntime:
@@ -148,10 +150,12 @@ def build_request(
     params: Mapping[str, Any],
     stream: bool = False,
     display: bool = False,
+    options: RequestOptions = NO_OPTIONS,
 ) -> PreparedRequest:
     model_name = model_ctx["name"]
     provider = runtime.name
-    ctx = {"model": model_ctx, "messages": messages, "prompt": prompt, "params": params}
+    wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})")
+    ctx = {"model": model_ctx, "prompt": prompt, "params": params, **wire.variables}
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
@@ -201,7 +205,7 @@ def build_request(
         headers["content-type"] = "application/json"
     if stream:
         headers.setdefault("accept", "text/event-stream")
-    return PreparedRequest(operation.method, url, headers, query, body, content)
+    return PreparedRequest(operation.method, url, headers, query, body, content, wire.structured_tool)
 
 
 def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[str, Any]:

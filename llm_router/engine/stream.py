@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx2
 
 from ..config.model import StreamHandler, StreamSpec
 from ..errors import ProviderError, ServerError
-from ..types import Usage
+from ..types import ToolCallDelta, Usage
 from .extract import text_or_none, usage_of
+from .reply import StreamAssembler, Turn, extras_of, joined
 
 
 @dataclass(slots=True)
@@ -21,10 +22,14 @@ class StreamEvent:
     usage: Usage | None = None
     end: bool = False
     tries: int = 1  # requests it took to open the stream (set by the engine)
+    tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
+    reasoning: str | None = None
+    turn: Turn | None = None  # on the engine's last event: the whole turn assembled
 
 
 async def read_events(
-    response: httpx2.Response, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str]
+    response: httpx2.Response, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str],
+    assembler: StreamAssembler,
 ) -> AsyncIterator[StreamEvent]:
     try:
         source = httpx2.EventSource(response)
@@ -45,12 +50,7 @@ async def read_events(
             if handler.error is not None:
                 message = text_or_none(handler.error, data) or "error event in the stream"
                 raise ServerError(redact(message), provider=provider, model=model)
-            event = StreamEvent(
-                delta=text_or_none(handler.delta, data),
-                finish_reason=text_or_none(handler.finish_reason, data),
-                usage=usage_of(handler.usage, data) if handler.usage is not None else None,
-                end=handler.end,
-            )
+            event = _event(handler, data, assembler)
             yield event
             if event.end:
                 return
@@ -58,6 +58,32 @@ async def read_events(
         raise ServerError(f"bad event stream: {redact(str(exc))}", provider=provider, model=model) from None
     if _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
         raise ServerError("the stream ended before its end marker", provider=provider, model=model)
+
+
+def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> StreamEvent:
+    event = StreamEvent(
+        delta=joined(handler.delta, data),
+        finish_reason=text_or_none(handler.finish_reason, data),
+        usage=usage_of(handler.usage, data) if handler.usage is not None else None,
+        end=handler.end,
+    )
+    if event.delta:
+        assembler.text(event.delta)
+    if event.finish_reason:
+        assembler.native_finish_reason = event.finish_reason
+    if handler.tool_calls is not None:
+        event.tool_call_deltas = assembler.tool_fragments(handler.tool_calls, data)
+    if handler.reasoning is not None:
+        event.reasoning = joined(handler.reasoning, data)
+        if event.reasoning:
+            assembler.reasoning(event.reasoning)
+    if handler.state is not None:
+        state = handler.state.first(data)
+        if state is not None:
+            assembler.state(state)
+    if handler.extra:
+        assembler.extra.update(extras_of(handler.extra, data))
+    return event
 
 
 def _declares_an_end(spec: StreamSpec) -> bool:

@@ -1,0 +1,208 @@
+"""Canonical conversation → one wire format, as its `conversation:` block declares.
+
+The canonical form is OpenAI Chat Completions' (messages with content parts, assistant
+`tool_calls`, `tool` messages; `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`).
+A wire format states role renames, where system text goes, a template per part kind, whether
+turns of one role merge, its tool and tool_choice shapes; this module applies those declarations
+with a few general operations (parse JSON, look a call's name up by its id, group consecutive
+turns). Provider state on an assistant message is replayed verbatim to its own wire and dropped
+for any other. Messages reach this module already checked by `inputs.check_tools`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config.model import Conversation
+from ..errors import InvalidRequestError
+from ..templating import DROP, CompiledTemplate, TemplateRenderError, system_text, text_of
+
+STATE_KEY = "provider_state"
+STRUCTURED_TOOL = "json_response"  # the forced tool's name when the schema has none
+
+_DATA_URL = re.compile(r"data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """What a chat call asks beyond its messages; every model of a chain gets the same."""
+
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: Mapping[str, Any] | None = None
+
+
+NO_OPTIONS = RequestOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """The template variables for one wire format, and the forced tool that carries a structured answer."""
+
+    variables: dict[str, Any]
+    structured_tool: str | None = None
+
+
+def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, where: str) -> WireRequest:
+    if spec is None:
+        return WireRequest({
+            "messages": _without_state(messages), "system": None, "tools": options.tools,
+            "tool_choice": options.tool_choice, "parallel_tool_calls": options.parallel_tool_calls,
+            "response_format": options.response_format,
+        })
+    converter = _Converter(spec, where)
+    system = None
+    if messages is not None and spec.system == "separate":
+        system = system_text(messages)
+        messages = [m for m in messages if m.get("role") not in ("system", "developer")]
+    tools, tool_choice, response_format, structured = _structured(spec, options)
+    return WireRequest({
+        "messages": converter.messages(messages) if messages is not None else None,
+        "system": system,
+        "tools": [converter.render(spec.tool, {"tool": _tool_vars(t)}, "tool") for t in tools]
+                 if tools and spec.tool is not None else tools,
+        "tool_choice": converter.tool_choice(tool_choice, options.parallel_tool_calls, bool(tools)),
+        "parallel_tool_calls": options.parallel_tool_calls,
+        "response_format": response_format,
+    }, structured)
+
+
+def _without_state(messages: Any) -> Any:
+    if not isinstance(messages, list) or not any(STATE_KEY in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != STATE_KEY} if STATE_KEY in m else m for m in messages]
+
+
+def _structured(spec: Conversation, options: RequestOptions) -> tuple[Any, Any, Any, str | None]:
+    """(tools, tool_choice, response_format, forced tool name): a JSON answer becomes a forced
+    single tool where the wire format has no native structured output."""
+    fmt = options.response_format
+    if spec.structured_output != "tool" or fmt is None or fmt.get("type") not in ("json_schema", "json_object"):
+        return options.tools, options.tool_choice, fmt, None
+    schema_spec = fmt.get("json_schema") or {}
+    name = schema_spec.get("name") or STRUCTURED_TOOL
+    tool = {"type": "function", "function": {
+        "name": name, "description": schema_spec.get("description") or "Give the answer as this tool's input.",
+        "parameters": schema_spec.get("schema") or {"type": "object"},
+    }}
+    return [*(options.tools or ()), tool], {"type": "function", "function": {"name": name}}, None, name
+
+
+def _tool_vars(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function = tool["function"]
+    return {"name": function["name"], "description": function.get("description"),
+            "parameters": function.get("parameters") or {"type": "object", "properties": {}},
+            "strict": function.get("strict")}
+
+
+def parse_arguments(text: Any) -> Any:
+    """Tool-call arguments as an object: JSON text parsed (an empty text is {})."""
+    if not isinstance(text, str):
+        return text
+    if not text.strip():
+        return {}
+    return json.loads(text)
+
+
+class _Converter:
+    def __init__(self, spec: Conversation, where: str) -> None:
+        self.spec = spec
+        self.where = where
+
+    def render(self, template: CompiledTemplate | None, ctx: Mapping[str, Any], what: str) -> Any:
+        if template is None:
+            raise InvalidRequestError(f"{self.where}: this wire format ({self.spec.wire}) cannot take {what}")
+        try:
+            value = template.render(ctx)
+        except TemplateRenderError as exc:
+            raise InvalidRequestError(f"{self.where}: could not write {what}: {exc}") from None
+        return None if value is DROP else value
+
+    def tool_choice(self, choice: Any, parallel: bool | None, has_tools: bool) -> Any:
+        table = self.spec.tool_choice
+        if not table:
+            return choice
+        if choice is None:
+            if parallel is None or not has_tools:
+                return None
+            choice = "auto"
+        key, name = (choice, None) if isinstance(choice, str) else ("function", choice["function"]["name"])
+        return self.render(table.get(key), {"name": name, "parallel": parallel}, f"tool_choice {key!r}")
+
+    def messages(self, messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+        spec = self.spec
+        names: dict[str, str] = {}  # tool call id → function name, for wire formats that name results
+        turns: list[tuple[str, Any]] = []  # (wire role, parts list or a plain string)
+        for message in messages:
+            role = message["role"]
+            body = self._parts(message, names)
+            wire_role = spec.roles.get(role, role)
+            if spec.merge_consecutive and turns and turns[-1][0] == wire_role:
+                turns[-1] = (wire_role, self._as_list(turns[-1][1]) + self._as_list(body))
+            else:
+                turns.append((wire_role, body))
+        if spec.message is None:
+            return [{"role": role, "content": parts} for role, parts in turns]
+        return [self.render(spec.message, {"role": role, "parts": parts}, "a message") for role, parts in turns]
+
+    def _as_list(self, body: Any) -> list[Any]:
+        return [self._text_part(body)] if isinstance(body, str) else body
+
+    def _text_part(self, text: str) -> Any:
+        return self.render(self.spec.parts.text, {"part": {"type": "text", "text": text}}, "text parts")
+
+    def _parts(self, message: Mapping[str, Any], names: dict[str, str]) -> Any:
+        role = message["role"]
+        content = message.get("content")
+        if role == "tool":
+            call_id = message["tool_call_id"]
+            text = text_of(content)
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            result = {"call_id": call_id, "name": names.get(call_id), "content": text,
+                      "json": parsed if isinstance(parsed, dict) else None}
+            return [self.render(self.spec.parts.tool_result, {"result": result}, "tool results")]
+        calls = message.get("tool_calls") or ()
+        for call in calls:
+            names[call["id"]] = call["function"]["name"]
+        state = message.get(STATE_KEY)
+        if role == "assistant" and isinstance(state, Mapping) and state.get("wire") == self.spec.wire:
+            return list(state.get("data") or ())
+        if isinstance(content, str) and not calls and self.spec.text_content == "string":
+            return content
+        parts = [self._part(p) for p in ([{"type": "text", "text": content}] if isinstance(content, str) else content or ())]
+        parts = [p for p in parts if p is not None]
+        for call in calls:
+            function = call["function"]
+            variables = {"id": call["id"], "name": function["name"], "arguments": parse_arguments(function["arguments"]),
+                         "arguments_json": function["arguments"]}
+            parts.append(self.render(self.spec.parts.tool_call, {"call": variables}, "tool calls"))
+        return parts
+
+    def _part(self, part: Mapping[str, Any]) -> Any:
+        kind = part.get("type")
+        templates = self.spec.parts
+        if kind == "text":
+            return self._text_part(part["text"]) if part["text"] else None  # empty text blocks are refused by some APIs
+        if kind == "image_url":
+            image = part["image_url"]
+            url, detail = (image.get("url"), image.get("detail")) if isinstance(image, Mapping) else (image, None)
+            match = _DATA_URL.match(url)
+            if match:
+                variables = {"media_type": match["mime"], "data": match["data"], "detail": detail}
+                return self.render(templates.image_data, {"part": variables}, "inline images")
+            return self.render(templates.image_url, {"part": {"url": url, "detail": detail}}, "images by URL")
+        if kind == "file":
+            file = part.get("file") or {}
+            match = _DATA_URL.match(file.get("file_data") or "")
+            variables = {"media_type": match["mime"] if match else None, "data": match["data"] if match else None,
+                         "filename": file.get("filename"), "file_id": file.get("file_id")}
+            return self.render(templates.file, {"part": variables}, "files")
+        raise InvalidRequestError(f"{self.where}: this wire format ({self.spec.wire}) cannot take content parts of type {kind!r}")

@@ -1,0 +1,197 @@
+"""A chat reply in the canonical form: text, tool calls, reasoning, provider state, a normalised
+finish reason, and the assistant message the next turn appends. Read whole from a reply, or
+assembled from stream events (tool-call fragments joined by their index)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.model import Extraction, Operation, ToolCallPaths
+from ..paths import JSONPath
+from ..types import ToolCall, ToolCallDelta
+from .conversation import STATE_KEY
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+
+
+@dataclass(slots=True)
+class Turn:
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str | None = None
+    state: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None  # normalised
+    native_finish_reason: str | None = None
+    message: dict[str, Any] | None = None
+
+
+def joined(path: JSONPath | None, data: Any) -> str | None:
+    """Every string the path finds, joined; None when it finds none."""
+    if path is None:
+        return None
+    texts = [v for v in path.all(data) if isinstance(v, str)]
+    return "".join(texts) if texts else None
+
+
+def arguments_text(value: Any) -> str:
+    """Arguments as JSON text: a string as the model wrote it, an object serialised."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _items(paths: ToolCallPaths, data: Any) -> list[Any]:
+    return paths.items.all(data) if paths.items is not None else [data]
+
+
+def tool_calls_of(paths: ToolCallPaths | None, data: Any) -> list[ToolCall]:
+    if paths is None:
+        return []
+    calls = []
+    for item in _items(paths, data):
+        name = paths.name.first(item) if paths.name is not None else None
+        if not isinstance(name, str) or not name:
+            continue
+        call_id = paths.id.first(item) if paths.id is not None else None
+        text = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None)
+        calls.append(ToolCall(str(call_id) if call_id else new_call_id(), name, text, parse_object(text)))
+    return calls
+
+
+def extras_of(paths: Mapping[str, JSONPath], data: Any) -> dict[str, Any]:
+    found = {}
+    for name, path in paths.items():
+        value = path.first(data)
+        if value is not None:
+            found[name] = value
+    return found
+
+
+def normalise(operation: Operation, native: str | None, has_calls: bool) -> str | None:
+    if native is None:
+        return "tool_calls" if has_calls else None
+    reason = operation.finish_reasons.get(native, native)
+    return "tool_calls" if has_calls and reason == "stop" else reason
+
+
+def finish_turn(turn: Turn, operation: Operation, structured_tool: str | None) -> Turn:
+    """Normalise the finish reason, take a structured answer out of its forced tool, and build the message."""
+    if structured_tool is not None:
+        answer = next((c for c in turn.tool_calls if c.name == structured_tool), None)
+        if answer is not None:
+            turn.tool_calls = [c for c in turn.tool_calls if c is not answer]
+            turn.content = answer.arguments
+            turn.state = None  # the wire's record of a tool call that the next turn will not answer
+    reason = normalise(operation, turn.native_finish_reason, bool(turn.tool_calls))
+    if structured_tool is not None and reason == "tool_calls" and not turn.tool_calls:
+        reason = "stop"
+    turn.finish_reason = reason
+    message: dict[str, Any] = {"role": "assistant", "content": turn.content}
+    if turn.tool_calls:
+        message["tool_calls"] = [c.to_message() for c in turn.tool_calls]
+    conversation = operation.conversation
+    if turn.state is not None and conversation is not None:
+        message[STATE_KEY] = {"wire": conversation.wire, "data": turn.state}
+    turn.message = message
+    return turn
+
+
+def read_turn(spec: Extraction, operation: Operation, data: Any, structured_tool: str | None) -> Turn:
+    content = joined(spec.content, data)
+    turn = Turn(
+        content=content,
+        tool_calls=tool_calls_of(spec.tool_calls, data),
+        reasoning=joined(spec.reasoning, data),
+        state=spec.state.first(data) if spec.state is not None else None,
+        extra=extras_of(spec.extra, data),
+        native_finish_reason=_text(spec.finish_reason, data),
+    )
+    return finish_turn(turn, operation, structured_tool)
+
+
+def _text(path: JSONPath | None, data: Any) -> str | None:
+    value = path.first(data) if path is not None else None
+    return None if value is None else str(value)
+
+
+class StreamAssembler:
+    """Joins a stream's events into a turn: text, tool calls by index, reasoning, state, extras."""
+
+    __slots__ = ("_text", "_reasoning", "_calls", "_by_key", "_state", "extra", "native_finish_reason")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: list[list[Any]] = []  # [id, name, argument fragments]
+        self._by_key: dict[Any, int] = {}  # the provider's index → the call's place in this turn
+        self._state: list[Any] = []
+        self.extra: dict[str, Any] = {}
+        self.native_finish_reason: str | None = None
+
+    def text(self, delta: str) -> None:
+        self._text.append(delta)
+
+    def reasoning(self, delta: str) -> None:
+        self._reasoning.append(delta)
+
+    def state(self, value: Any) -> None:
+        if isinstance(value, list):
+            self._state.extend(value)
+        else:
+            self._state.append(value)
+
+    def tool_fragments(self, paths: ToolCallPaths, data: Any) -> list[ToolCallDelta]:
+        deltas = []
+        for item in _items(paths, data):
+            name = paths.name.first(item) if paths.name is not None else None
+            call_id = paths.id.first(item) if paths.id is not None else None
+            fragment = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None)
+            key = paths.index.first(item) if paths.index is not None else None
+            place = self._by_key.get(key) if key is not None else None
+            if place is None:
+                if not name:  # a fragment of no call this stream has started: not a tool call (a text block's delta)
+                    continue
+                place = len(self._calls)
+                self._calls.append([str(call_id) if call_id else new_call_id(), str(name), []])
+                if key is not None:
+                    self._by_key[key] = place
+                deltas.append(ToolCallDelta(place, self._calls[place][0], str(name), fragment))
+            elif fragment:
+                deltas.append(ToolCallDelta(place, None, None, fragment))
+            if fragment:
+                self._calls[place][2].append(fragment)
+        return deltas
+
+    def turn(self, operation: Operation, structured_tool: str | None) -> Turn:
+        calls = []
+        for call_id, name, fragments in self._calls:
+            text = "".join(fragments)
+            calls.append(ToolCall(call_id, name, text, parse_object(text)))
+        turn = Turn(
+            content="".join(self._text) if self._text else None,
+            tool_calls=calls,
+            reasoning="".join(self._reasoning) if self._reasoning else None,
+            state=self._state or None,
+            extra=self.extra,
+            native_finish_reason=self.native_finish_reason,
+        )
+        return finish_turn(turn, operation, structured_tool)
