@@ -79,13 +79,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"${p.per_image:g}/image" if model.kind == "image" and p.per_image is not None else
             "by size" if model.kind == "image" else f"${p.input_per_million:g}/${p.output_per_million:g} per M")
         rows.append({"name": name, "provider": model.provider, "kind": model.kind, "price": price,
-                     "params": sorted(model.params), "fallbacks": list(model.fallbacks)})
+                     "capabilities": sorted(model.capabilities), "params": sorted(model.params),
+                     "fallbacks": list(model.fallbacks)})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['provider']:<18} {r['kind']:<5}  {r['price']}")
+        capabilities = ",".join(r["capabilities"]) or "-"
+        print(f"{r['name']:<{width}}  {r['provider']:<18} {r['kind']:<5}  {capabilities:<30} {r['price']}")
     return 0
 
 

@@ -7,6 +7,7 @@ query (filters, wildcards, descendants) is evaluated by the library.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jsonpath_rfc9535 as rfc9535
@@ -19,7 +20,7 @@ class PathSyntaxError(ValueError):
 class JSONPath:
     """A compiled query. `first(data)` gives the first match or None."""
 
-    __slots__ = ("expr", "_query", "_steps")
+    __slots__ = ("expr", "_query", "_steps", "_prefix", "_names", "_select", "_tail", "_rest")
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
@@ -28,48 +29,177 @@ class JSONPath:
         except rfc9535.JSONPathError as exc:
             raise PathSyntaxError(f"invalid JSONPath {expr!r}: {exc}") from None
         self._steps = _singular_steps(self._query)
+        # Any other query: its singular head is walked by hand (usually it finds nothing: no tool calls,
+        # no reasoning), and only what follows it goes to the library, unless it is one wildcard or
+        # one list of names.
+        self._prefix, rest = _split_head(self._query)
+        self._names: tuple[str, ...] | None = None
+        self._select: Callable[[Any], bool] | None = None
+        self._tail: tuple[str | int, ...] = ()
+        self._rest = None
+        if self._steps is None:
+            self._plan(rest)
+
+    def _plan(self, rest: list[Any]) -> None:
+        """How to evaluate what follows the head: a list of names; a wildcard or a filter of the
+        common kind, then plain steps; or, for anything else, the library."""
+        first = rest[0]
+        selectors = first.selectors if type(first).__name__ == "JSONPathChildSegment" else ()
+        tail = tuple(_plain_step(segment) for segment in rest[1:])
+        if len(rest) == 1 and selectors and all(isinstance(getattr(s, "name", None), str) for s in selectors):
+            self._names = tuple(s.name for s in selectors)
+            return
+        if len(selectors) == 1 and None not in tail:
+            kind = type(selectors[0]).__name__
+            select = _always if kind == "WildcardSelector" else _predicate(selectors[0].expression) if kind == "FilterSelector" else None
+            if select is not None:
+                self._select, self._tail = select, tail  # type: ignore[assignment]
+                return
+        self._rest = rfc9535.compile("$" + "".join(str(segment) for segment in rest))
 
     def first(self, data: Any) -> Any:
         steps = self._steps
         if steps is None:
-            node = self._query.find_one(data)
-            return None if node is None else node.value
-        for step in steps:
-            if isinstance(step, str):
-                if type(data) is not dict:
-                    return None
-                data = data.get(step)
-                if data is None:
-                    return None
-            else:
-                if type(data) is not list or not -len(data) <= step < len(data):
-                    return None
-                data = data[step]
-        return data
+            values = self.all(data)
+            return values[0] if values else None
+        return _walk(data, steps)
 
     def all(self, data: Any) -> list[Any]:
         """Every match, in document order (a singular path gives at most one)."""
         if self._steps is not None:
-            value = self.first(data)
+            value = _walk(data, self._steps)
             return [] if value is None else [value]
-        return [node.value for node in self._query.finditer(data)]
+        base = _walk(data, self._prefix) if self._prefix else data
+        if base is None:
+            return []
+        if self._names is not None:
+            return [base[name] for name in self._names if name in base] if type(base) is dict else []
+        select = self._select
+        if select is not None:
+            items = base if type(base) is list else base.values() if type(base) is dict else ()
+            found = (_lookup(item, self._tail) for item in items if select(item))
+            return [value for value in found if value is not _MISSING]
+        assert self._rest is not None
+        return [node.value for node in self._rest.finditer(base)]
 
     def __repr__(self) -> str:
         return f"JSONPath({self.expr!r})"
 
 
-def _singular_steps(query: Any) -> tuple[str | int, ...] | None:
-    if not query.singular_query():
-        return None
-    steps: list[str | int] = []
-    for segment in query.segments:
-        (selector,) = segment.selectors
-        name = getattr(selector, "name", None)
-        index = getattr(selector, "index", None)
-        if isinstance(name, str):
-            steps.append(name)
-        elif isinstance(index, int):
-            steps.append(index)
+def _walk(data: Any, steps: tuple[str | int, ...]) -> Any:
+    """Key and index lookups; None where a step finds nothing."""
+    for step in steps:
+        if isinstance(step, str):
+            if type(data) is not dict:
+                return None
+            data = data.get(step)
+            if data is None:
+                return None
         else:
+            if type(data) is not list or not -len(data) <= step < len(data):
+                return None
+            data = data[step]
+    return data
+
+
+_MISSING: Any = object()
+
+
+def _lookup(data: Any, steps: tuple[str | int, ...]) -> Any:
+    """Like _walk, but a JSON null found is None and a step that finds nothing is _MISSING."""
+    for step in steps:
+        if isinstance(step, str):
+            if type(data) is not dict or step not in data:
+                return _MISSING
+            data = data[step]
+        else:
+            if type(data) is not list or not -len(data) <= step < len(data):
+                return _MISSING
+            data = data[step]
+    return data
+
+
+def _always(item: Any) -> bool:
+    return True
+
+
+def _predicate(node: Any) -> Callable[[Any], bool] | None:
+    """A plain function for the filters provider files use: existence tests and ==, != between
+    singular relative queries and literals, joined by &&, || and !. The expression is the one the
+    library parsed; None leaves any other filter to the library."""
+    kind = type(node).__name__
+    if kind == "FilterExpression":
+        return _predicate(node.expression)
+    if kind == "LogicalExpression" and node.operator in ("&&", "||"):
+        left, right = _predicate(node.left), _predicate(node.right)
+        if left is None or right is None:
             return None
-    return tuple(steps)
+        if node.operator == "&&":
+            return lambda item: left(item) and right(item)
+        return lambda item: left(item) or right(item)
+    if kind == "PrefixExpression" and node.operator == "!":
+        inner = _predicate(node.right)
+        return None if inner is None else (lambda item: not inner(item))
+    if kind == "RelativeFilterQuery":
+        steps = _singular_steps(node.query)
+        return None if steps is None else (lambda item: _lookup(item, steps) is not _MISSING)
+    if kind == "ComparisonExpression" and node.operator in ("==", "!="):
+        left, right = _operand(node.left), _operand(node.right)
+        if left is None or right is None:
+            return None
+        if node.operator == "==":
+            return lambda item: _json_equal(left(item), right(item))
+        return lambda item: not _json_equal(left(item), right(item))
+    return None
+
+
+_LITERALS = frozenset({"StringLiteral", "IntegerLiteral", "FloatLiteral", "BooleanLiteral", "NullLiteral"})
+
+
+def _operand(node: Any) -> Callable[[Any], Any] | None:
+    kind = type(node).__name__
+    if kind in _LITERALS:
+        value = node.value
+        return lambda item: value
+    if kind == "RelativeFilterQuery":
+        steps = _singular_steps(node.query)
+        return None if steps is None else (lambda item: _lookup(item, steps))
+    return None
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """RFC 9535 equality: nothing equals only nothing; true is not 1; 1 equals 1.0."""
+    if a is _MISSING or b is _MISSING:
+        return a is b
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return bool(a == b)
+    return type(a) is type(b) and bool(a == b)
+
+
+def _split_head(query: Any) -> tuple[tuple[str | int, ...], list[Any]]:
+    """The longest run of single-name or single-index child segments at the start, and the rest."""
+    steps: list[str | int] = []
+    segments = list(query.segments)
+    for i, segment in enumerate(segments):
+        step = _plain_step(segment)
+        if step is None:
+            return tuple(steps), segments[i:]
+        steps.append(step)
+    return tuple(steps), []
+
+
+def _plain_step(segment: Any) -> str | int | None:
+    if type(segment).__name__ != "JSONPathChildSegment" or len(segment.selectors) != 1:
+        return None
+    (selector,) = segment.selectors
+    name = getattr(selector, "name", None)
+    index = getattr(selector, "index", None)
+    return name if isinstance(name, str) else index if isinstance(index, int) else None
+
+
+def _singular_steps(query: Any) -> tuple[str | int, ...] | None:
+    """The lookups of a singular query made only of names and indexes, else None."""
+    steps, rest = _split_head(query)
+    return steps if not rest else None

@@ -80,7 +80,7 @@ def test_models_lists_the_demo_model_with_its_provider_and_price(no_keys, capsys
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     (demo,) = [line for line in lines if line.startswith("demo-echo ")]
-    assert demo.split()[1:4] == ["demo", "chat", "$1/$2"]
+    assert demo.split()[1:5] == ["demo", "chat", "-", "$1/$2"]  # no capabilities
     assert any(line.startswith("flux-pro-1.1 ") for line in lines)
 
 
@@ -88,7 +88,14 @@ def test_models_json_is_a_list_of_rows(no_keys, capsys):
     assert main(["models", "--format", "json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["demo-echo"] == {"name": "demo-echo", "provider": "demo", "kind": "chat", "price": "$1/$2 per M",
-                                 "params": ["max_tokens", "temperature"], "fallbacks": []}
+                                 "capabilities": [], "params": ["max_tokens", "temperature"], "fallbacks": []}
+    assert rows["gpt-4.1"]["capabilities"] == ["structured_output", "tools", "vision"]
+
+
+def test_models_text_shows_each_models_capabilities(no_keys, capsys):
+    assert main(["models"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gemini-2.5-flash "))
+    assert "structured_output,tools,vision" in line.split()
 
 
 def test_query_demo_echo_against_the_demo_server(demo_url, no_keys, monkeypatch, capsys):

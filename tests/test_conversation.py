@@ -327,3 +327,66 @@ operations:
 """
     with pytest.raises(ConfigurationError, match="finish_reasons"):
         Router.from_dir(catalog_dir(), write_config({"providers.d/odd.yaml": provider}), env=ENV)
+
+
+# --- streams: provider state and extras --------------------------------------------------------------
+
+
+def _anthropic_event(name, **data):
+    return {"event": name, "data": {"type": name, **data}}
+
+
+ANTHROPIC_THINKING_STREAM = [
+    _anthropic_event("message_start", message={"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+                                               "usage": {"input_tokens": 9, "output_tokens": 1}}),
+    _anthropic_event("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""}),
+    _anthropic_event("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "Need the "}),
+    _anthropic_event("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "weather."}),
+    _anthropic_event("content_block_delta", index=0, delta={"type": "signature_delta", "signature": "EqQBCgIYAhIM"}),
+    _anthropic_event("content_block_stop", index=0),
+    _anthropic_event("content_block_start", index=1, content_block={"type": "tool_use", "id": "toolu_9",
+                                                                    "name": "get_weather", "input": {}}),
+    _anthropic_event("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": '{"city": '}),
+    _anthropic_event("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": '"Paris"}'}),
+    _anthropic_event("content_block_stop", index=1),
+    _anthropic_event("message_delta", delta={"stop_reason": "tool_use"}, usage={"output_tokens": 30}),
+    _anthropic_event("message_stop"),
+]
+
+
+async def test_a_streamed_anthropic_turn_rebuilds_thinking_with_its_signature_for_the_next_turn():
+    from mockserver import Reply
+
+    with MockServer() as srv:
+        srv.route("POST", "/v1/messages", lambda req: Reply.sse(ANTHROPIC_THINKING_STREAM))
+        router = Router.from_dir(env={**ENV, "ANTHROPIC_BASE_URL": srv.url + "/v1"})
+        chunks = [c async for c in router.stream("claude-sonnet-4-5", HISTORY[:2], tools=TOOLS)]
+        await router.aclose()
+    assert "".join(c.reasoning_delta for c in chunks) == "Need the weather."
+    final = chunks[-1]
+    assert (final.finish_reason, final.native_finish_reason) == ("tool_calls", "tool_use")
+    assert [(c.id, c.name, c.parsed) for c in final.tool_calls] == [("toolu_9", "get_weather", {"city": "Paris"})]
+    blocks = [{"type": "thinking", "thinking": "Need the weather.", "signature": "EqQBCgIYAhIM"},
+              {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Paris"}}]
+    assert final.message["provider_state"] == {"wire": "anthropic", "data": blocks}
+    next_turn = [*HISTORY[:2], final.message, {"role": "tool", "tool_call_id": "toolu_9", "content": "18C"}]
+    sent = Router.from_dir(env=ENV).render("claude-sonnet-4-5", next_turn, tools=TOOLS)["body"]
+    assert sent["messages"][1] == {"role": "assistant", "content": blocks}
+
+
+async def test_extra_paths_land_in_response_extra_and_on_the_final_stream_chunk():
+    from mockserver import Reply
+
+    reply = openai_chat_reply("Grok says hi.")
+    reply["citations"] = ["https://x.ai/news"]
+    last = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "citations": ["https://x.ai/a"]}
+    events = [{"data": {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}},
+              {"data": last}, {"data": "[DONE]"}]
+    with MockServer() as srv:
+        srv.route("POST", "/v1/chat/completions", lambda req: Reply.sse(events) if req.json().get("stream") else reply)
+        router = Router.from_dir(env={"XAI_API_KEY": KEY, "XAI_BASE_URL": srv.url + "/v1"})
+        resp = await router.query("xai/grok-4", [{"role": "user", "content": "hi"}])
+        chunks = [c async for c in router.stream("xai/grok-4", [{"role": "user", "content": "hi"}])]
+        await router.aclose()
+    assert resp.extra["citations"] == ["https://x.ai/news"]
+    assert chunks[-1].extra == {"citations": ["https://x.ai/a"]}

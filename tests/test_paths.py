@@ -80,3 +80,39 @@ def test_invalid_path_raises_path_syntax_error(expr):
 
 def test_repr_shows_the_expression():
     assert repr(JSONPath("$.a")) == "JSONPath('$.a')"
+
+
+# --- every match: the fast forms agree with the library -------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(-2, 2, allow_nan=False),
+                    st.sampled_from(["text", "tool_use", "a", ""]))
+ITEM = st.dictionaries(st.sampled_from(["type", "text", "thought", "n", "sub"]),
+                       st.one_of(SCALARS, st.dictionaries(st.sampled_from(["k", "type"]), SCALARS, max_size=2)),
+                       max_size=4)
+DOC = st.fixed_dictionaries({"c": st.one_of(st.lists(ITEM, max_size=5), st.dictionaries(st.sampled_from("xyz"), ITEM),
+                                            SCALARS)})
+ALL_EXPRS = [
+    "$.c[*]", "$.c[*].text", "$.c[*].sub.k", "$.c[?@.type == 'text'].text", "$.c[?@.type != 'text']",
+    "$.c[?@.text && !@.thought].text", "$.c[?@.thought == true].text", "$.c[?@.n == 1]", "$.c[?@.n == 1.0].n",
+    "$.c[?@.n == true]", "$.c[?@.text == null]", "$.c[?@.sub.k == @.n]", "$.c[?@.missing == @.other]",
+    "$.c[?@.type == 'a' || @.n != 0]", "$.c[?@]", "$.c[?@.sub.type]", "$.c[?@.n > 0]", "$.c['text','type']",
+    "$..text", "$.c[0]['type','text']",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=DOC)
+def test_all_matches_agree_with_the_library(doc):
+    for expr in ALL_EXPRS:
+        expected = [node.value for node in rfc9535.compile(expr).finditer(doc)]
+        got = JSONPath(expr).all(doc)
+        assert got == expected and [type(v) for v in got] == [type(v) for v in expected], expr
+
+
+def test_common_filters_and_wildcards_skip_the_library():
+    for expr in ("$.c[*].text", "$.c[?@.type == 'text'].text", "$.c[?@.text && !@.thought].text", "$.m['a','b']"):
+        assert JSONPath(expr)._rest is None, expr
+    assert JSONPath("$.c[?@.n > 0]")._rest is not None  # an ordering comparison: the library's

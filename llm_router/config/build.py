@@ -107,6 +107,16 @@ def _extra(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> Mapping[str
     return MappingProxyType({k: p for k, p in compiled.items() if p is not None})
 
 
+def _state_block(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.StateBlock | None:
+    if data is None:
+        return None
+    index = b.path(data["index"], (*at, "index"))
+    if index is None:
+        return None
+    return m.StateBlock(index, b.path(data.get("start"), (*at, "start")), _extra(b, data.get("append"), (*at, "append")),
+                        _extra(b, data.get("json"), (*at, "json")))
+
+
 def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction | None:
     content = b.path(data["content"], (*at, "content"))
     if content is None:
@@ -174,6 +184,7 @@ def _handler(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.StreamHandler:
         tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
         reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
         state=b.path(data.get("state"), (*at, "state")),
+        state_block=_state_block(b, data.get("state_block"), (*at, "state_block")),
         extra=_extra(b, data.get("extra"), (*at, "extra")),
     )
 

@@ -95,6 +95,16 @@ class ErrorPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class StateBlock:
+    """A stream event that opens or extends one content block of the provider state."""
+
+    index: JSONPath
+    start: JSONPath | None = None
+    append: Mapping[str, JSONPath] = field(default_factory=_empty)
+    json: Mapping[str, JSONPath] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
 class StreamHandler:
     delta: JSONPath | None = None
     finish_reason: JSONPath | None = None
@@ -104,6 +114,7 @@ class StreamHandler:
     tool_calls: ToolCallPaths | None = None
     reasoning: JSONPath | None = None
     state: JSONPath | None = None  # appended across events (a list extends)
+    state_block: StateBlock | None = None
     extra: Mapping[str, JSONPath] = field(default_factory=_empty)
 
 

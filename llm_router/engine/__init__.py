@@ -17,7 +17,7 @@ from ..config.model import Operation, ProviderConfig
 from ..errors import ProviderError, ServerError, StreamInterrupted
 from ..secrets import Redactor
 from ..types import Usage
-from .extract import extract
+from .extract import extract, text_or_none, usage_of
 from .poll import poll_until_done
 from .conversation import NO_OPTIONS, RequestOptions
 from .reply import StreamAssembler, Turn, read_turn
@@ -112,13 +112,14 @@ class Engine:
             data, _ = await poll_until_done(client, runtime, operation.poll, data, dict(call.model), call.params)
             spec = operation.poll.result
         assert spec is not None
-        content, finish_reason, usage, reply_id = extract(spec, data)
         turn = None
         if spec.content_kind == "text":
             turn = read_turn(spec, operation, data, request.structured_tool)
             content, finish_reason = turn.content, turn.finish_reason
+            usage, reply_id = usage_of(spec.usage, data), text_or_none(spec.id, data)
             found = content is not None or turn.tool_calls or turn.reasoning is not None
         else:
+            content, finish_reason, usage, reply_id = extract(spec, data)
             found = content is not None
         if not found:
             raise ServerError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.model import Extraction, Operation, ToolCallPaths
+from ..config.model import Extraction, Operation, StateBlock, ToolCallPaths
 from ..paths import JSONPath
 from ..types import ToolCall, ToolCallDelta
 from .conversation import STATE_KEY
@@ -136,7 +136,8 @@ def _text(path: JSONPath | None, data: Any) -> str | None:
 class StreamAssembler:
     """Joins a stream's events into a turn: text, tool calls by index, reasoning, state, extras."""
 
-    __slots__ = ("_text", "_reasoning", "_calls", "_by_key", "_state", "extra", "native_finish_reason")
+    __slots__ = ("_text", "_reasoning", "_calls", "_by_key", "_state", "_blocks", "_block_json", "extra",
+                 "native_finish_reason")
 
     def __init__(self) -> None:
         self._text: list[str] = []
@@ -144,6 +145,8 @@ class StreamAssembler:
         self._calls: list[list[Any]] = []  # [id, name, argument fragments]
         self._by_key: dict[Any, int] = {}  # the provider's index → the call's place in this turn
         self._state: list[Any] = []
+        self._blocks: dict[Any, dict[str, Any]] = {}  # state blocks by the provider's index, in the order they opened
+        self._block_json: dict[tuple[Any, str], list[str]] = {}  # (index, field) → JSON text fragments
         self.extra: dict[str, Any] = {}
         self.native_finish_reason: str | None = None
 
@@ -158,6 +161,36 @@ class StreamAssembler:
             self._state.extend(value)
         else:
             self._state.append(value)
+
+    def state_block(self, spec: StateBlock, data: Any) -> None:
+        key = spec.index.first(data)
+        if key is None or isinstance(key, (dict, list)):
+            return
+        if spec.start is not None:
+            opened = spec.start.first(data)
+            if isinstance(opened, dict):
+                self._blocks[key] = dict(opened)
+        block = self._blocks.get(key)
+        if block is None:
+            return
+        for name, path in spec.append.items():
+            fragment = path.first(data)
+            if isinstance(fragment, str):
+                before = block.get(name)
+                block[name] = (before if isinstance(before, str) else "") + fragment
+        for name, path in spec.json.items():
+            fragment = path.first(data)
+            if isinstance(fragment, str):
+                self._block_json.setdefault((key, name), []).append(fragment)
+
+    def _assembled_state(self) -> Any:
+        if not self._blocks:
+            return self._state or None
+        for (key, name), fragments in self._block_json.items():
+            text = "".join(fragments)
+            parsed = parse_object(text)
+            self._blocks[key][name] = parsed if parsed is not None else text
+        return list(self._blocks.values())
 
     def tool_fragments(self, paths: ToolCallPaths, data: Any) -> list[ToolCallDelta]:
         deltas = []
@@ -190,7 +223,7 @@ class StreamAssembler:
             content="".join(self._text) if self._text else None,
             tool_calls=calls,
             reasoning="".join(self._reasoning) if self._reasoning else None,
-            state=self._state or None,
+            state=self._assembled_state(),
             extra=self.extra,
             native_finish_reason=self.native_finish_reason,
         )

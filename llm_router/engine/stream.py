@@ -81,6 +81,8 @@ def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> 
         state = handler.state.first(data)
         if state is not None:
             assembler.state(state)
+    if handler.state_block is not None:
+        assembler.state_block(handler.state_block, data)
     if handler.extra:
         assembler.extra.update(extras_of(handler.extra, data))
     return event
