@@ -15,7 +15,7 @@ from llm_router._resources import catalog_dir
 from llm_router.errors import AllAttemptsFailed, ConfigurationError
 
 KEY = "sk-test-123456"
-ENV = {"OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY, "GEMINI_API_KEY": KEY}
+ENV = {"OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY, "GEMINI_API_KEY": KEY, "MISTRAL_API_KEY": KEY}
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
@@ -390,3 +390,16 @@ async def test_extra_paths_land_in_response_extra_and_on_the_final_stream_chunk(
         await router.aclose()
     assert resp.extra["citations"] == ["https://x.ai/news"]
     assert chunks[-1].extra == {"citations": ["https://x.ai/a"]}
+
+
+def test_mistral_gets_nine_character_call_ids_that_still_pair_up(router):
+    sent = body(router, "mistral/mistral-large-latest", HISTORY, tools=TOOLS)["messages"]
+    ids = [c["id"] for c in sent[2]["tool_calls"]]
+    assert all(len(i) == 9 and i.isalnum() for i in ids) and len(set(ids)) == 2
+    assert [m["tool_call_id"] for m in sent[3:]] == ids
+    assert body(router, "mistral/mistral-large-latest", HISTORY, tools=TOOLS)["messages"] == sent  # deterministic
+    fitting = [dict(m) for m in HISTORY]
+    fitting[2] = {**HISTORY[2], "tool_calls": [{**CALLS[0], "id": "abcDEF123"}]}
+    fitting[3:] = [{"role": "tool", "tool_call_id": "abcDEF123", "content": "18"}]
+    assert body(router, "mistral/mistral-large-latest", fitting, tools=TOOLS)["messages"][2]["tool_calls"][0]["id"] == "abcDEF123"
+    assert body(router, "openai/gpt-4.1", HISTORY, tools=TOOLS)["messages"] == HISTORY  # others keep the ids

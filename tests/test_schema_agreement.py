@@ -42,6 +42,7 @@ PAIRS = [
     ("stream_handler", PROVIDER["$defs"]["stream_handler"], m.StreamHandler),
     ("tool_call_paths", PROVIDER["$defs"]["tool_call_paths"], m.ToolCallPaths),
     ("state_block", PROVIDER["$defs"]["state_block"], m.StateBlock),
+    ("call_ids", PROVIDER["$defs"]["operation"]["properties"]["call_ids"], m.CallIds),
     ("conversation", PROVIDER["$defs"]["conversation"], m.Conversation),
     ("conversation_parts", PROVIDER["$defs"]["conversation"]["properties"]["parts"], m.PartTemplates),
     ("poll", PROVIDER["$defs"]["poll"], m.PollSpec),

@@ -263,6 +263,7 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
         stream=stream,
         poll=poll,
         conversation=_conversation(b, data["conversation"], (*at, "conversation")) if "conversation" in data else None,
+        call_ids=m.CallIds(**data["call_ids"]) if "call_ids" in data else None,
         finish_reasons=MappingProxyType(dict(data.get("finish_reasons", {}))),
     )
 

@@ -196,6 +196,11 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
+class CallIds:
+    length: int  # tool call ids sent are letters and digits of exactly this length
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     kind: str
     path: CompiledTemplate
@@ -208,6 +213,7 @@ class Operation:
     stream: StreamSpec | None = None
     poll: PollSpec | None = None
     conversation: Conversation | None = None
+    call_ids: CallIds | None = None
     finish_reasons: Mapping[str, str] = field(default_factory=_empty)  # native → stop | length | tool_calls | content_filter
 
 

@@ -11,8 +11,10 @@ for any other. Messages reach this module already checked by `inputs.check_tools
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +50,10 @@ class WireRequest:
     structured_tool: str | None = None
 
 
-def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, where: str) -> WireRequest:
+def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, where: str,
+            call_id_length: int | None = None) -> WireRequest:
+    if call_id_length is not None and isinstance(messages, list):
+        messages = _fit_call_ids(messages, call_id_length)
     if spec is None:
         return WireRequest({
             "messages": _without_state(messages), "system": None, "tools": options.tools,
@@ -70,6 +75,32 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
         "parallel_tool_calls": options.parallel_tool_calls,
         "response_format": response_format,
     }, structured)
+
+
+def _fit_call_ids(messages: list[Any], length: int) -> list[Any]:
+    """Tool call ids of letters and digits of `length`: an id that does not fit is replaced by one
+    derived from it, so a call and its result still pair up (Mistral accepts only such ids)."""
+    def fit(call_id: str) -> str:
+        if len(call_id) == length and call_id.isascii() and call_id.isalnum():
+            return call_id
+        digest = int.from_bytes(hashlib.sha256(call_id.encode()).digest(), "big")
+        chars = []
+        for _ in range(length):
+            digest, i = divmod(digest, len(_ID_CHARS))
+            chars.append(_ID_CHARS[i])
+        return "".join(chars)
+
+    fitted = []
+    for message in messages:
+        if message.get("tool_calls"):
+            message = {**message, "tool_calls": [{**c, "id": fit(c["id"])} for c in message["tool_calls"]]}
+        elif message.get("role") == "tool":
+            message = {**message, "tool_call_id": fit(message["tool_call_id"])}
+        fitted.append(message)
+    return fitted
+
+
+_ID_CHARS = string.ascii_letters + string.digits
 
 
 def _without_state(messages: Any) -> Any:
