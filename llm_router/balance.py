@@ -55,6 +55,14 @@ class Route:
     releases: bool  # after every call: in-flight counts, latencies or failures are recorded
 
 
+def _context(model: ModelConfig, upstream: str, provider: str) -> Mapping[str, Any]:
+    """The `model` variable of templates for one deployment."""
+    context = {"name": model.name, "upstream": upstream, "provider": provider}
+    if model.structured_output is not None:
+        context["structured_output"] = model.structured_output
+    return MappingProxyType(context)
+
+
 class Balancer:
     """Picks, admits and releases deployments; the only part of a call that talks to the state backend."""
 
@@ -73,14 +81,14 @@ class Balancer:
             slot = Slot(f"{model.name}@{d.name}", d.limits.rpm, d.limits.tpm, counts)
             targets.append(Target(
                 d.name, d.provider, slot, d.limits,
-                MappingProxyType({"name": model.name, "upstream": d.upstream, "provider": d.provider}),
+                _context(model, d.upstream, d.provider),
                 credentials, d.pricing, d.weight, counts or d.limits.rpm is not None or d.limits.tpm is not None,
                 self._ledger.budgets_for(model.name, d.provider)))
         if not targets:
             limits = model.limits
             targets.append(Target(
                 None, model.provider, Slot(model.name, limits.rpm, limits.tpm), limits,
-                MappingProxyType({"name": model.name, "upstream": model.upstream, "provider": model.provider}),
+                _context(model, model.upstream, model.provider),
                 None, model.pricing, 1.0, limits.rpm is not None or limits.tpm is not None,
                 self._ledger.budgets_for(model.name, model.provider)))
         if strategy == "cheapest":

@@ -30,10 +30,14 @@ from .config.schema import check
 from .errors import Problem, RouterError
 from .router import Router
 from .secrets import MASK
+from .types import ToolCall
 
 REPLAY_KEY = "sk-contract-replay-key-000"
 REPLY_BODIES = ("body", "text", "sse")
-SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "usage", "cost", "chunks")
+SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "native_finish_reason", "tool_calls", "message",
+                  "reasoning", "usage", "cost", "chunks", "tool_call_deltas")
+STREAM_ONLY_FIELDS = ("chunks", "tool_call_deltas")
+CALL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")  # router keyword args, not params
 
 
 @dataclass
@@ -144,9 +148,10 @@ def _check_shape(doc: Doc) -> list[Problem]:
             file, line = doc.where(("expect", clash[0]))
             problems.append(Problem(file, line, f"expect: {', '.join(clash)} cannot be used with error "
                                                 "(a call either succeeds or raises)"))
-    if "chunks" in expect and not call.get("stream"):
-        file, line = doc.where(("expect", "chunks"))
-        problems.append(Problem(file, line, "expect.chunks needs call.stream: true"))
+    for key in STREAM_ONLY_FIELDS:
+        if key in expect and not call.get("stream"):
+            file, line = doc.where(("expect", key))
+            problems.append(Problem(file, line, f"expect.{key} needs call.stream: true"))
     return problems
 
 
@@ -227,24 +232,40 @@ def _sse_text(events: Sequence[Mapping[str, Any]]) -> str:
 
 
 async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
-    """Make a contract's call; return what the router gave back (or the error it raised)."""
+    """Make a contract's call; return what the router gave back (or the error it raised).
+
+    A stream's outcome holds its text deltas (`chunks`, the empty deltas of tool-call-only chunks
+    left out), its tool-call fragments (`tool_call_deltas`), and what its last chunk carries."""
     kwargs = dict(call.get("params", {}))
+    kwargs.update({k: call[k] for k in CALL_OPTIONS if k in call})
     if "prompt" in call:
         kwargs["prompt"] = call["prompt"]
     outcome: dict[str, Any] = {}
     try:
         if call.get("stream"):
-            chunks = []
+            chunks: list[str] = []
+            deltas: list[dict[str, Any]] = []
+            reasoning: list[str] = []
             async for chunk in router.stream(call["model"], call.get("messages"), **kwargs):
                 if chunk.is_final:
-                    outcome.update(finish_reason=chunk.finish_reason, usage=chunk.usage, cost=chunk.cost)
-                else:
+                    outcome.update(finish_reason=chunk.finish_reason, native_finish_reason=chunk.native_finish_reason,
+                                   usage=chunk.usage, cost=chunk.cost, tool_calls=chunk.tool_calls,
+                                   message=chunk.message)
+                    continue
+                if chunk.delta:
                     chunks.append(chunk.delta)
-            outcome.update(chunks=chunks, content="".join(chunks), content_kind="text")
+                if chunk.reasoning_delta:
+                    reasoning.append(chunk.reasoning_delta)
+                deltas += [{"index": d.index, "id": d.id, "name": d.name, "arguments": d.arguments}
+                           for d in chunk.tool_call_deltas]
+            outcome.update(chunks=chunks, content="".join(chunks), content_kind="text", tool_call_deltas=deltas,
+                           reasoning="".join(reasoning) if reasoning else None)
         else:
             response = await router.query(call["model"], call.get("messages"), **kwargs)
             outcome.update(content=response.content, content_kind=response.content_kind,
-                           finish_reason=response.finish_reason, usage=response.usage, cost=response.cost)
+                           finish_reason=response.finish_reason, native_finish_reason=response.native_finish_reason,
+                           usage=response.usage, cost=response.cost, tool_calls=response.tool_calls,
+                           message=response.message, reasoning=response.reasoning)
     except RouterError as exc:
         outcome["error"] = exc
     return outcome
@@ -377,9 +398,15 @@ def _outcome_diffs(expect: Mapping[str, Any], outcome: Mapping[str, Any], sent: 
         return diffs
     if error is not None:
         return [*diffs, f"the call raised {type(error).__name__}: {error}"]
-    for key in ("content", "content_kind", "finish_reason", "chunks"):
+    for key in ("content", "content_kind", "finish_reason", "native_finish_reason", "reasoning", "chunks"):
         if key in expect and expect[key] != outcome.get(key):
             diffs.append(f"{key}: expected {_short(expect[key], 100)}, got {_short(outcome.get(key), 100)}")
+    if "tool_calls" in expect:
+        diffs += _tool_call_diffs(expect["tool_calls"], outcome.get("tool_calls") or [])
+    if "message" in expect:
+        diffs += _message_diffs(expect["message"], outcome.get("message"))
+    if "tool_call_deltas" in expect:
+        diffs += _delta_diffs(expect["tool_call_deltas"], outcome.get("tool_call_deltas") or [])
     usage = outcome.get("usage")
     for key, value in expect.get("usage", {}).items():
         got = getattr(usage, key, None)
@@ -387,6 +414,60 @@ def _outcome_diffs(expect: Mapping[str, Any], outcome: Mapping[str, Any], sent: 
             diffs.append(f"usage.{key}: expected {value}, got {got}")
     if "cost" in expect and not _same_cost(expect["cost"], outcome.get("cost")):
         diffs.append(f"cost: expected {expect['cost']}, got {outcome.get('cost')}")
+    return diffs
+
+
+def _tool_call_diffs(expected: Sequence[Mapping[str, Any]], got: Sequence[ToolCall]) -> list[str]:
+    """Calls in order: the name, the id when the contract gives one, and the arguments as JSON
+    (both sides parsed, so key order and whitespace do not matter; text that does not parse is
+    compared as text)."""
+    if len(expected) != len(got):
+        names = [call.name for call in got]
+        return [f"tool_calls: expected {len(expected)} call(s), got {len(got)}: {_short(names)}"]
+    diffs = []
+    for i, (want, call) in enumerate(zip(expected, got, strict=True)):
+        where = f"tool_calls[{i}]"
+        if want["name"] != call.name:
+            diffs.append(f"{where}.name: expected {want['name']!r}, got {call.name!r}")
+        if "id" in want and want["id"] != call.id:
+            diffs.append(f"{where}.id: expected {want['id']!r}, got {call.id!r}")
+        if "arguments" in want:
+            want_args, got_args = _json_or_text(want["arguments"]), _json_or_text(call.arguments)
+            diffs += _value_diffs(f"{where}.arguments", want_args, got_args)
+    return diffs
+
+
+def _json_or_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # a contract may give the arguments as a mapping
+    try:
+        return json.loads(value) if value.strip() else {}
+    except ValueError:
+        return value
+
+
+def _message_diffs(expected: Mapping[str, Any] | None, got: Mapping[str, Any] | None) -> list[str]:
+    """The canonical assistant message: only the keys the contract gives are compared, each exactly."""
+    if expected is None or got is None:
+        return [] if expected is got else [f"message: expected {_short(expected)}, got {_short(got)}"]
+    diffs = []
+    for key, value in expected.items():
+        if key not in got:
+            diffs.append(f"message.{key}: missing (expected {_short(value)})")
+        else:
+            diffs += _value_diffs(f"message.{key}", value, got[key])
+    return diffs
+
+
+def _delta_diffs(expected: Sequence[Mapping[str, Any]], got: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The stream's tool-call fragments in order; in each, only the keys the contract gives are compared."""
+    if len(expected) != len(got):
+        return [f"tool_call_deltas: expected {len(expected)} fragment(s), got {len(got)}: {_short(got, 120)}"]
+    diffs = []
+    for i, (want, delta) in enumerate(zip(expected, got, strict=True)):
+        for key, value in want.items():
+            if value != delta.get(key):
+                diffs.append(f"tool_call_deltas[{i}].{key}: expected {_short(value)}, got {_short(delta.get(key))}")
     return diffs
 
 

@@ -21,7 +21,8 @@ CONTRACTS = BUNDLED / "providers.d" / "contracts"
 
 
 def _contract(name: str) -> dict:
-    return yaml.safe_load((CONTRACTS / f"{name}.yaml").read_text())
+    """A bundled contract's data, YAML anchors unshared (a change to one place must not change the other)."""
+    return json.loads(json.dumps(yaml.safe_load((CONTRACTS / f"{name}.yaml").read_text())))
 
 
 def _layer(tmp_path: Path, *contracts: dict, files: dict[str, str] | None = None) -> Path:
@@ -144,6 +145,105 @@ def test_expected_error_that_does_not_happen_fails(tmp_path, capsys) -> None:
     assert code == 1
     assert "error: expected RateLimitError, but the call succeeded" in out
     assert "requests: expected 3 request(s), 1 were sent" in out
+
+
+# --- tool calls, structured output, multi-turn state ---------------------------------------------------
+
+
+def test_each_wire_format_has_tool_result_stream_and_structured_contracts() -> None:
+    contracts = [yaml.safe_load(p.read_text()) for p in sorted(CONTRACTS.glob("*.yaml"))]
+    for provider in ("openai", "anthropic", "gemini"):  # one per wire format: OpenAI Chat Completions, Messages, Gemini
+        mine = [c for c in contracts if c["provider"] == provider and "error" not in c["expect"]]
+        assert any(c["call"].get("tools") and c["expect"].get("tool_calls") for c in mine), f"{provider}: no tool-call reply"
+        assert any(any(m["role"] == "tool" for m in c["call"].get("messages", [])) for c in mine), f"{provider}: no tool result"
+        assert any(c["call"].get("stream") and c["expect"].get("tool_call_deltas") for c in mine), f"{provider}: no tool stream"
+        assert any("response_format" in c["call"] for c in mine), f"{provider}: no structured output"
+    for provider in ("anthropic", "gemini"):  # wires whose replies are replayed verbatim as provider state
+        assert any(any("provider_state" in m for m in c["call"].get("messages", []))
+                   for c in contracts if c["provider"] == provider), f"{provider}: no provider_state replay"
+
+
+def test_call_tool_options_reach_the_request(tmp_path, capsys) -> None:
+    data = _contract("openai-chat-tools")
+    data["call"]["tool_choice"] = "required"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'request.body.tool_choice: expected "auto", got "required"' in out
+
+
+def test_tool_call_arguments_compare_as_json(tmp_path, capsys) -> None:
+    data = _contract("openai-chat-tools")
+    data["expect"]["tool_calls"][0]["arguments"] = '{  "location":"Boston, MA"  }'  # other whitespace: the same JSON
+    _, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--provider", "openai")
+    assert "PASS openai-chat-tools" in out.splitlines(), out
+    data["expect"]["tool_calls"][0]["arguments"] = '{"location": "Paris"}'
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--provider", "openai")
+    assert code == 1
+    assert 'tool_calls[0].arguments.location: expected "Paris", got "Boston, MA"' in out
+
+
+def test_tool_call_ids_are_compared_only_when_given(tmp_path, capsys) -> None:
+    data = _contract("gemini-chat-tools")
+    assert all("id" not in call for call in data["expect"]["tool_calls"])  # Gemini sends none: the router makes them up
+    data["expect"]["tool_calls"][1]["id"] = "call_london"
+    data["expect"]["tool_calls"].append({"name": "get_current_temperature", "arguments": "{}"})
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "tool_calls: expected 3 call(s), got 2" in out
+    data["expect"]["tool_calls"].pop()
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert "tool_calls[1].id: expected 'call_london', got 'call_" in out
+    assert "tool_calls[0]" not in out
+
+
+def test_message_compares_only_the_keys_given(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-tools")
+    data["expect"]["message"] = {"role": "assistant"}
+    _, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--provider", "anthropic")
+    assert "PASS anthropic-chat-tools" in out.splitlines(), out
+    data = _contract("anthropic-chat-tools")
+    data["expect"]["message"]["provider_state"]["data"][1]["input"]["units"] = "c"
+    data["expect"]["message"]["reasoning"] = None
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'message.provider_state.data[1].input.units: expected "c", got "f"' in out
+    assert "message.reasoning: missing (expected null)" in out
+
+
+def test_native_finish_reason_is_the_providers_own(tmp_path, capsys) -> None:
+    data = _contract("gemini-chat")
+    assert (data["expect"]["finish_reason"], data["expect"]["native_finish_reason"]) == ("stop", "STOP")
+    data["expect"]["native_finish_reason"] = "MAX_TOKENS"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'native_finish_reason: expected "MAX_TOKENS", got "STOP"' in out
+    assert "finish_reason: expected" not in out.replace("native_finish_reason", "")
+
+
+def test_stream_tool_call_deltas_are_compared_in_order(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-tools-stream")
+    del data["request"]  # the fragments, not the request, are under test here
+    _, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--provider", "anthropic")
+    assert "PASS anthropic-chat-tools-stream" in out.splitlines(), out
+    data["expect"]["tool_call_deltas"][2]["arguments"] = 'on": "L'
+    data["expect"]["tool_call_deltas"][1]["name"] = "get_weather"  # a continuation fragment has no name
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'tool_call_deltas[1].name: expected "get_weather", got null' in out
+    assert 'tool_call_deltas[2].arguments: expected "on\\": \\"L", got "on\\": \\"P"' in out
+
+
+def test_stream_only_expectations_need_a_stream(tmp_path, capsys) -> None:
+    data = _contract("openai-chat-tools")
+    data["expect"]["tool_call_deltas"] = [{"index": 0, "name": "get_current_weather"}]
+    data["expect"]["tool_calls"][0]["args"] = "{}"
+    layer = _layer(tmp_path, data)
+    code, out, _ = _run(capsys, str(BUNDLED), str(layer))
+    assert code == 1
+    assert "expect.tool_calls.0: unknown key 'args'" in out
+    data["expect"]["tool_calls"][0].pop("args")
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert "expect.tool_call_deltas needs call.stream: true" in out
 
 
 PROVIDER = """\

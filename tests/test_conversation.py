@@ -360,8 +360,10 @@ async def test_a_streamed_anthropic_turn_rebuilds_thinking_with_its_signature_fo
     with MockServer() as srv:
         srv.route("POST", "/v1/messages", lambda req: Reply.sse(ANTHROPIC_THINKING_STREAM))
         router = Router.from_dir(env={**ENV, "ANTHROPIC_BASE_URL": srv.url + "/v1"})
-        chunks = [c async for c in router.stream("claude-sonnet-4-5", HISTORY[:2], tools=TOOLS)]
+        chunks = [c async for c in router.stream("claude-sonnet-4-5", HISTORY[:2], tools=TOOLS, tool_choice="required")]
         await router.aclose()
+        sent = srv.requests[0].json()
+    assert [t["name"] for t in sent["tools"]] == ["get_weather", "get_time"] and sent["tool_choice"] == {"type": "any"}
     assert "".join(c.reasoning_delta for c in chunks) == "Need the weather."
     final = chunks[-1]
     assert (final.finish_reason, final.native_finish_reason) == ("tool_calls", "tool_use")
@@ -403,3 +405,14 @@ def test_mistral_gets_nine_character_call_ids_that_still_pair_up(router):
     fitting[3:] = [{"role": "tool", "tool_call_id": "abcDEF123", "content": "18"}]
     assert body(router, "mistral/mistral-large-latest", fitting, tools=TOOLS)["messages"][2]["tool_calls"][0]["id"] == "abcDEF123"
     assert body(router, "openai/gpt-4.1", HISTORY, tools=TOOLS)["messages"] == HISTORY  # others keep the ids
+
+
+def test_anthropic_models_that_declare_native_structured_output_get_output_config(router):
+    sent = body(router, "claude-sonnet-4-5", HISTORY[:2], response_format=SCHEMA_FORMAT)
+    assert sent["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA_FORMAT["json_schema"]["schema"]}}
+    assert "tools" not in sent and "tool_choice" not in sent
+    older = body(router, "claude-sonnet-4", HISTORY[:2], response_format=SCHEMA_FORMAT)
+    assert older["tool_choice"] == {"type": "tool", "name": "weather"} and "output_config" not in older
+    json_object = body(router, "claude-sonnet-4-5", HISTORY[:2], response_format={"type": "json_object"})
+    assert json_object["tool_choice"] == {"type": "tool", "name": "json_response"} and "output_config" not in json_object
+    assert "output_config" not in body(router, "claude-sonnet-4-5", HISTORY[:2])

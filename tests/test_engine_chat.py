@@ -162,7 +162,7 @@ async def test_images_in_user_content_reach_each_format_as_its_own_blocks(srv):
     anthropic_body, gemini_body = (r.json() for r in srv.requests)
     assert anthropic_body["messages"][0]["content"][1] == {
         "type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
-    assert gemini_body["contents"][0]["parts"][1] == {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}
+    assert gemini_body["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
 
 
 async def test_template_syntax_in_user_content_is_sent_literally(srv):

@@ -331,7 +331,7 @@ def build_model(doc: Doc) -> m.ModelConfig:
         upstream=upstream,
         pricing=pricing,
         file=doc.file,
-        **_given(data, "kind", "description", "streaming", "strategy"),
+        **_given(data, "kind", "description", "streaming", "strategy", "structured_output"),
         limits=m.Limits(**data.get("limits", {})),
         params=frozenset(data.get("params", ())),
         capabilities=frozenset(data.get("capabilities", ())),

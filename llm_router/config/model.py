@@ -297,6 +297,7 @@ class ModelConfig:
     limits: Limits = Limits()
     params: frozenset[str] = frozenset()
     capabilities: frozenset[str] = frozenset()  # tools | vision | structured_output
+    structured_output: str | None = None  # native | tool; None: the provider's conversation.structured_output
     defaults: Mapping[str, Any] = field(default_factory=_empty)
     rename: Mapping[str, str] = field(default_factory=_empty)
     fallbacks: tuple[str, ...] = ()

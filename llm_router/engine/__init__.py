@@ -137,7 +137,8 @@ class Engine:
         StreamInterrupted saying how much arrived."""
         runtime, operation = self._operation(call)
         assert operation.stream is not None
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True,
+                                options=call.options)
         client = self._client(runtime)
         model = call.model["name"]
         spec = operation.stream

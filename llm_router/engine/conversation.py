@@ -51,7 +51,8 @@ class WireRequest:
 
 
 def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, where: str,
-            call_id_length: int | None = None) -> WireRequest:
+            call_id_length: int | None = None, structured_output: str | None = None) -> WireRequest:
+    """`structured_output`: the model's own choice for a json_schema answer (native | tool), if it has one."""
     if call_id_length is not None and isinstance(messages, list):
         messages = _fit_call_ids(messages, call_id_length)
     if spec is None:
@@ -65,7 +66,7 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
     if messages is not None and spec.system == "separate":
         system = system_text(messages)
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
-    tools, tool_choice, response_format, structured = _structured(spec, options)
+    tools, tool_choice, response_format, structured = _structured(spec, options, structured_output)
     return WireRequest({
         "messages": converter.messages(messages) if messages is not None else None,
         "system": system,
@@ -109,11 +110,13 @@ def _without_state(messages: Any) -> Any:
     return [{k: v for k, v in m.items() if k != STATE_KEY} if STATE_KEY in m else m for m in messages]
 
 
-def _structured(spec: Conversation, options: RequestOptions) -> tuple[Any, Any, Any, str | None]:
+def _structured(spec: Conversation, options: RequestOptions, model_mode: str | None) -> tuple[Any, Any, Any, str | None]:
     """(tools, tool_choice, response_format, forced tool name): a JSON answer becomes a forced
-    single tool where the wire format has no native structured output."""
+    single tool where the wire format (or, for json_schema, the model) says `tool`."""
     fmt = options.response_format
-    if spec.structured_output != "tool" or fmt is None or fmt.get("type") not in ("json_schema", "json_object"):
+    kind = fmt.get("type") if fmt is not None else None
+    mode = model_mode if model_mode is not None and kind == "json_schema" else spec.structured_output
+    if mode != "tool" or kind not in ("json_schema", "json_object"):
         return options.tools, options.tool_choice, fmt, None
     schema_spec = fmt.get("json_schema") or {}
     name = schema_spec.get("name") or STRUCTURED_TOOL

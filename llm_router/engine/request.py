@@ -154,7 +154,8 @@ def build_request(
 ) -> PreparedRequest:
     model_name = model_ctx["name"]
     provider = runtime.name
-    wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})", operation.call_ids.length if operation.call_ids else None)
+    wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})",
+                   operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"))
     ctx = {"model": model_ctx, "prompt": prompt, "params": params, **wire.variables}
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
