@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from contextlib import aclosing
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import httpx2
 
@@ -35,6 +35,7 @@ from .errors import (
 )
 from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
 from .pricing import price
+from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
 from .types import Attempt, LLMResponse, StreamChunk, Usage
 from .usage import UsageTotals
@@ -42,6 +43,14 @@ from .usage import UsageTotals
 log = logging.getLogger("llm_router")
 
 HOOK_EVENTS = ("on_attempt", "on_success", "on_failure")
+
+
+class Planned(NamedTuple):
+    """One model of a call's chain, with the params and the `reasoning` variable it gets."""
+
+    model: ModelConfig
+    params: dict[str, Any]
+    reasoning: Mapping[str, Any] | None
 
 
 class Router:
@@ -146,12 +155,14 @@ class Router:
             return ModelConfig(name=name, provider=provider_name, upstream=upstream, pricing=None, kind=kind)
         raise UnknownModelError(name, difflib.get_close_matches(name, list(self._catalog.models), n=3, cutoff=0.5))
 
-    def _params_for(self, model: ModelConfig, given: Mapping[str, Any], strict: bool) -> dict[str, Any]:
-        """The params this model gets: allow-listed, with its defaults, renamed for its upstream."""
+    def _params_for(self, model: ModelConfig, given: Mapping[str, Any], strict: bool) -> Planned:
+        """The params this model gets: allow-listed, with its defaults, its reasoning table applied,
+        renamed for its upstream."""
         adhoc = model.name not in self._catalog.models
         if adhoc:
-            return dict(given)
-        unsupported = [k for k in given if k not in model.params]
+            return Planned(model, dict(given), None)
+        accepted = model.params | REASONING_PARAMS if model.reasoning is not None else model.params
+        unsupported = [k for k in given if k not in accepted]
         if unsupported:
             policy = model.on_unsupported_param or self._catalog.settings.on_unsupported_param
             if strict and policy == "raise":
@@ -160,10 +171,19 @@ class Router:
             log.log(logging.INFO if strict else logging.DEBUG, "dropping param(s) %s not accepted by model %s",
                     ", ".join(sorted(unsupported)), model.name)
         params = dict(model.defaults)
-        params.update((k, v) for k, v in given.items() if k in model.params)
+        params.update((k, v) for k, v in given.items() if k in accepted)
+        try:
+            reasoning = apply_reasoning(model, params)
+        except InvalidRequestError as error:
+            if strict:
+                raise
+            reasoning = None  # a fallback's fallback_config asked for reasoning this model cannot map: it goes without
+            for key in REASONING_PARAMS:
+                params.pop(key, None)
+            log.debug("dropping reasoning for fallback %s: %s", model.name, error)
         if model.rename:
             params = {model.rename.get(k, k): v for k, v in params.items()}
-        return params
+        return Planned(model, params, reasoning)
 
     def _chain(self, primary: ModelConfig, fallback_model: str | None) -> list[ModelConfig]:
         """The models to try, in order: the primary, then the per-call `fallback_model`, then the
@@ -194,7 +214,7 @@ class Router:
     def _plan(
         self, model_name: str, messages: Any, prompt: Any, params: Mapping[str, Any],
         fallback_model: str | None, fallback_config: Mapping[str, Any] | None,
-    ) -> tuple[list[tuple[ModelConfig, dict[str, Any]]], Any, str | None]:
+    ) -> tuple[list[Planned], Any, str | None]:
         """The chain with each model's params. `tools`, `tool_choice`, `response_format` are not
         params: every model of the chain gets them (see `_options`)."""
         if not isinstance(model_name, str):
@@ -207,20 +227,21 @@ class Router:
         messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:
             check_params(fallback_config, "fallback_config param")
-        plan = [(primary, self._params_for(primary, params, strict=True))]
+        plan = [self._params_for(primary, params, strict=True)]
         for model in self._chain(primary, fallback_model)[1:]:
-            plan.append((model, self._params_for(model, fallback_config or {}, strict=False)))
+            plan.append(self._params_for(model, fallback_config or {}, strict=False))
         if log.isEnabledFor(logging.DEBUG):
-            chain = " → ".join(m.name for m, _ in plan)
+            chain = " → ".join(p.model.name for p in plan)
             if self._catalog.settings.log_content:
                 log.debug("call: chain=%s messages=%r prompt=%r", chain, messages, prompt)
             else:
                 log.debug("call: chain=%s input_chars=%d", chain, len(input_text(messages, prompt)))
         return plan, messages, prompt
 
-    def _call(self, model: ModelConfig, target: Target, messages: Any, prompt: Any, params: Mapping[str, Any],
+    def _call(self, planned: Planned, target: Target, messages: Any, prompt: Any,
               options: RequestOptions = RequestOptions()) -> Call:
-        return Call(target.provider, model.kind, target.context, messages, prompt, params, target.credentials, options)
+        return Call(target.provider, planned.model.kind, target.context, messages, prompt, planned.params, target.credentials,
+                    options, planned.reasoning)
 
     @staticmethod
     def _options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
@@ -248,7 +269,7 @@ class Router:
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
         target = self._route(primary).targets[0]
-        call = self._call(primary, target, messages, prompt, self._params_for(primary, params, strict=True), options)
+        call = self._call(self._params_for(primary, params, strict=True), target, messages, prompt, options)
         return self._engine.render(call, stream=stream)
 
     async def query(
@@ -275,9 +296,10 @@ class Router:
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         async with aclosing(self._admitted(plan, messages, prompt, attempts, errors, needs=needs)) as admitted:
-            async for model, model_params, route, target, reserved, attempt_started in admitted:
+            async for planned, route, target, reserved, attempt_started in admitted:
+                model, model_params = planned.model, planned.params
                 try:
-                    result = await self._engine.execute(self._call(model, target, messages, prompt, model_params, options))
+                    result = await self._engine.execute(self._call(planned, target, messages, prompt, options))
                 except BaseException as error:
                     await self._balancer.release(route, target, reserved, None, 0.0, error)
                     if not isinstance(error, RouterError):
@@ -323,22 +345,23 @@ class Router:
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
         options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
-        streamable = [(m, p) for m, p in plan
-                      if m.streaming and any(self._can_stream(m, t) for t in self._route(m).targets)]
-        if not streamable or streamable[0][0] is not plan[0][0]:
-            primary = plan[0][0]
+        streamable = [p for p in plan
+                      if p.model.streaming and any(self._can_stream(p.model, t) for t in self._route(p.model).targets)]
+        if not streamable or streamable[0] is not plan[0]:
+            primary = plan[0].model
             raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         async with aclosing(self._admitted(streamable, messages, prompt, attempts, errors, streaming=True,
                                            needs=needs)) as admitted:
-            async for model, model_params, route, target, reserved, attempt_started in admitted:
+            async for planned, route, target, reserved, attempt_started in admitted:
+                model, model_params = planned.model, planned.params
                 delivered = False
                 usage = Usage()
                 turn = None
                 tries = 1
                 try:
-                    call = self._call(model, target, messages, prompt, model_params, options)
+                    call = self._call(planned, target, messages, prompt, options)
                     async for event in self._engine.stream(call):
                         tries = event.tries
                         if event.usage is not None:
@@ -372,15 +395,16 @@ class Router:
         raise await self._exhausted(attempts, errors)
 
     async def _admitted(
-        self, plan: Sequence[tuple[ModelConfig, dict[str, Any]]], messages: Any, prompt: Any,
+        self, plan: Sequence[Planned], messages: Any, prompt: Any,
         attempts: list[Attempt], errors: list[RouterError], streaming: bool = False,
         needs: frozenset[str] = frozenset(),
-    ) -> AsyncGenerator[tuple[ModelConfig, dict[str, Any], Route, Target, int, float], None]:
+    ) -> AsyncGenerator[tuple[Planned, Route, Target, int, float], None]:
         """Each deployment to try, in chain and strategy order, once its limits and budgets let it
-        through: (model, params, route, target, reserved tokens, start time). A model without a
+        through: (the planned model, route, target, reserved tokens, start time). A model without a
         capability the call needs, and a deployment that is cooling down, are skipped; a model none
         of whose deployments could be tried is a failed attempt."""
-        for model, model_params in plan:
+        for planned in plan:
+            model, model_params = planned.model, planned.params
             missing = self._missing(model, needs)
             if missing:
                 error = UnsupportedCapabilityError(model.name, missing, sorted(model.capabilities))
@@ -403,7 +427,7 @@ class Router:
                     if isinstance(error, BudgetExceeded) and error.scope != "provider":
                         break  # the model's other deployments share this budget
                     continue
-                yield model, model_params, route, target, reserved, attempt_started
+                yield planned, route, target, reserved, attempt_started
             if not tried:
                 await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
                                    attempts, errors, may_fall_back=True)

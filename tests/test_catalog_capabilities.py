@@ -70,9 +70,11 @@ def test_removing_response_format_kept_the_other_params(catalog: Router) -> None
     assert m["gpt-4.1"].params == m["gpt-4o-mini"].params == frozenset(
         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
          "frequency_penalty", "presence_penalty"})
-    assert m["o3"].params == m["o4-mini"].params == frozenset({"reasoning_effort", "max_completion_tokens"})
-    assert m["gpt-5"].params == m["gpt-5-nano"].params == frozenset(
-        {"reasoning_effort", "verbosity", "max_completion_tokens"})
+    # reasoning_effort moved from the allow-lists to each model's reasoning table
+    assert m["o3"].params == m["o4-mini"].params == frozenset({"max_completion_tokens"})
+    assert m["gpt-5"].params == m["gpt-5-nano"].params == frozenset({"verbosity", "max_completion_tokens"})
+    assert set(m["o3"].reasoning.efforts) == {"low", "medium", "high"}
+    assert set(m["gpt-5-nano"].reasoning.efforts) == {"minimal", "low", "medium", "high"}
     assert m["azure-gpt-4.1"].params == m["azure-gpt-4.1-mini"].params
     assert m["llama-3.3-70b-versatile"].params == m["llama-3.1-8b-instant"].params
     assert m["mistral-large-latest"].params == m["mistral-small-latest"].params

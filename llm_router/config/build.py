@@ -15,7 +15,7 @@ from .load import Doc, KeyPath, merge
 
 REQUEST_VARS = frozenset({"model", "params"})
 BODY_VARS = frozenset({"model", "messages", "prompt", "params", "system", "tools", "tool_choice",
-                       "parallel_tool_calls", "response_format"})
+                       "parallel_tool_calls", "response_format", "reasoning"})
 PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": "part", "tool_call": "call",
              "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
@@ -316,6 +316,16 @@ def _deployments(data: list[dict[str, Any]], upstream: str, pricing: m.Pricing |
     return tuple(out)
 
 
+def _reasoning(data: dict[str, Any] | None) -> m.Reasoning | None:
+    if data is None:
+        return None
+    return m.Reasoning(
+        efforts=MappingProxyType({k: m.ReasoningTarget(**v) for k, v in data["efforts"].items()}),
+        budget=m.ReasoningBudget(**data["budget"]) if "budget" in data else None,
+        max_tokens=m.ReasoningMaxTokens(**data["max_tokens"]) if "max_tokens" in data else None,
+    )
+
+
 def _cooldown(data: dict[str, Any] | None) -> Cooldown | None:
     return Cooldown(**data) if data is not None else None
 
@@ -335,6 +345,7 @@ def build_model(doc: Doc) -> m.ModelConfig:
         limits=m.Limits(**data.get("limits", {})),
         params=frozenset(data.get("params", ())),
         capabilities=frozenset(data.get("capabilities", ())),
+        reasoning=_reasoning(data.get("reasoning")),
         defaults=MappingProxyType(dict(data.get("defaults", {}))),
         rename=MappingProxyType(dict(data.get("rename", {}))),
         fallbacks=tuple(data.get("fallbacks", ())),

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..errors import Problem
 from .load import Doc
-from .model import ModelConfig, Pricing, ProviderConfig, RouterSettings
+from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
 
 OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
 
@@ -126,8 +126,23 @@ def check_models(
                 fail(model, "fallbacks", "falls back to itself")
         if model.pricing is not None:
             _check_pricing(model, model.pricing, "pricing", fail)
+        if model.reasoning is not None:
+            _check_reasoning(model, model.reasoning, fail)
     problems.extend(_cycles(models, docs))
     return problems
+
+
+def _check_reasoning(model: ModelConfig, reasoning: Reasoning, fail: Callable[[ModelConfig, str, str], None]) -> None:
+    budget = reasoning.budget
+    if budget is not None and budget.min > budget.max:
+        fail(model, "reasoning.budget", f"reasoning.budget min {budget.min} is above max {budget.max}")
+    for effort, target in reasoning.efforts.items():
+        if budget is not None and target.budget is not None and not budget.min <= target.budget <= budget.max:
+            fail(model, f"reasoning.efforts.{effort}.budget",
+                 f"reasoning effort {effort!r} has budget {target.budget}, outside reasoning.budget [{budget.min}, {budget.max}]")
+    if reasoning.max_tokens is not None and reasoning.max_tokens.param not in model.params:
+        fail(model, "reasoning.max_tokens.param",
+             f"reasoning.max_tokens names {reasoning.max_tokens.param!r}, which is not in its `params` allow-list")
 
 
 def _check_served_by(

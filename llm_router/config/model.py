@@ -286,6 +286,34 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningTarget:
+    """What one reasoning effort becomes for a model (the `reasoning` variable of templates)."""
+
+    effort: str | None = None
+    budget: int | None = None
+    level: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningBudget:
+    min: int
+    max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningMaxTokens:
+    param: str
+    when_not_above: str = "raise"  # raise | refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    efforts: Mapping[str, ReasoningTarget]
+    budget: ReasoningBudget | None = None
+    max_tokens: ReasoningMaxTokens | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     provider: str  # with `deployments`: derived, the first deployment's provider
@@ -298,6 +326,7 @@ class ModelConfig:
     params: frozenset[str] = frozenset()
     capabilities: frozenset[str] = frozenset()  # tools | vision | structured_output
     structured_output: str | None = None  # native | tool; None: the provider's conversation.structured_output
+    reasoning: Reasoning | None = None  # None: reasoning_effort is an ordinary param (allow-listed or not)
     defaults: Mapping[str, Any] = field(default_factory=_empty)
     rename: Mapping[str, str] = field(default_factory=_empty)
     fallbacks: tuple[str, ...] = ()

@@ -42,6 +42,7 @@ class Call:
     # or base URL; None: the provider's own
     credentials: tuple[str | None, str | None] | None = None
     options: RequestOptions = NO_OPTIONS  # tools, tool_choice, parallel_tool_calls, response_format
+    reasoning: Mapping[str, Any] | None = None  # the model's reasoning table applied: effort, budget, level
 
 
 @dataclass(slots=True)
@@ -93,17 +94,17 @@ class Engine:
     def prepare(self, call: Call, stream: bool = False) -> PreparedRequest:
         runtime, operation = self._operation(call)
         return build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream,
-                             options=call.options)
+                             options=call.options, reasoning=call.reasoning)
 
     def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
         runtime, operation = self._operation(call)
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True,
-                                options=call.options)
+                                options=call.options, reasoning=call.reasoning)
         return redacted_view(runtime, request)
 
     async def execute(self, call: Call) -> EngineResult:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options, reasoning=call.reasoning)
         client = self._client(runtime)
         model = call.model["name"]
         (status, data, _), tries = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
@@ -138,7 +139,7 @@ class Engine:
         runtime, operation = self._operation(call)
         assert operation.stream is not None
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True,
-                                options=call.options)
+                                options=call.options, reasoning=call.reasoning)
         client = self._client(runtime)
         model = call.model["name"]
         spec = operation.stream

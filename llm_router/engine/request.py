@@ -151,12 +151,13 @@ def build_request(
     stream: bool = False,
     display: bool = False,
     options: RequestOptions = NO_OPTIONS,
+    reasoning: Mapping[str, Any] | None = None,
 ) -> PreparedRequest:
     model_name = model_ctx["name"]
     provider = runtime.name
     wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})",
                    operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"))
-    ctx = {"model": model_ctx, "prompt": prompt, "params": params, **wire.variables}
+    ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, **wire.variables}
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
