@@ -194,9 +194,10 @@ def _check_tool_history(messages: list[Any]) -> None:
             if not isinstance(arguments, str):
                 raise InvalidRequestError(f"{where}.function.arguments must be JSON text (a string), got {type(arguments).__name__}")
             try:
-                parsed = json.loads(arguments) if arguments.strip() else {}
+                parsed = json.loads(arguments)
             except ValueError:
-                raise InvalidRequestError(f"{where}.function.arguments is not valid JSON: {arguments[:80]!r}") from None
+                hint = " (use '{}' for a call without arguments)" if not arguments.strip() else ""
+                raise InvalidRequestError(f"{where}.function.arguments is not valid JSON: {arguments[:80]!r}{hint}") from None
             if not isinstance(parsed, dict):
                 raise InvalidRequestError(f"{where}.function.arguments must be a JSON object")
             if call["id"] in known:

@@ -36,7 +36,7 @@ class JSONPath:
         self._names: tuple[str, ...] | None = None
         self._select: Callable[[Any], bool] | None = None
         self._tail: tuple[str | int, ...] = ()
-        self._rest = None
+        self._rest: Any = None  # the library's compiled query for what follows the head
         if self._steps is None:
             self._plan(rest)
 
@@ -44,7 +44,7 @@ class JSONPath:
         """How to evaluate what follows the head: a list of names; a wildcard or a filter of the
         common kind, then plain steps; or, for anything else, the library."""
         first = rest[0]
-        selectors = first.selectors if type(first).__name__ == "JSONPathChildSegment" else ()
+        selectors: tuple[Any, ...] = tuple(first.selectors) if type(first).__name__ == "JSONPathChildSegment" else ()
         tail = tuple(_plain_step(segment) for segment in rest[1:])
         if len(rest) == 1 and selectors and all(isinstance(getattr(s, "name", None), str) for s in selectors):
             self._names = tuple(s.name for s in selectors)
@@ -53,7 +53,7 @@ class JSONPath:
             kind = type(selectors[0]).__name__
             select = _always if kind == "WildcardSelector" else _predicate(selectors[0].expression) if kind == "FilterSelector" else None
             if select is not None:
-                self._select, self._tail = select, tail  # type: ignore[assignment]
+                self._select, self._tail = select, tuple(t for t in tail if t is not None)
                 return
         self._rest = rfc9535.compile("$" + "".join(str(segment) for segment in rest))
 
@@ -134,9 +134,10 @@ def _predicate(node: Any) -> Callable[[Any], bool] | None:
         left, right = _predicate(node.left), _predicate(node.right)
         if left is None or right is None:
             return None
+        both, either = left, right  # bound for the closures, not None
         if node.operator == "&&":
-            return lambda item: left(item) and right(item)
-        return lambda item: left(item) or right(item)
+            return lambda item: both(item) and either(item)
+        return lambda item: both(item) or either(item)
     if kind == "PrefixExpression" and node.operator == "!":
         inner = _predicate(node.right)
         return None if inner is None else (lambda item: not inner(item))

@@ -1,16 +1,15 @@
-"""Cost from usage and the model's declared prices. Unknown price → None, never a silent 0."""
+"""Cost from usage and the model's declared prices, by what was billed. Unknown price → None, never
+a silent 0."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from .config.model import ModelConfig, Pricing
-from .types import Usage
+from .config.model import Pricing
+from .types import CostBreakdown, Usage
 
-
-def cost_of(model: ModelConfig, usage: Usage, params: Mapping[str, Any]) -> float | None:
-    return price(model.pricing, model.kind, usage, params)
+PER = 1_000_000
 
 
 def unit_price(pricing: Pricing | None, kind: str) -> float:
@@ -19,32 +18,63 @@ def unit_price(pricing: Pricing | None, kind: str) -> float:
     if pricing is None:
         return float("inf")
     if kind == "image":
-        prices = [p for p in (pricing.per_image, *pricing.per_image_by_size.values()) if p is not None]
+        sizes = [p for by_size in pricing.per_image_by_quality.values() for p in by_size.values()]
+        prices = [p for p in (pricing.per_image, *pricing.per_image_by_size.values(), *sizes) if p is not None]
         return min(prices, default=float("inf"))
     return (pricing.input_per_million or 0.0) + (pricing.output_per_million or 0.0)
 
 
-def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str, Any]) -> float | None:
+def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str, Any]) -> CostBreakdown | None:
+    """The cost of one successful call, or None when its price cannot be known."""
     if pricing is None:
         return None
-    if kind == "image":
-        size = params.get("size")
-        price = pricing.per_image_by_size.get(size, pricing.per_image) if isinstance(size, str) else pricing.per_image
-        if price is None:
+    fees = pricing.per_request or 0.0
+    tokens_priced = pricing.input_per_million is not None and pricing.output_per_million is not None
+    if kind == "image" and not (tokens_priced and usage.output_tokens is not None):
+        each = _per_image(pricing, params)
+        if each is None:
             return None
         count = params.get("n", 1)
-        return price * (count if isinstance(count, int) and count > 0 else 1)
-    if usage.input_tokens is None or usage.output_tokens is None:
+        return CostBreakdown(output=each * (count if type(count) is int and count > 0 else 1), fees=fees)
+    if not tokens_priced or usage.input_tokens is None or usage.output_tokens is None:
         return None
+    return _by_tokens(pricing, usage, fees)
+
+
+def _per_image(pricing: Pricing, params: Mapping[str, Any]) -> float | None:
+    size, quality = params.get("size"), params.get("quality")
+    by_size = pricing.per_image_by_quality.get(quality, {}) if isinstance(quality, str) else {}
+    if isinstance(size, str):
+        found = by_size.get(size, pricing.per_image_by_size.get(size))
+        if found is not None:
+            return found
+    return pricing.per_image
+
+
+def _by_tokens(pricing: Pricing, usage: Usage, fees: float) -> CostBreakdown:
+    assert usage.input_tokens is not None and usage.output_tokens is not None
     assert pricing.input_per_million is not None and pricing.output_per_million is not None
+    input_price, output_price = pricing.input_per_million, pricing.output_per_million
+    cached_price, write_price = pricing.cached_input_per_million, pricing.cache_write_per_million
+    for tier in pricing.tiers:  # ascending: the highest threshold exceeded wins, for the whole request
+        if usage.input_tokens > tier.above_input_tokens:
+            input_price = _or(tier.input_per_million, input_price)
+            output_price = _or(tier.output_per_million, output_price)
+            cached_price = tier.cached_input_per_million if tier.cached_input_per_million is not None else cached_price
+            write_price = tier.cache_write_per_million if tier.cache_write_per_million is not None else write_price
     cached = usage.cached_input_tokens or 0
     written = usage.cache_write_tokens or 0
     uncached = max(usage.input_tokens - cached - written, 0)
-    cached_price = pricing.cached_input_per_million if pricing.cached_input_per_million is not None else pricing.input_per_million
-    write_price = pricing.cache_write_per_million if pricing.cache_write_per_million is not None else pricing.input_per_million
-    return (
-        uncached * pricing.input_per_million
-        + cached * cached_price
-        + written * write_price
-        + usage.output_tokens * pricing.output_per_million
-    ) / 1_000_000
+    reasoning = min(usage.reasoning_tokens or 0, usage.output_tokens)
+    return CostBreakdown(
+        input=uncached * input_price / PER,
+        cached_input=cached * _or(cached_price, input_price) / PER,
+        cache_write=written * _or(write_price, input_price) / PER,
+        output=(usage.output_tokens - reasoning) * output_price / PER,
+        reasoning=reasoning * _or(pricing.reasoning_per_million, output_price) / PER,
+        fees=fees,
+    )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

@@ -23,6 +23,7 @@ def apply_reasoning(model: ModelConfig, params: dict[str, Any]) -> Mapping[str, 
     effort, budget = params.pop(EFFORT, None), params.pop(BUDGET, None)
     if effort is not None and budget is not None:
         raise InvalidRequestError(f"{model.name}: give reasoning_effort or reasoning_budget, not both")
+    target: dict[str, str | int]
     if budget is not None:
         target = {"budget": _checked_budget(model, table, budget)}
     else:
@@ -30,8 +31,9 @@ def apply_reasoning(model: ModelConfig, params: dict[str, Any]) -> Mapping[str, 
         if mapped is None:
             raise InvalidRequestError(f"{model.name} takes reasoning_effort {', '.join(map(repr, table.efforts))}; got {effort!r}")
         target = {k: v for k, v in (("effort", mapped.effort), ("budget", mapped.budget), ("level", mapped.level)) if v is not None}
-    if "budget" in target and table.max_tokens is not None:
-        _fit_output_cap(model, table, target["budget"], params)
+    thinking = target.get("budget")
+    if isinstance(thinking, int) and table.max_tokens is not None:
+        _fit_output_cap(model, table, thinking, params)
     return MappingProxyType(target)
 
 

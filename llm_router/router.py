@@ -22,6 +22,7 @@ from .budgets import BudgetLedger
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine, RequestOptions
+from .engine.conversation import NO_OPTIONS
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -37,7 +38,7 @@ from .inputs import check_input, check_options, check_params, input_text, needed
 from .pricing import price
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
-from .types import Attempt, LLMResponse, StreamChunk, Usage
+from .types import Attempt, CostBreakdown, LLMResponse, StreamChunk, Usage
 from .usage import UsageTotals
 
 log = logging.getLogger("llm_router")
@@ -239,7 +240,7 @@ class Router:
         return plan, messages, prompt
 
     def _call(self, planned: Planned, target: Target, messages: Any, prompt: Any,
-              options: RequestOptions = RequestOptions()) -> Call:
+              options: RequestOptions = NO_OPTIONS) -> Call:
         return Call(target.provider, planned.model.kind, target.context, messages, prompt, planned.params, target.credentials,
                     options, planned.reasoning)
 
@@ -308,14 +309,15 @@ class Router:
                     continue
                 latency = time.perf_counter() - attempt_started
                 await self._balancer.release(route, target, reserved, result.usage, latency, None)
-                cost = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
-                                             model_params, attempts, result.content)
+                breakdown = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
+                                                  model_params, attempts, result.content)
+                cost = breakdown.total if breakdown is not None else None
                 turn = result.turn
                 response = LLMResponse(
                     content=result.content, model_name=model.name, provider=target.provider, usage=result.usage,
                     cost=cost, latency=time.perf_counter() - started, finish_reason=result.finish_reason,
                     attempts=attempts, raw=result.raw, content_kind=result.content_kind, id=result.id,
-                    deployment=target.deployment,
+                    deployment=target.deployment, cost_breakdown=breakdown,
                 )
                 if turn is not None:
                     response.tool_calls, response.message = turn.tool_calls, turn.message
@@ -381,16 +383,18 @@ class Router:
                     continue
                 latency = time.perf_counter() - attempt_started
                 await self._balancer.release(route, target, reserved, usage, latency, None)
-                cost = await self._succeeded(model, target, 200, tries, latency, usage, model_params, attempts, None)
+                breakdown = await self._succeeded(model, target, 200, tries, latency, usage, model_params, attempts, None)
+                cost = breakdown.total if breakdown is not None else None
                 assert turn is not None  # the engine's last event
                 await self._emit("on_success", LLMResponse(
                     content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
                     latency=time.perf_counter() - started, finish_reason=turn.finish_reason, attempts=attempts,
                     deployment=target.deployment, tool_calls=turn.tool_calls, message=turn.message,
-                    native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra))
+                    native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
+                    cost_breakdown=breakdown))
                 yield StreamChunk("", model.name, target.provider, turn.finish_reason, usage, cost, True, attempts,
                                   tool_calls=turn.tool_calls, message=turn.message,
-                                  native_finish_reason=turn.native_finish_reason, extra=turn.extra)
+                                  native_finish_reason=turn.native_finish_reason, extra=turn.extra, cost_breakdown=breakdown)
                 return
         raise await self._exhausted(attempts, errors)
 
@@ -470,12 +474,13 @@ class Router:
         return error
 
     async def _succeeded(self, model: ModelConfig, target: Target, status: int, tries: int, latency: float,
-                         usage: Usage, params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> float | None:
+                         usage: Usage, params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> CostBreakdown | None:
         """Record a successful attempt, count its cost against the budgets, and return the cost."""
         attempt = Attempt(model.name, target.provider, True, status, tries=tries, latency=latency,
                           deployment=target.deployment)
         attempts.append(attempt)
-        cost = price(target.pricing, model.kind, usage, params)
+        breakdown = price(target.pricing, model.kind, usage, params)
+        cost = breakdown.total if breakdown is not None else None
         self._usage.record(model.name, target.provider, usage, cost, ok=True)
         if cost is not None and target.budgets:
             await self._budgets.spend(target.budgets, cost)
@@ -484,7 +489,7 @@ class Router:
                   f" deployment={target.deployment}" if target.deployment else "",
                   f" content={content!r}" if self._catalog.settings.log_content and content is not None else "")
         await self._emit("on_attempt", attempt)
-        return cost
+        return breakdown
 
     async def aclose(self) -> None:
         await self._engine.aclose()

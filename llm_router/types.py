@@ -29,6 +29,22 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """What a call cost, in USD, by what was billed; `total` is the call's `cost`."""
+
+    input: float = 0.0  # uncached input tokens
+    cached_input: float = 0.0
+    cache_write: float = 0.0
+    output: float = 0.0  # output tokens other than reasoning; image models: the images
+    reasoning: float = 0.0
+    fees: float = 0.0  # per-request fees
+
+    @property
+    def total(self) -> float:
+        return self.input + self.cached_input + self.cache_write + self.output + self.reasoning + self.fees
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One model tried during a call: what happened there and how long it took."""
 
@@ -88,6 +104,7 @@ class LLMResponse:
     native_finish_reason: str | None = None  # the provider's own; `finish_reason` is normalised
     reasoning: str | None = None  # the reasoning text or summary, where the provider returns one
     extra: dict[str, Any] = field(default_factory=dict)  # values of the provider's declared `extra:` paths
+    cost_breakdown: CostBreakdown | None = None  # None exactly when cost is None
 
 
 @dataclass(slots=True)
@@ -107,3 +124,4 @@ class StreamChunk:
     message: dict[str, Any] | None = None
     native_finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cost_breakdown: CostBreakdown | None = None

@@ -146,7 +146,7 @@ CASES = [
     ("image-model-without-per-image", {"providers.d/acme.yaml": POLL_PROVIDER.replace("done: [Ready, Pending]  #!", "done: [Ready]"),
                                        "models.d/m.yaml": with_marked_line(IMAGE_MODEL, "    pricing: {per_image: 0.04}",
                                                                            "    pricing: {input_per_million: 1}")},
-     "an image model's pricing needs per_image or per_image_by_size"),
+     "an image model's pricing needs per_image, per_image_by_size or per_image_by_quality"),
     ("extends-unknown-provider", {"providers.d/acme.yaml": "extends: openai-compat  #!\nname: acme\nbase_url: https://a.test\n",
                                   "providers.d/base.yaml": PROVIDER.replace("name: acme", "name: openai-compatible"),
                                   "models.d/m.yaml": MODEL}, "extends unknown provider 'openai-compat'; did you mean 'openai-compatible'?"),

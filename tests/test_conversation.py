@@ -23,7 +23,7 @@ TOOLS = [
 ]
 CALLS = [
     {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-    {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}},
+    {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
 ]
 HISTORY = [
     {"role": "system", "content": "be brief"},
@@ -193,6 +193,9 @@ def test_tools_are_not_params_so_a_model_allow_list_does_not_refuse_them(router)
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]},
         {"role": "tool", "tool_call_id": "c", "content": "x"}]}, "not valid JSON"),
     ({"messages": [HISTORY[1], {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "x"}]}, "use '{}' for a call without arguments"),
+    ({"messages": [HISTORY[1], {"role": "assistant", "content": None, "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}]}, "must be JSON text"),
     ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, r"tools\[0\].function.name"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]}, "JSON Schema object"),
@@ -236,7 +239,7 @@ async def test_openai_tool_call_turn_with_null_content_is_a_success_not_a_fallba
         await router.aclose()
     assert resp.content is None and resp.finish_reason == "tool_calls" and resp.native_finish_reason == "tool_calls"
     assert [(c.id, c.name, c.arguments, c.parsed) for c in resp.tool_calls] == [
-        ("call_a", "get_weather", '{"city": "Paris"}', {"city": "Paris"}), ("call_b", "get_time", "", {})]
+        ("call_a", "get_weather", '{"city": "Paris"}', {"city": "Paris"}), ("call_b", "get_time", "{}", {})]
     assert resp.message == {"role": "assistant", "content": None, "tool_calls": CALLS}
     assert [(a.model, a.ok) for a in resp.attempts] == [("gpt-4.1", True)]
 

@@ -114,7 +114,7 @@ async def test_o3_falling_back_to_claude_gives_claude_the_equivalent_effort():
         resp = await router.query("o3", HI, reasoning_effort="high", fallback_model="claude-sonnet-4-5",
                                   fallback_config={"reasoning_effort": "high"})
         await router.aclose()
-        sent = [r.json() for r in srv.requests if r.path == "/v1/messages"][0]
+        sent = next(r.json() for r in srv.requests if r.path == "/v1/messages")
     assert resp.model_name == "claude-sonnet-4-5"
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 4096} and sent["max_tokens"] == 4096 + 1024
     openai_sent = next(r.json() for r in srv.requests if r.path == "/v1/chat/completions")
@@ -130,7 +130,7 @@ async def test_a_fallback_that_cannot_map_the_effort_goes_without_it():
         resp = await router.query("gpt-5", HI, reasoning_effort="minimal", fallback_model="claude-sonnet-4-5",
                                   fallback_config={"reasoning_effort": "minimal"})
         await router.aclose()
-        sent = [r.json() for r in srv.requests if r.path == "/v1/messages"][0]
+        sent = next(r.json() for r in srv.requests if r.path == "/v1/messages")
     assert resp.model_name == "claude-sonnet-4-5" and "thinking" not in sent
 
 

@@ -295,7 +295,10 @@ def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
 def _pricing(data: Any) -> m.Pricing | None:
     if data == "unknown":
         return None
-    return m.Pricing(**{**data, "per_image_by_size": MappingProxyType(data.get("per_image_by_size", {}))})
+    tiers = sorted((m.PriceTier(**t) for t in data.get("tiers", ())), key=lambda t: t.above_input_tokens)
+    by_quality = {q: MappingProxyType(dict(sizes)) for q, sizes in data.get("per_image_by_quality", {}).items()}
+    return m.Pricing(**{**data, "per_image_by_size": MappingProxyType(data.get("per_image_by_size", {})),
+                        "tiers": tuple(tiers), "per_image_by_quality": MappingProxyType(by_quality)})
 
 
 def _deployments(data: list[dict[str, Any]], upstream: str, pricing: m.Pricing | None) -> tuple[m.Deployment, ...]:

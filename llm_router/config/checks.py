@@ -177,8 +177,12 @@ def _check_served_by(
 def _check_pricing(model: ModelConfig, p: Pricing, at: str, fail: Callable[[ModelConfig, str, str], None]) -> None:
     if model.kind == "chat" and (p.input_per_million is None or p.output_per_million is None):
         fail(model, at, "a chat model's pricing needs input_per_million and output_per_million (or `pricing: unknown`)")
-    if model.kind == "image" and p.per_image is None and not p.per_image_by_size:
-        fail(model, at, "an image model's pricing needs per_image or per_image_by_size (or `pricing: unknown`)")
+    if model.kind == "image" and p.per_image is None and not p.per_image_by_size and not p.per_image_by_quality:
+        fail(model, at, "an image model's pricing needs per_image, per_image_by_size or per_image_by_quality "
+                        "(or `pricing: unknown`)")
+    thresholds = [t.above_input_tokens for t in p.tiers]
+    if len(set(thresholds)) != len(thresholds):
+        fail(model, f"{at}.tiers", "two price tiers have the same above_input_tokens; each threshold once")
 
 
 def check_router(settings: RouterSettings, doc: Doc | None, models: Mapping[str, ModelConfig],

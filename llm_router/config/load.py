@@ -126,8 +126,9 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
             raw.problems.append(Problem(str(directory), None, "config dir does not exist (expected a dir holding providers.d/ and models.d/)"))
             continue
         provider_files, model_files, router_file = config_files(directory)
-        if not provider_files and not model_files and router_file is None:
-            raw.problems.append(Problem(str(directory), None, "no providers.d/*.yaml, models.d/*.yaml or router.yaml here"))
+        if not provider_files and not model_files and router_file is None and not (directory / "gateway.yaml").is_file():
+            raw.problems.append(Problem(str(directory), None,
+                                        "no providers.d/*.yaml, models.d/*.yaml, router.yaml or gateway.yaml here"))
         layer_providers: dict[str, Doc] = {}
         layer_models: dict[str, Doc] = {}
         for path in provider_files:

@@ -253,6 +253,17 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceTier:
+    """Prices for a whole request whose input exceeds `above_input_tokens` (None: the base price)."""
+
+    above_input_tokens: int
+    input_per_million: float | None = None
+    output_per_million: float | None = None
+    cached_input_per_million: float | None = None
+    cache_write_per_million: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     input_per_million: float | None = None
     output_per_million: float | None = None
@@ -260,6 +271,10 @@ class Pricing:
     cache_write_per_million: float | None = None
     per_image: float | None = None
     per_image_by_size: Mapping[str, float] = field(default_factory=_empty)
+    reasoning_per_million: float | None = None
+    tiers: tuple[PriceTier, ...] = ()  # by ascending threshold
+    per_image_by_quality: Mapping[str, Mapping[str, float]] = field(default_factory=_empty)
+    per_request: float | None = None
     source: str = ""
 
 

@@ -17,9 +17,9 @@ from ..config.model import Operation, ProviderConfig
 from ..errors import ProviderError, ServerError, StreamInterrupted
 from ..secrets import Redactor
 from ..types import Usage
+from .conversation import NO_OPTIONS, RequestOptions
 from .extract import extract, text_or_none, usage_of
 from .poll import poll_until_done
-from .conversation import NO_OPTIONS, RequestOptions
 from .reply import StreamAssembler, Turn, read_turn
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
 from .send import make_client, open_stream, send_json, transport_error, with_retries
@@ -56,6 +56,14 @@ class EngineResult:
     status: int
     tries: int
     turn: Turn | None = None  # chat text: tool calls, reasoning, state, the assistant message
+
+
+def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -> None:
+    """The forced tool that carries a structured answer streams as text, as query() returns it."""
+    answer = [d.arguments for d in event.tool_call_deltas if assembler.is_call(d.index, tool)]
+    if answer:
+        event.delta = (event.delta or "") + "".join(answer)
+        event.tool_call_deltas = [d for d in event.tool_call_deltas if not assembler.is_call(d.index, tool)]
 
 
 class Engine:
@@ -157,6 +165,8 @@ class Engine:
         try:
             async for event in events:
                 event.tries = tries
+                if request.structured_tool is not None and event.tool_call_deltas:
+                    _as_answer_text(event, assembler, request.structured_tool)
                 if event.delta:
                     received += len(event.delta)
                 received += sum(len(d.arguments) + 1 for d in event.tool_call_deltas)

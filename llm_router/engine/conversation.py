@@ -116,7 +116,7 @@ def _structured(spec: Conversation, options: RequestOptions, model_mode: str | N
     fmt = options.response_format
     kind = fmt.get("type") if fmt is not None else None
     mode = model_mode if model_mode is not None and kind == "json_schema" else spec.structured_output
-    if mode != "tool" or kind not in ("json_schema", "json_object"):
+    if fmt is None or mode != "tool" or kind not in ("json_schema", "json_object"):
         return options.tools, options.tool_choice, fmt, None
     schema_spec = fmt.get("json_schema") or {}
     name = schema_spec.get("name") or STRUCTURED_TOOL
@@ -132,6 +132,35 @@ def _tool_vars(tool: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": function["name"], "description": function.get("description"),
             "parameters": function.get("parameters") or {"type": "object", "properties": {}},
             "strict": function.get("strict")}
+
+
+def _results_in_call_order(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The tool results after an assistant turn, in the order of its calls: wire formats that pair
+    results with calls by position (Gemini, for calls without ids) then pair them right."""
+    ordered = list(messages)
+    for i, message in enumerate(ordered):
+        calls = message.get("tool_calls")
+        if not calls:
+            continue
+        end = i + 1
+        while end < len(ordered) and ordered[end].get("role") == "tool":
+            end += 1
+        place = {call["id"]: n for n, call in enumerate(calls)}
+        ordered[i + 1:end] = sorted(ordered[i + 1:end], key=lambda m: place.get(m["tool_call_id"], len(place)))
+    return ordered
+
+
+def _strings_in(value: Any, depth: int = 0) -> frozenset[str]:
+    """Every string in provider state (ids the provider issued appear there); depth-bounded."""
+    if isinstance(value, str):
+        return frozenset({value})
+    if depth > 8:
+        return frozenset()
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+    found: set[str] = set()
+    for item in items:
+        found |= _strings_in(item, depth + 1)
+    return frozenset(found)
 
 
 def parse_arguments(text: Any) -> Any:
@@ -170,11 +199,11 @@ class _Converter:
 
     def messages(self, messages: Sequence[Mapping[str, Any]]) -> list[Any]:
         spec = self.spec
-        names: dict[str, str] = {}  # tool call id → function name, for wire formats that name results
+        calls: dict[str, tuple[str, bool]] = {}  # tool call id → (function name, whether this wire issued the id)
         turns: list[tuple[str, Any]] = []  # (wire role, parts list or a plain string)
-        for message in messages:
+        for message in _results_in_call_order(messages):
             role = message["role"]
-            body = self._parts(message, names)
+            body = self._parts(message, calls)
             wire_role = spec.roles.get(role, role)
             if spec.merge_consecutive and turns and turns[-1][0] == wire_role:
                 turns[-1] = (wire_role, self._as_list(turns[-1][1]) + self._as_list(body))
@@ -190,7 +219,7 @@ class _Converter:
     def _text_part(self, text: str) -> Any:
         return self.render(self.spec.parts.text, {"part": {"type": "text", "text": text}}, "text parts")
 
-    def _parts(self, message: Mapping[str, Any], names: dict[str, str]) -> Any:
+    def _parts(self, message: Mapping[str, Any], known: dict[str, tuple[str, bool]]) -> Any:
         role = message["role"]
         content = message.get("content")
         if role == "tool":
@@ -200,15 +229,18 @@ class _Converter:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = None
-            result = {"call_id": call_id, "name": names.get(call_id), "content": text,
+            name, native = known.get(call_id, (None, False))
+            result = {"call_id": call_id, "native_id": call_id if native else None, "name": name, "content": text,
                       "json": parsed if isinstance(parsed, dict) else None}
             return [self.render(self.spec.parts.tool_result, {"result": result}, "tool results")]
         calls = message.get("tool_calls") or ()
-        for call in calls:
-            names[call["id"]] = call["function"]["name"]
         state = message.get(STATE_KEY)
-        if role == "assistant" and isinstance(state, Mapping) and state.get("wire") == self.spec.wire:
-            return list(state.get("data") or ())
+        replayed = role == "assistant" and isinstance(state, Mapping) and state.get("wire") == self.spec.wire
+        issued = _strings_in(state.get("data")) if replayed and calls else frozenset()  # type: ignore[union-attr]
+        for call in calls:
+            known[call["id"]] = (call["function"]["name"], call["id"] in issued)
+        if replayed:
+            return list(state.get("data") or ())  # type: ignore[union-attr]
         if isinstance(content, str) and not calls and self.spec.text_content == "string":
             return content
         parts = [self._part(p) for p in ([{"type": "text", "text": content}] if isinstance(content, str) else content or ())]
@@ -228,7 +260,7 @@ class _Converter:
         if kind == "image_url":
             image = part["image_url"]
             url, detail = (image.get("url"), image.get("detail")) if isinstance(image, Mapping) else (image, None)
-            match = _DATA_URL.match(url)
+            match = _DATA_URL.match(url) if isinstance(url, str) else None
             if match:
                 variables = {"media_type": match["mime"], "data": match["data"], "detail": detail}
                 return self.render(templates.image_data, {"part": variables}, "inline images")

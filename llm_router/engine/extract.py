@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..config.model import Extraction, UsagePaths
 from ..paths import JSONPath
 from ..types import Usage
 
+log = logging.getLogger("llm_router")
+
+
+MAX_TOKEN_COUNT = 1_000_000_000  # a count above this is a provider's bug, not usage
+
 
 def _sum(paths: tuple[JSONPath, ...], data: Any) -> int | None:
+    """The counts the paths find, added; a count that is not a finite number from 0 to a billion is
+    ignored with a warning (it must never become a negative cost or an exception)."""
     total = None
     for path in paths:
         value = path.first(data)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            total = (total or 0) + int(value)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_TOKEN_COUNT:
+            shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
+            log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
+            continue
+        total = (total or 0) + int(value)
     return total
 
 

@@ -72,7 +72,7 @@ def tool_calls_of(paths: ToolCallPaths | None, data: Any) -> list[ToolCall]:
         if not isinstance(name, str) or not name:
             continue
         call_id = paths.id.first(item) if paths.id is not None else None
-        text = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None)
+        text = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None) or "{}"
         calls.append(ToolCall(str(call_id) if call_id else new_call_id(), name, text, parse_object(text)))
     return calls
 
@@ -214,10 +214,13 @@ class StreamAssembler:
                 self._calls[place][2].append(fragment)
         return deltas
 
+    def is_call(self, place: int, name: str) -> bool:
+        return bool(self._calls[place][1] == name)
+
     def turn(self, operation: Operation, structured_tool: str | None) -> Turn:
         calls = []
         for call_id, name, fragments in self._calls:
-            text = "".join(fragments)
+            text = "".join(fragments) or "{}"  # a call without arguments
             calls.append(ToolCall(call_id, name, text, parse_object(text)))
         turn = Turn(
             content="".join(self._text) if self._text else None,
