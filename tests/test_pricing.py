@@ -11,7 +11,7 @@ from mockserver import MockServer, Reply, gemini_reply, openai_chat_reply, opena
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
-from llm_router.config.model import Pricing, PriceTier
+from llm_router.config.model import PriceTier, Pricing
 from llm_router.pricing import price
 from llm_router.types import CostBreakdown, Usage
 
