@@ -88,10 +88,19 @@ TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
+CACHE_OVERRIDES = {"system": bool, "tools": bool, "last_turns": int}
+
+
 def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
-                  response_format: Any) -> RequestOptions:
-    """The caller's tools, tool_choice, parallel_tool_calls and response_format, and the tool
-    history in `messages`, checked before anything is sent."""
+                  response_format: Any, prompt_cache: Any = None) -> RequestOptions:
+    """The caller's tools, tool_choice, parallel_tool_calls, response_format and prompt_cache, and
+    the tool history in `messages`, checked before anything is sent."""
+    if prompt_cache is not None and not isinstance(prompt_cache, bool):
+        if not isinstance(prompt_cache, dict) or any(
+                k not in CACHE_OVERRIDES or type(v) is not CACHE_OVERRIDES[k] for k, v in prompt_cache.items()):
+            raise InvalidRequestError("prompt_cache must be true, false or {'system': bool, 'tools': bool, 'last_turns': int}")
+        if not 0 <= prompt_cache.get("last_turns", 0) <= 8:
+            raise InvalidRequestError("prompt_cache last_turns must be from 0 to 8")
     names = _check_tools(tools)
     if tool_choice is not None:
         _check_tool_choice(tool_choice, names)
@@ -101,7 +110,7 @@ def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_cal
         _check_response_format(response_format)
     if isinstance(messages, list):
         _check_tool_history(messages)
-    return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format)
+    return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
 
 
 def _check_tools(tools: Any) -> set[str]:

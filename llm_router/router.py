@@ -244,11 +244,12 @@ class Router:
         return Call(target.provider, planned.model.kind, target.context, messages, prompt, planned.params, target.credentials,
                     options, planned.reasoning)
 
-    @staticmethod
-    def _options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
-                 response_format: Any) -> tuple[RequestOptions, frozenset[str]]:
-        """The call's tool and output options, checked, and the capabilities a model needs to take it."""
-        options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+    def _options(self, messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
+                 response_format: Any, prompt_cache: Any) -> tuple[RequestOptions, frozenset[str]]:
+        """The call's tool, output and cache options, checked, and the capabilities a model needs to take it."""
+        if prompt_cache is None:
+            prompt_cache = self._catalog.settings.prompt_cache
+        options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
         return options, needed_capabilities(messages, options)
 
     def _missing(self, model: ModelConfig, needs: frozenset[str]) -> list[str]:
@@ -261,11 +262,12 @@ class Router:
 
     def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False, *,
                tools: list[dict[str, Any]] | None = None, tool_choice: Any = None, parallel_tool_calls: bool | None = None,
-               response_format: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+               response_format: dict[str, Any] | None = None, prompt_cache: bool | dict[str, Any] | None = None,
+               **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
         messages, prompt = check_input(primary, messages, prompt, params)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
         missing = self._missing(primary, needs)
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
@@ -285,15 +287,18 @@ class Router:
         tool_choice: str | dict[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
+        prompt_cache: bool | dict[str, Any] | None = None,
         **params: Any,
     ) -> LLMResponse:
         """Call a model (its deployments in the order of its strategy, then its fallbacks) and return
         its response. `tools`, `tool_choice`, `parallel_tool_calls` and `response_format` take OpenAI
         Chat Completions shapes and go to every model of the chain; a model that does not declare the
-        capability they need is skipped."""
+        capability they need is skipped. `prompt_cache=True` sends cache breakpoints where a provider
+        declares where they go (default: router.yaml's prompt_cache, off); a mapping ({'system',
+        'tools', 'last_turns'}) also overrides the provider's policy."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         async with aclosing(self._admitted(plan, messages, prompt, attempts, errors, needs=needs)) as admitted:
@@ -339,6 +344,7 @@ class Router:
         tool_choice: str | dict[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
+        prompt_cache: bool | dict[str, Any] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Yield text and tool-call deltas as they arrive; the last chunk carries the assembled tool
@@ -346,7 +352,7 @@ class Router:
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
         streamable = [p for p in plan
                       if p.model.streaming and any(self._can_stream(p.model, t) for t in self._route(p.model).targets)]
         if not streamable or streamable[0] is not plan[0]:

@@ -45,6 +45,7 @@ PAIRS = [
     ("call_ids", PROVIDER["$defs"]["operation"]["properties"]["call_ids"], m.CallIds),
     ("conversation", PROVIDER["$defs"]["conversation"], m.Conversation),
     ("conversation_parts", PROVIDER["$defs"]["conversation"]["properties"]["parts"], m.PartTemplates),
+    ("cache_breakpoints", PROVIDER["$defs"]["conversation"]["properties"]["cache"], m.CacheBreakpoints),
     ("poll", PROVIDER["$defs"]["poll"], m.PollSpec),
     ("poll_url", PROVIDER["$defs"]["poll"]["properties"]["url"], m.PollUrl),
     ("poll_backoff", PROVIDER["$defs"]["poll"]["properties"]["backoff"], m.PollBackoff),

@@ -145,6 +145,8 @@ def _conversation(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Conversat
             kind: b.template(parts.get(kind), (*at, "parts", kind), frozenset({var})) for kind, var in PART_VARS.items()
         }),
         tool=b.template(data.get("tool"), (*at, "tool"), frozenset({"tool"})),
+        cache=m.CacheBreakpoints(**{**data["cache"], "marker": MappingProxyType(dict(data["cache"]["marker"]))})
+        if "cache" in data else None,
         tool_choice=MappingProxyType({
             k: t for k, v in data.get("tool_choice", {}).items()
             if (t := b.template(v, (*at, "tool_choice", k), frozenset({"name", "parallel"}))) is not None
@@ -366,6 +368,7 @@ def build_settings(doc: Doc | None) -> m.RouterSettings:
         fallback_on=frozenset(data["fallback_on"]) if "fallback_on" in data else defaults.fallback_on,
         limit_wait_s=data.get("limit_wait_s", defaults.limit_wait_s),
         log_content=data.get("log_content", defaults.log_content),
+        prompt_cache=data.get("prompt_cache", defaults.prompt_cache),
         strategy=data.get("strategy", defaults.strategy),
         cooldown=_cooldown(data.get("cooldown")),
         budgets=tuple(m.Budget(**b) for b in data.get("budgets", ())),

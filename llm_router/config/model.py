@@ -180,6 +180,16 @@ class PartTemplates:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheBreakpoints:
+    """Where prompt-cache markers go, for wire formats that need them placed (Anthropic)."""
+
+    marker: Mapping[str, Any]
+    system: bool = False
+    tools: bool = False
+    last_turns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """How canonical messages, tools and output formats map to one wire format."""
 
@@ -193,6 +203,7 @@ class Conversation:
     tool: CompiledTemplate | None = None  # variable: tool {name, description, parameters, strict}
     tool_choice: Mapping[str, CompiledTemplate] = field(default_factory=_empty)  # auto|none|required|function
     structured_output: str = "native"  # native | tool (a forced single tool whose input is the answer)
+    cache: CacheBreakpoints | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +389,7 @@ class RouterSettings:
     )
     limit_wait_s: float = 10
     log_content: bool = False
+    prompt_cache: bool = False  # cache breakpoints for calls that do not say (prompt_cache=)
     strategy: str = "ordered"
     cooldown: Cooldown | None = None  # None: no cooldowns unless a model declares one
     budgets: tuple[Budget, ...] = ()

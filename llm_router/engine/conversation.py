@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.model import Conversation
+from ..config.model import CacheBreakpoints, Conversation
 from ..errors import InvalidRequestError
 from ..templating import DROP, CompiledTemplate, TemplateRenderError, system_text, text_of
 
@@ -37,6 +37,7 @@ class RequestOptions:
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     response_format: Mapping[str, Any] | None = None
+    prompt_cache: bool | Mapping[str, Any] | None = None  # True: cache breakpoints; a mapping also overrides the policy
 
 
 NO_OPTIONS = RequestOptions()
@@ -67,7 +68,7 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
         system = system_text(messages)
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
     tools, tool_choice, response_format, structured = _structured(spec, options, structured_output)
-    return WireRequest({
+    variables = {
         "messages": converter.messages(messages) if messages is not None else None,
         "system": system,
         "tools": [converter.render(spec.tool, {"tool": _tool_vars(t)}, "tool") for t in tools]
@@ -75,7 +76,10 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
         "tool_choice": converter.tool_choice(tool_choice, options.parallel_tool_calls, bool(tools)),
         "parallel_tool_calls": options.parallel_tool_calls,
         "response_format": response_format,
-    }, structured)
+    }
+    if spec.cache is not None and options.prompt_cache not in (None, False):
+        converter.place_cache_markers(variables, spec.cache, options.prompt_cache)
+    return WireRequest(variables, structured)
 
 
 def _fit_call_ids(messages: list[Any], length: int) -> list[Any]:
@@ -185,6 +189,32 @@ class _Converter:
         except TemplateRenderError as exc:
             raise InvalidRequestError(f"{self.where}: could not write {what}: {exc}") from None
         return None if value is DROP else value
+
+    def place_cache_markers(self, variables: dict[str, Any], policy: CacheBreakpoints, override: Any) -> None:
+        """Merge the marker into the last block of the system text, the tools and the latest user turns."""
+        chosen = {"system": policy.system, "tools": policy.tools, "last_turns": policy.last_turns}
+        if isinstance(override, Mapping):
+            chosen.update(override)
+        marker = dict(policy.marker)
+        if chosen["system"] and variables["system"]:
+            variables["system"] = [{**self._text_part(variables["system"]), **marker}]
+        if chosen["tools"] and variables["tools"]:
+            variables["tools"] = [*variables["tools"][:-1], {**variables["tools"][-1], **marker}]
+        turns = chosen["last_turns"]
+        messages = variables["messages"] or []
+        user = self.spec.roles.get("user", "user")
+        for i in reversed(range(len(messages))):
+            if turns <= 0:
+                break
+            message = messages[i]
+            content_key = "content" if "content" in message else "parts"
+            if message.get("role") != user or not message.get(content_key):
+                continue
+            blocks = message[content_key]
+            blocks = [self._text_part(blocks)] if isinstance(blocks, str) else list(blocks)
+            blocks[-1] = {**blocks[-1], **marker}
+            messages[i] = {**message, content_key: blocks}
+            turns -= 1
 
     def tool_choice(self, choice: Any, parallel: bool | None, has_tools: bool) -> Any:
         table = self.spec.tool_choice
