@@ -288,10 +288,35 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--stream", action="store_true", help="record a streamed call")
     rec.set_defaults(func=cmd_record, system=None)
 
+    prices = sub.add_parser("prices", help="compare the catalog's prices with a models.dev price data file")
+    prices.add_argument("dirs", nargs="*")
+    prices.add_argument("--check", required=True, metavar="FILE", help="price data in the models.dev format (api.json)")
+    prices.add_argument("--write", action="store_true", help="write the differing prices into the YAML, in place")
+    prices.add_argument("--verbose", action="store_true", help="also list the models the price data has no price for")
+    prices.set_defaults(func=cmd_prices)
     demo = sub.add_parser("demo", help="run a real query offline against a loopback demo provider")
     demo.add_argument("prompt", nargs="?", default="hello from llm-router")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    from .prices import PriceDataError, compare, read_price_data, write
+
+    try:
+        data = read_price_data(args.check)
+    except PriceDataError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    diffs, unmatched = compare(_dirs(args), data, dict(os.environ))
+    left = write(diffs) if args.write else diffs
+    for diff in diffs:
+        print(diff if diff in left else f"{diff} (written)")
+    if unmatched and args.verbose:
+        print(f"no price data for: {', '.join(unmatched)}", file=sys.stderr)
+    written = len(diffs) - len(left)
+    print(f"{'✓' if not left else '✗'} {len(diffs)} price(s) differ{f', {written} written' if args.write else ''}; "
+          f"{len(unmatched)} model(s) not in the price data", file=sys.stderr)
+    return 1 if left else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

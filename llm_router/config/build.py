@@ -283,7 +283,7 @@ def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
         name=data["name"],
         base_url=data.get("base_url", "").rstrip("/"),
         file=doc.file,
-        **_given(data, "description", "abstract", "max_connections"),
+        **_given(data, "description", "price_sheet_id", "abstract", "max_connections"),
         base_url_env=data.get("base_url_env"),
         auth=m.Auth(**auth) if auth else None,
         headers=MappingProxyType(dict(data.get("headers", {}))),

@@ -252,6 +252,7 @@ class ProviderConfig:
     base_url: str
     file: str = ""
     description: str = ""
+    price_sheet_id: str | None = None  # its id in price data files (models.dev); None: its name
     abstract: bool = False
     base_url_env: str | None = None
     auth: Auth | None = None
