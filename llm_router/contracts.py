@@ -30,14 +30,15 @@ from .config.schema import check
 from .errors import Problem, RouterError
 from .router import Router
 from .secrets import MASK
-from .types import ToolCall
+from .types import CostBreakdown, ToolCall
 
 REPLAY_KEY = "sk-contract-replay-key-000"
 REPLY_BODIES = ("body", "text", "sse")
 SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "native_finish_reason", "tool_calls", "message",
-                  "reasoning", "usage", "cost", "chunks", "tool_call_deltas")
+                  "reasoning", "usage", "cost", "cost_breakdown", "chunks", "tool_call_deltas")
 STREAM_ONLY_FIELDS = ("chunks", "tool_call_deltas")
-CALL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")  # router keyword args, not params
+CALL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "prompt_cache")  # router keyword args, not params
+COST_PARTS = ("input", "cached_input", "cache_write", "output", "reasoning", "fees")  # CostBreakdown's fields
 
 
 @dataclass
@@ -249,8 +250,8 @@ async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
             async for chunk in router.stream(call["model"], call.get("messages"), **kwargs):
                 if chunk.is_final:
                     outcome.update(finish_reason=chunk.finish_reason, native_finish_reason=chunk.native_finish_reason,
-                                   usage=chunk.usage, cost=chunk.cost, tool_calls=chunk.tool_calls,
-                                   message=chunk.message)
+                                   usage=chunk.usage, cost=chunk.cost, cost_breakdown=chunk.cost_breakdown,
+                                   tool_calls=chunk.tool_calls, message=chunk.message)
                     continue
                 if chunk.delta:
                     chunks.append(chunk.delta)
@@ -264,8 +265,8 @@ async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
             response = await router.query(call["model"], call.get("messages"), **kwargs)
             outcome.update(content=response.content, content_kind=response.content_kind,
                            finish_reason=response.finish_reason, native_finish_reason=response.native_finish_reason,
-                           usage=response.usage, cost=response.cost, tool_calls=response.tool_calls,
-                           message=response.message, reasoning=response.reasoning)
+                           usage=response.usage, cost=response.cost, cost_breakdown=response.cost_breakdown,
+                           tool_calls=response.tool_calls, message=response.message, reasoning=response.reasoning)
     except RouterError as exc:
         outcome["error"] = exc
     return outcome
@@ -414,7 +415,19 @@ def _outcome_diffs(expect: Mapping[str, Any], outcome: Mapping[str, Any], sent: 
             diffs.append(f"usage.{key}: expected {value}, got {got}")
     if "cost" in expect and not _same_cost(expect["cost"], outcome.get("cost")):
         diffs.append(f"cost: expected {expect['cost']}, got {outcome.get('cost')}")
+    if "cost_breakdown" in expect:
+        diffs += _breakdown_diffs(expect["cost_breakdown"], outcome.get("cost_breakdown"))
     return diffs
+
+
+def _breakdown_diffs(expected: Mapping[str, float] | None, got: CostBreakdown | None) -> list[str]:
+    """The cost by what was billed: only the parts the contract gives, each to 1e-9 like cost."""
+    if expected is None and got is None:
+        return []
+    if expected is None or got is None:
+        return [f"cost_breakdown: expected {_short(expected)}, got {_short(dataclasses.asdict(got)) if got else 'null'}"]
+    return [f"cost_breakdown.{part}: expected {expected[part]}, got {getattr(got, part)}"
+            for part in COST_PARTS if part in expected and not _same_cost(expected[part], getattr(got, part))]
 
 
 def _tool_call_diffs(expected: Sequence[Mapping[str, Any]], got: Sequence[ToolCall]) -> list[str]:

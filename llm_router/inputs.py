@@ -10,6 +10,7 @@ from typing import Any
 
 from .config.model import ModelConfig
 from .engine import RequestOptions
+from .engine.conversation import NO_OPTIONS
 from .errors import InvalidRequestError
 from .templating import last_user_text
 
@@ -101,6 +102,9 @@ def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_cal
             raise InvalidRequestError("prompt_cache must be true, false or {'system': bool, 'tools': bool, 'last_turns': int}")
         if not 0 <= prompt_cache.get("last_turns", 0) <= 8:
             raise InvalidRequestError("prompt_cache last_turns must be from 0 to 8")
+    if tools is None and tool_choice is None and parallel_tool_calls is None and response_format is None and (
+            prompt_cache is None or isinstance(prompt_cache, bool)) and not _has_tool_history(messages):
+        return RequestOptions(prompt_cache=prompt_cache) if prompt_cache else NO_OPTIONS  # the common call: nothing to check
     names = _check_tools(tools)
     if tool_choice is not None:
         _check_tool_choice(tool_choice, names)
@@ -219,6 +223,8 @@ def _check_tool_history(messages: list[Any]) -> None:
 
 def needed_capabilities(messages: Any, options: RequestOptions) -> frozenset[str]:
     """What a model must declare to take this call: tools, vision, structured_output."""
+    if options is NO_OPTIONS and not _has_images(messages):
+        return NO_NEEDS
     needs = set()
     if options.tools or options.tool_choice is not None or _has_tool_history(messages):
         needs.add("tools")
@@ -230,12 +236,18 @@ def needed_capabilities(messages: Any, options: RequestOptions) -> frozenset[str
     return frozenset(needs)
 
 
+NO_NEEDS: frozenset[str] = frozenset()
+
+
 def _has_tool_history(messages: Any) -> bool:
-    return isinstance(messages, list) and any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+    return isinstance(messages, list) and any("tool_calls" in m or m["role"] == "tool" for m in messages)
 
 
 def _has_images(messages: Any) -> bool:
-    return isinstance(messages, list) and any(
-        isinstance(m.get("content"), list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
-        for m in messages
-    )
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content")
+        if type(content) is list and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+            return True
+    return False

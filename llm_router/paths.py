@@ -62,7 +62,22 @@ class JSONPath:
         if steps is None:
             values = self.all(data)
             return values[0] if values else None
-        return _walk(data, steps)
+        for step in steps:  # _walk, inlined: this runs several times per reply
+            if isinstance(step, str):
+                if type(data) is not dict:
+                    return None
+                data = data.get(step)
+                if data is None:
+                    return None
+            else:
+                if type(data) is not list or not -len(data) <= step < len(data):
+                    return None
+                data = data[step]
+        return data
+
+    @property
+    def singular(self) -> bool:
+        return self._steps is not None
 
     def all(self, data: Any) -> list[Any]:
         """Every match, in document order (a singular path gives at most one)."""

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from .config.model import ModelConfig, Reasoning
 from .errors import InvalidRequestError
+
+log = logging.getLogger("llm_router")
 
 EFFORT, BUDGET = "reasoning_effort", "reasoning_budget"
 REASONING_PARAMS = frozenset({EFFORT, BUDGET})
@@ -34,6 +37,11 @@ def apply_reasoning(model: ModelConfig, params: dict[str, Any]) -> Mapping[str, 
     thinking = target.get("budget")
     if isinstance(thinking, int) and table.max_tokens is not None:
         _fit_output_cap(model, table, thinking, params)
+    dropped = sorted(table.drops & params.keys())
+    if dropped:
+        log.info("%s reasons: leaving out %s, which its API refuses beside reasoning", model.name, ", ".join(dropped))
+        for name in dropped:
+            del params[name]
     return MappingProxyType(target)
 
 

@@ -211,14 +211,12 @@ def is_template(value: str) -> bool:
 class CompiledTemplate:
     """A compiled YAML structure; `render(context)` builds a fresh value (or DROP)."""
 
-    __slots__ = ("render", "param_names", "variables", "keys")
+    __slots__ = ("render", "param_names", "variables")
 
-    def __init__(self, render: Renderer, param_names: frozenset[str], variables: frozenset[str],
-                 keys: frozenset[str] = frozenset()) -> None:
+    def __init__(self, render: Renderer, param_names: frozenset[str], variables: frozenset[str]) -> None:
         self.render = render
         self.param_names = param_names  # params.X named anywhere, so they are not merged again
         self.variables = variables
-        self.keys = keys  # the top-level keys of a mapping: the template owns them, params never set them
 
 
 def compile_structure(value: Any, allowed: frozenset[str], where: str = "") -> CompiledTemplate:
@@ -226,8 +224,7 @@ def compile_structure(value: Any, allowed: frozenset[str], where: str = "") -> C
     params: set[str] = set()
     variables: set[str] = set()
     render = _compile(value, allowed, where, params, variables)
-    keys = frozenset(str(k) for k in value) if isinstance(value, dict) else frozenset()
-    return CompiledTemplate(render, frozenset(params), frozenset(variables), keys)
+    return CompiledTemplate(render, frozenset(params), frozenset(variables))
 
 
 def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
@@ -291,8 +288,16 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             expression = ENV.compile_expression(whole["expr"], undefined_to_none=False)
         except TemplateError as exc:
             raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
+        _flatten_globals(expression._template)
 
         chain = _lookup_chain(ast)
+        variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
+
+        def render_variable(ctx: Mapping[str, Any]) -> Any:  # `{{ tools }}`: one dict lookup
+            if type(ctx) is dict:
+                value = ctx.get(variable)
+                return DROP if value is None else value
+            return render_expression(ctx)
 
         def render_expression(ctx: Mapping[str, Any]) -> Any:
             if chain is not None:  # `messages`, `model.upstream`: plain lookups, no Jinja context
@@ -307,11 +312,12 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
                 return DROP
             return result
 
-        return render_expression
+        return render_variable if variable is not None else render_expression
     try:
         template = ENV.from_string(source)
     except TemplateError as exc:
         raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
+    _flatten_globals(template)
 
     def render_text(ctx: Mapping[str, Any]) -> Any:
         try:
@@ -320,6 +326,13 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     return render_text
+
+
+def _flatten_globals(template: Any) -> None:
+    """A template's globals as one plain dict instead of Jinja's ChainMap over the environment's:
+    each render copies them into a new context, and copying a ChainMap was two thirds of the cost
+    of evaluating an expression (19 us → 7 us). The environment's globals never change after import."""
+    template.globals = dict(template.globals)
 
 
 _SLOW: Any = object()  # the fast lookup cannot decide; ask Jinja

@@ -322,6 +322,94 @@ def test_contract_problems_fail_the_run_with_file_and_line(tmp_path, capsys) -> 
     assert "replies[0]: give exactly one of body, text, sse (got body, text)" in out
 
 
+# --- reasoning, prompt caching and the cost by part -----------------------------------------------------
+
+
+def test_each_wire_format_has_reasoning_contracts_and_anthropic_a_prompt_cache_one() -> None:
+    contracts = [yaml.safe_load(p.read_text()) for p in sorted(CONTRACTS.glob("*.yaml"))]
+    for provider in ("openai", "anthropic", "gemini"):
+        mine = [c for c in contracts if c["provider"] == provider and "error" not in c["expect"]]
+        thinking = [c for c in mine if "reasoning_effort" in c["call"].get("params", {})]
+        assert thinking, f"{provider}: no reasoning_effort contract"
+        assert any("reasoning_tokens" in c["expect"].get("usage", {}) or c["expect"].get("reasoning") for c in thinking), provider
+    anthropic = [c for c in contracts if c["provider"] == "anthropic"]
+    assert any(c["call"].get("stream") and c["expect"].get("reasoning") and "provider_state" in c["expect"].get("message", {})
+               for c in anthropic if "reasoning_effort" in c["call"].get("params", {})), "no streamed thinking contract"
+    cached = [c for c in anthropic if c["call"].get("prompt_cache")]
+    assert any("cost_breakdown" in c["expect"] and "cache_control" in json.dumps(c["request"]["body"]) for c in cached)
+
+
+def test_prompt_cache_reaches_the_request(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-prompt-cache")
+    data["call"]["prompt_cache"] = False
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'request.body.tools[1].cache_control: missing (expected {"type": "ephemeral"})' in out
+    assert 'request.body.system: expected [{"type": "text"' in out and 'got "You are a support agent' in out
+    data["call"]["prompt_cache"] = {"system": False, "tools": True, "last_turns": 1}  # a mapping overrides the policy
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "request.body.system: expected" in out and "request.body.messages[0].content: expected" in out
+    assert "request.body.tools" not in out and "request.body.messages[2]" not in out
+
+
+def test_a_malformed_prompt_cache_or_cost_part_is_a_contract_problem(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-prompt-cache")
+    data["call"]["prompt_cache"] = {"everything": True}
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1 and "call.prompt_cache: {'everything': True} is not valid" in out
+    data = _contract("anthropic-chat-prompt-cache")
+    data["expect"]["cost_breakdown"]["total"] = 0.003963
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1 and "expect.cost_breakdown: unknown key 'total'" in out
+    data = _contract("anthropic-chat-429")
+    data["expect"]["cost_breakdown"] = None
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1 and "expect: cost_breakdown cannot be used with error" in out
+
+
+def test_cost_breakdown_compares_only_the_parts_given_to_1e_9(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-prompt-cache")
+    data["expect"]["cost_breakdown"] = {"cache_write": 0.001545 + 5e-10, "output": 0.00144}
+    _, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)), "--provider", "anthropic")
+    assert "PASS anthropic-chat-prompt-cache" in out.splitlines(), out
+    data["expect"]["cost_breakdown"] = {"cached_input": 0.00321, "cache_write": 0.001545}  # cache reads at the input price
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert "cost_breakdown.cached_input: expected 0.00321, got 0.000963" in out
+    assert "cost_breakdown.cache_write" not in out
+    data["expect"]["cost_breakdown"] = None
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1 and 'cost_breakdown: expected null, got {"input": 1.5e-05, "cached_input": 0.000963' in out
+
+
+def test_an_unpriced_model_has_no_cost_breakdown(tmp_path, capsys) -> None:
+    unpriced = MODELS.replace("pricing: {input_per_million: 1, output_per_million: 1}", "pricing: unknown")
+    data = {**ACME_CONTRACT, "replies": [{"body": {"output": {"text": "Hi"}}}],
+            "expect": {"content": "Hi", "cost": None, "cost_breakdown": None}}
+    files = {"providers.d/acme.yaml": PROVIDER, "models.d/acme.yaml": unpriced}
+    code, out, _ = _run(capsys, str(_layer(tmp_path, data, files=files)))
+    assert code == 0 and "PASS acme-chat" in out, out
+    data["expect"]["cost_breakdown"] = {"input": 0}
+    code, out, _ = _run(capsys, str(_layer(tmp_path, data, files=files)))
+    assert code == 1 and 'cost_breakdown: expected {"input": 0}, got null' in out
+
+
+def test_streamed_thinking_comes_back_as_reasoning_and_a_signed_block(tmp_path, capsys) -> None:
+    data = _contract("anthropic-chat-thinking-stream")
+    events = data["replies"][0]["sse"]
+    signature = next(e["data"]["delta"] for e in events if e["data"].get("delta", {}).get("type") == "signature_delta")
+    signature["signature"] = "Zm9yZ2Vk"
+    thinking = next(e["data"]["delta"] for e in events if e["data"].get("delta", {}).get("type") == "thinking_delta")
+    thinking["thinking"] = "Hard educ"
+    code, out, _ = _run(capsys, str(BUNDLED), str(_layer(tmp_path, data)))
+    assert code == 1
+    assert 'message.provider_state.data[0].signature: expected "c3ludGhldGljLXNpZ25hdHVyZS1maXh0dXJl' in out
+    assert 'got "Zm9yZ2Vk"' in out
+    assert 'reasoning: expected "Simple educational question' in out and 'got "Hard educational question' in out
+    assert "chunks:" not in out and "content:" not in out  # the text block is untouched
+
+
 # --- contracts are not runtime config ------------------------------------------------------------------
 
 

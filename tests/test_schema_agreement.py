@@ -72,6 +72,7 @@ RENAMED = {("poll_url", "from"): "from_", ("classify_when", "in"): "in_"}
 SCHEMA_ONLY = {("provider", "extends"): "merged away by the loader before the provider is built"}
 # Fields with no schema property: derived while building.
 DERIVED = {
+    ("stream", "own_keys"): "the keys of the stream block's own body",
     ("provider", "file"): "the file the provider came from",
     ("model", "name"): "the key under `models:`",
     ("model", "file"): "the file the model came from",

@@ -199,6 +199,7 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     route_by = data.get("route_by")
     return m.StreamSpec(
         body=compiled_body,
+        own_keys=frozenset(str(k) for k in data.get("body") or {}),
         path=b.template(data.get("path"), (*at, "path"), REQUEST_VARS),
         query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
         route_by=route_by,
@@ -328,6 +329,7 @@ def _reasoning(data: dict[str, Any] | None) -> m.Reasoning | None:
         efforts=MappingProxyType({k: m.ReasoningTarget(**v) for k, v in data["efforts"].items()}),
         budget=m.ReasoningBudget(**data["budget"]) if "budget" in data else None,
         max_tokens=m.ReasoningMaxTokens(**data["max_tokens"]) if "max_tokens" in data else None,
+        drops=frozenset(data.get("drops", ())),
     )
 
 

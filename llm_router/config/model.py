@@ -121,6 +121,7 @@ class StreamHandler:
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     body: CompiledTemplate  # derived: the operation body with the stream body deep-merged in
+    own_keys: frozenset[str] = frozenset()  # derived: the keys the stream block's own body sets (stream, stream_options)
     path: CompiledTemplate | None = None
     query: CompiledTemplate | None = None
     format: str = "sse"
@@ -338,6 +339,7 @@ class Reasoning:
     efforts: Mapping[str, ReasoningTarget]
     budget: ReasoningBudget | None = None
     max_tokens: ReasoningMaxTokens | None = None
+    drops: frozenset[str] = frozenset()  # params left out when the call reasons
 
 
 @dataclass(frozen=True, slots=True)

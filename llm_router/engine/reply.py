@@ -34,6 +34,9 @@ def joined(path: JSONPath | None, data: Any) -> str | None:
     """Every string the path finds, joined; None when it finds none."""
     if path is None:
         return None
+    if path.singular:
+        value = path.first(data)
+        return value if isinstance(value, str) else None
     texts = [v for v in path.all(data) if isinstance(v, str)]
     return "".join(texts) if texts else None
 

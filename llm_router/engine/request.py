@@ -51,7 +51,7 @@ class ProviderRuntime:
         # operation also never lets a param set what its stream block owns (`stream`, `stream_options`).
         self.placed_params: dict[tuple[str, bool], frozenset[str]] = {}
         for kind, op in config.operations.items():
-            owned = op.stream.body.keys if op.stream is not None and op.params.mode == "merge" else frozenset()
+            owned = op.stream.own_keys if op.stream is not None and op.params.mode == "merge" else frozenset()
             for streaming in (False, True):
                 template = op.stream.body if streaming and op.stream is not None else op.body
                 self.placed_params[(kind, streaming)] = owned | (template.param_names if template else frozenset())
