@@ -22,25 +22,26 @@ def router() -> Router:
     return Router.from_dir(env={})
 
 
+ADAPTIVE = {"low": ("effort", "low"), "medium": ("effort", "medium"), "high": ("effort", "high")}
 # name: (provider, upstream, {price field: value}, [(above_input_tokens, {field: value})], efforts or None)
 FLAGSHIPS = {
     "claude-opus-5-5": (
         "anthropic", "claude-opus-5-5",
         {"input_per_million": 4.0, "output_per_million": 20.0, "cached_input_per_million": 0.2,
          "cache_write_per_million": 5.0},
-        [], None),
+        [], ADAPTIVE),
     "claude-sonnet-5-5": (
         "anthropic", "claude-sonnet-5-5",
         {"input_per_million": 2.0, "output_per_million": 10.0, "cached_input_per_million": 0.1,
          "cache_write_per_million": 2.5},
-        [], None),
+        [], ADAPTIVE),
     "claude-haiku-5-5": (
         "anthropic", "claude-haiku-5-5",
         {"input_per_million": 0.1, "output_per_million": 0.5, "cached_input_per_million": 0.01,
          "cache_write_per_million": 0.125},
         [(100_000, {"input_per_million": 0.5, "output_per_million": 2.5, "cached_input_per_million": 0.05,
                     "cache_write_per_million": 0.625})],
-        None),
+        ADAPTIVE),
     "gpt-6.2-sol": (
         "openai", "gpt-6.2-sol",
         {"input_per_million": 2.0, "output_per_million": 10.0, "cached_input_per_million": 0.1,
@@ -134,13 +135,17 @@ def test_explicit_budgets_are_refused_where_the_api_has_none(router):
 
 
 @pytest.mark.parametrize("model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"])
-def test_claude_5_5_sends_no_thinking_budget_and_no_sampling_params(router, model):
+def test_claude_5_5_thinks_adaptively_by_effort_and_refuses_budgets_and_sampling(router, model):
     # Anthropic answers 400 to thinking {type: enabled, budget_tokens} and to non-default sampling params on
-    # Claude 5.5, and anthropic.yaml has no effort field yet: the router refuses them instead of sending them.
+    # Claude 5.5: reasoning_effort becomes thinking {type: adaptive} + output_config.effort; the rest is refused.
     body = router.render(model, HI)["body"]
-    assert "thinking" not in body
+    assert "thinking" not in body and "output_config" not in body
     assert body["max_tokens"] == 16000      # thinking is always adaptive and shares the output cap
-    for params in ({"reasoning_effort": "high"}, {"reasoning_budget": 4096}, {"temperature": 0.2}, {"top_k": 5}):
+    body = router.render(model, HI, reasoning_effort="medium")["body"]
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "medium"}
+    with pytest.raises(InvalidRequestError, match="not a reasoning_budget"):
+        router.render(model, HI, reasoning_budget=4096)
+    for params in ({"temperature": 0.2}, {"top_k": 5}):
         with pytest.raises(UnsupportedParamError):
             router.render(model, HI, **params)
     assert router.render(model, HI, max_tokens=2000)["body"]["max_tokens"] == 2000
