@@ -56,8 +56,12 @@ def _escape(text: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .contracts import check_dirs
+    from .gateway.config import check_gateway_dirs  # gateway.yaml files; needs no web framework
 
-    problems, files = check_dirs(_dirs(args), dict(os.environ))
+    dirs, env = _dirs(args), dict(os.environ)
+    problems, files = check_dirs(dirs, env)
+    gateway_problems, gateway_files = check_gateway_dirs(dirs, env)
+    problems, files = problems + gateway_problems, files + gateway_files
     if args.strict:
         problems = [Problem(p.file, p.line, p.message, "error", p.key) for p in problems]
     _print_problems(problems, args.format, files)
@@ -246,6 +250,16 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .gateway.server import ServeOptions, serve
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"error: llm-router serve needs the gateway extra ({exc.name} is not installed): "
+                         "pip install 'llm-router[gateway]'") from None
+    return serve(ServeOptions([str(d) for d in _dirs(args)], args.host, args.port, args.workers, args.graceful_timeout,
+                              args.log_level, not args.no_access_log))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-router", description="A declarative router for LLM and image APIs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--write", action="store_true", help="write the differing prices into the YAML, in place")
     prices.add_argument("--verbose", action="store_true", help="also list the models the price data has no price for")
     prices.set_defaults(func=cmd_prices)
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible HTTP gateway (needs the `gateway` extra)")
+    serve.add_argument("dirs", nargs="*", help="config dirs (default: the bundled catalog); gateway.yaml from the last that has one")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port (the log says which)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the socket")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0,
+                       help="seconds requests and streams in flight get to finish on SIGTERM")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    serve.add_argument("--no-access-log", action="store_true", help="no log line per request")
+    serve.set_defaults(func=cmd_serve)
+
     demo = sub.add_parser("demo", help="run a real query offline against a loopback demo provider")
     demo.add_argument("prompt", nargs="?", default="hello from llm-router")
     demo.set_defaults(func=cmd_demo)

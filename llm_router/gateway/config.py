@@ -16,6 +16,7 @@ from ..config.load import Doc, parse_yaml
 from ..errors import Problem
 
 GATEWAY_FILE = "gateway.yaml"
+ADMIN_NAME = "admin"  # the admin key's name in logs
 DEFAULT_ADMIN_KEY_ENV = "LLM_ROUTER_ADMIN_KEY"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 SHORT_ADMIN_KEY = 20  # characters; shorter admin keys are reported as a warning
@@ -38,7 +39,6 @@ class VirtualKey:
     rpm: int | None = None
     tpm: int | None = None
     budgets: tuple[KeyBudget, ...] = ()
-    admin: bool = False
 
     def allows(self, model: str) -> bool:
         return self.matcher.fullmatch(model) is not None
@@ -73,13 +73,12 @@ def load_gateway(dirs: Iterable[str | Path], env: Mapping[str, str], models: Col
             continue
         data, marks = parsed
         doc = Doc("gateway", {} if data is None else data, str(path), marks)
-        found = schema.check(doc, "gateway")
-        if not found:
-            found = _check(doc, models, providers)
+        found = [_quote_hint(p) for p in schema.check(doc, "gateway")] or _check(doc, models, providers)
         problems += found
         if not any(p.severity == "error" for p in found):
             built = _build(doc)
-    problems += _check_admin(built, env)
+    if not any(p.severity == "error" for p in problems):
+        problems += _check_admin(built, env)
     return built, problems
 
 
@@ -100,6 +99,9 @@ def _check(doc: Doc, models: Collection[str], providers: Collection[str]) -> lis
     problems = []
     owners: dict[str, str] = {}
     for name, key in doc.data.get("keys", {}).items():
+        if name == ADMIN_NAME:
+            problems.append(_problem(doc, ("keys", name), f"keys.{name}: the name {ADMIN_NAME!r} is the admin key's "
+                                     "(admin_key_env); call this key something else"))
         digest = key["key_sha256"]
         if digest in owners:
             problems.append(_problem(doc, ("keys", name, "key_sha256"),
@@ -112,12 +114,22 @@ def _check(doc: Doc, models: Collection[str], providers: Collection[str]) -> lis
                                          f"keys.{name}.budgets[{i}]: a second budget per {period}; give one per period"))
         for i, pattern in enumerate(key["models"]):
             if not _names_something(pattern, models, providers):
-                close = difflib.get_close_matches(pattern, list(models), n=1)
+                what = "provider" if "/" in pattern else "model"
+                known = providers if "/" in pattern else models
+                close = difflib.get_close_matches(pattern.partition("/")[0] if "/" in pattern else pattern, list(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 problems.append(_problem(doc, ("keys", name, "models", i),
-                                         f"keys.{name}.models[{i}]: {pattern!r} matches no model in the catalog{hint}",
+                                         f"keys.{name}.models[{i}]: {pattern!r} matches no {what} in the catalog{hint}",
                                          "warning"))
     return problems
+
+
+def _quote_hint(problem: Problem) -> Problem:
+    """YAML reads a digest of only digits (or digits and one 'e') as a number: say to quote it."""
+    if problem.key.endswith(".key_sha256") and "is not of type 'string'" in problem.message:
+        return Problem(problem.file, problem.line, problem.message + "; quote the digest (\"...\"): YAML read it as a number",
+                       problem.severity, problem.key)
+    return problem
 
 
 def _names_something(pattern: str, models: Collection[str], providers: Collection[str]) -> bool:

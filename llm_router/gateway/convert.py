@@ -109,10 +109,7 @@ def model_json(model: ModelConfig, created: int) -> dict[str, Any]:
     """An OpenAI model object, with the catalog's kind, capabilities, params and prices as extra fields."""
     pricing = None
     if model.pricing is not None:
-        pricing = {f.name: value for f in dataclasses.fields(model.pricing)
-                   if (value := getattr(model.pricing, f.name)) not in (None, "", {})}
-        if "per_image_by_size" in pricing:
-            pricing["per_image_by_size"] = dict(pricing["per_image_by_size"])
+        pricing = {name: value for name, value in _plain(model.pricing).items() if value not in (None, "", {}, [])}
     return {
         "id": model.name,
         "object": "model",
@@ -123,3 +120,14 @@ def model_json(model: ModelConfig, created: int) -> dict[str, Any]:
         "params": sorted(model.params),
         "pricing": pricing,
     }
+
+
+def _plain(value: Any) -> Any:
+    """Config values (frozen dataclasses, read-only mappings, tuples) as JSON data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list | frozenset):
+        return [_plain(v) for v in value]
+    return value

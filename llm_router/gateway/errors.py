@@ -58,9 +58,9 @@ class ApiError(Exception):
                 "retry-after-ms": str(math.ceil(seconds * 1000))}
 
 
-def seconds_left_in(period: str, now: datetime | None = None) -> float:
+def seconds_left_in(period: str) -> float:
     """Seconds until the current UTC day or month ends (when a budget of that period starts afresh)."""
-    now = now or datetime.now(UTC)
+    now = datetime.now(UTC)
     if period == "day":
         end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     else:

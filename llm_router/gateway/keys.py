@@ -15,12 +15,11 @@ from ..budgets import budget_key
 from ..config.model import Budget
 from ..limits import LimitExceeded, Window
 from ..state import Outcome, Slot, StateBackend, StateUnavailableError
-from .config import GatewayConfig, VirtualKey, compile_patterns
+from .config import ADMIN_NAME, GatewayConfig, VirtualKey, compile_patterns
 from .errors import ApiError, budget_error
 
 log = logging.getLogger("llm_router.gateway")
 
-ADMIN = "admin"
 SLOT_PREFIX = "gateway-key:"
 
 
@@ -31,7 +30,7 @@ class KeyRing:
         keys = list(config.keys)
         if admin_key:
             digest = hashlib.sha256(admin_key.encode()).digest()
-            keys.append(VirtualKey(ADMIN, digest, ("*",), compile_patterns(["*"]), admin=True))
+            keys.append(VirtualKey(ADMIN_NAME, digest, ("*",), compile_patterns(["*"])))
         self.keys = tuple(keys)
 
     def __bool__(self) -> bool:
@@ -87,8 +86,7 @@ class KeyLimiter:
         except LimitExceeded as exc:
             limit = f"{key.rpm} requests" if exc.what == "rpm" else f"{key.tpm} tokens"
             raise ApiError(429, f"key {key.name!r} reached its limit of {limit} per minute; capacity in {exc.wait_s:.1f}s",
-                           "rate_limit_error",
-                           "rate_limit_exceeded", retry_after_s=exc.wait_s,
+                           "rate_limit_error", "rate_limit_exceeded", retry_after_s=exc.wait_s,
                            extra_headers=self._headers(key, seen, exhausted=exc.what)) from None
         seen.record(time.time(), key.rpm, key.tpm, reserved)
         return Admission(key, slot, reserved, self._headers(key, seen))
@@ -126,7 +124,7 @@ class KeyLimiter:
     @staticmethod
     def _headers(key: VirtualKey, seen: Window, exhausted: str | None = None) -> dict[str, str]:
         seen.prune(time.time())
-        headers = {}
+        headers: dict[str, str] = {}
         if key.rpm is not None:
             left = 0 if exhausted == "rpm" else max(key.rpm - len(seen.requests), 0)
             headers |= {"x-ratelimit-limit-requests": str(key.rpm), "x-ratelimit-remaining-requests": str(left)}

@@ -1,0 +1,75 @@
+"""The router's own CPU per call, without a network: router.query through an in-memory transport
+that answers at once, against the same transport called through a bare httpx2 client. The
+difference is what the router adds (templates, checks, extraction, pricing, bookkeeping).
+
+    python bench/router_overhead.py            # a plain chat call, a tool call, an Anthropic call with thinking
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx2
+
+from llm_router import Router
+from llm_router._resources import catalog_dir
+from llm_router.config import load_catalog
+
+OPENAI = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {
+    "role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}).encode()
+ANTHROPIC = json.dumps({"id": "m", "type": "message", "role": "assistant", "content": [
+    {"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text", "text": "Hello!"}],
+    "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 2}}).encode()
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}}}}}]
+
+
+class Instant(httpx2.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        await request.aread()
+        body = ANTHROPIC if request.url.path.endswith("/messages") else OPENAI
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+
+
+async def per_call_us(call, count: int = 2000, rounds: int = 5) -> float:
+    for _ in range(200):
+        await call()
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(count):
+            await call()
+        best = min(best, (time.process_time() - started) / count * 1e6)
+    return best
+
+
+async def main() -> None:
+    env = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}
+    catalog, _ = load_catalog([catalog_dir()], env)
+    router = Router(catalog, env, transport=Instant())
+    client = httpx2.AsyncClient(transport=Instant())
+    payload = json.dumps({"model": "gpt-4.1", "messages": MESSAGES}).encode()
+
+    async def raw() -> None:
+        response = await client.post("https://api.openai.com/v1/chat/completions", content=payload,
+                                     headers={"authorization": "Bearer k", "content-type": "application/json"})
+        json.loads(response.content)["choices"][0]["message"]["content"]
+
+    baseline = await per_call_us(raw)
+    print(f"bare httpx2 client + json           {baseline:7.1f} us")
+    for label, call in [
+        ("router.query openai/gpt-4.1", lambda: router.query("openai/gpt-4.1", MESSAGES)),
+        ("router.query openai/gpt-4.1, tools", lambda: router.query("openai/gpt-4.1", MESSAGES, tools=TOOLS)),
+        ("router.query claude, effort high", lambda: router.query("claude-sonnet-4-5", MESSAGES, reasoning_effort="high")),
+    ]:
+        us = await per_call_us(call)
+        print(f"{label:<36}{us:7.1f} us   router's own work {us - baseline:6.1f} us")
+    await client.aclose()
+    await router.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,113 @@
+"""One request as the gateway handles it: its id, its caller's key and limits, its body (capped),
+which models the key may reach, and the headers every answer carries."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from ..config.model import ModelConfig
+from ..errors import UnknownModelError
+from ..types import LLMResponse
+from .config import VirtualKey
+from .errors import ApiError
+from .keys import Admission
+from .runtime import Runtime
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    runtime: Runtime
+    request: Request
+    request_id: str
+    started: float  # time.perf_counter() when the gateway took the request
+    key: VirtualKey | None = None
+    admission: Admission | None = None
+    reading_s: float = 0.0  # time spent waiting for the body to arrive: the client's, not the gateway's
+
+    @classmethod
+    def begin(cls, runtime: Runtime, request: Request) -> Exchange:
+        """A client's own `x-request-id` is kept when it is a plain token; otherwise the gateway makes one."""
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+        return cls(runtime, request, request_id, time.perf_counter())
+
+    def authenticate(self) -> VirtualKey:
+        """The calling key, from `Authorization: Bearer <key>` (or `x-api-key`); 401 when missing or unknown."""
+        headers = self.request.headers
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        token = token or headers.get("x-api-key", "").strip()
+        if not token:
+            raise ApiError(401, "no API key given: send `Authorization: Bearer <key>`", "invalid_request_error", "missing_api_key")
+        key = self.runtime.keys.authenticate(token)
+        if key is None:
+            raise ApiError(401, "invalid API key", "invalid_request_error", "invalid_api_key")
+        self.key = key
+        return key
+
+    async def json_body(self) -> Any:
+        """The body parsed as JSON; 413 past `max_request_bytes` (before reading it, when Content-Length says so)."""
+        cap = self.runtime.config.max_request_bytes
+        declared = self.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise _too_large(cap)
+        parts, size = [], 0
+        reading = time.perf_counter()
+        async for part in self.request.stream():
+            size += len(part)
+            if size > cap:
+                raise _too_large(cap)
+            parts.append(part)
+        self.reading_s = time.perf_counter() - reading
+        try:
+            return json.loads(b"".join(parts))
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON", "invalid_request_error", "invalid_json") from None
+
+    def model(self, name: str, field: str) -> ModelConfig:
+        """The model `name`, when the key may use it: 403 when it may not (whether or not the model
+        exists, so a key learns nothing of models outside its list), 404 when it may but there is none."""
+        assert self.key is not None
+        if not self.key.allows(name):
+            raise ApiError(403, f"this API key may not use model {name!r}", "permission_error", "model_not_allowed", field)
+        try:
+            return self.runtime.router.resolve(name)
+        except UnknownModelError as exc:
+            close = [m for m in exc.close_matches if self.key.allows(m)]
+            hint = f"; did you mean {', '.join(repr(m) for m in close)}?" if close else ""
+            raise ApiError(404, f"the model {name!r} does not exist{hint}", "invalid_request_error", "model_not_found",
+                           field) from None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        if self.admission is not None:
+            headers |= self.admission.headers
+        return headers
+
+    def answer_headers(self, response: LLMResponse) -> dict[str, str]:
+        """Who answered, after how many attempts, at what cost, and the gateway's and router's own time:
+        the time since the gateway took the request less the body's arrival and the attempts."""
+        overhead_s = time.perf_counter() - self.started - self.reading_s - sum(a.latency for a in response.attempts)
+        headers = self.headers() | {
+            "x-llm-router-model": response.model_name,
+            "x-llm-router-provider": response.provider,
+            "x-llm-router-attempts": str(len(response.attempts)),
+            "x-llm-router-overhead-ms": f"{max(overhead_s, 0.0) * 1000:.3f}",
+        }
+        if response.cost is not None:
+            headers["x-llm-router-cost-usd"] = f"{response.cost:.8f}"
+        return headers
+
+
+def _too_large(cap: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than the gateway's limit of {cap} bytes", "invalid_request_error",
+                    "request_too_large")
