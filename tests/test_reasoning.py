@@ -38,8 +38,19 @@ def body(router, model, **params):
     ("gemini-2.5-flash", {"reasoning_budget": 24576},
      {"generationConfig": {"thinkingConfig": {"thinkingBudget": 24576, "includeThoughts": True}}}),
 ])
-def test_reasoning_effort_becomes_each_wire_formats_own_field(router, model, params, expected):
-    sent = body(router, model, **params)
+async def test_reasoning_effort_becomes_each_wire_formats_own_field(model, params, expected):
+    replies = {"/v1/chat/completions": openai_chat_reply("ok"), "/v1/messages": anthropic_reply("ok")}
+    with MockServer() as srv:
+        for path, reply in replies.items():
+            srv.route("POST", path, lambda req, reply=reply: reply)
+        srv.route("POST", f"/v1beta/models/{model}:generateContent", lambda req: gemini_reply("ok"))
+        env = {**ENV, **{f"{p}_BASE_URL": srv.url + "/v1" for p in ("OPENAI", "ANTHROPIC", "XAI")},
+               "GEMINI_BASE_URL": srv.url + "/v1beta"}
+        router = Router.from_dir(env=env)
+        resp = await router.query(model, HI, **params)
+        await router.aclose()
+        sent = srv.requests[0].json()
+    assert resp.content == "ok"
     assert {k: sent.get(k) for k in expected} == expected
     assert "reasoning_budget" not in sent and ("reasoning_effort" not in sent or "reasoning_effort" in expected)
 
