@@ -255,7 +255,29 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
     return lambda ctx: value
 
 
+_LEAVES: dict[tuple[str, frozenset[str]], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
+
+
 def _compile_string(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
+    """One template leaf, compiled once per distinct source: providers that extend one base, and a
+    stream body merged from the operation's, repeat the same leaves (a render error then names the
+    key path where the leaf was first compiled)."""
+    key = (source, allowed)
+    cached = _LEAVES.get(key)
+    if cached is None:
+        leaf_params: set[str] = set()
+        leaf_variables: set[str] = set()
+        render = _compile_leaf(source, allowed, where, leaf_params, leaf_variables)
+        if len(_LEAVES) >= 8192:
+            _LEAVES.clear()
+        cached = _LEAVES[key] = (render, frozenset(leaf_params), frozenset(leaf_variables))
+    render, leaf_params_found, leaf_variables_found = cached
+    params.update(leaf_params_found)
+    variables.update(leaf_variables_found)
+    return render
+
+
+def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
     try:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
@@ -284,14 +306,17 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
     params.update(_param_names(ast))
     whole = _WHOLE.match(source)
     if whole and source.count("{{") == 1 and "{%" not in source:
-        try:
-            expression = ENV.compile_expression(whole["expr"], undefined_to_none=False)
-        except TemplateError as exc:
-            raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
-        _flatten_globals(expression._template)
-
         chain = _lookup_chain(ast)
         variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
+        compiled: list[Any] = []  # a plain lookup is rarely evaluated by Jinja: compiled on first need, not at load
+
+        def expression(ctx: Mapping[str, Any]) -> Any:
+            if not compiled:
+                compiled.append(_compile_expression(whole["expr"], where, source))
+            return compiled[0](ctx)
+
+        if chain is None:
+            compiled.append(_compile_expression(whole["expr"], where, source))
 
         def render_variable(ctx: Mapping[str, Any]) -> Any:  # `{{ tools }}`: one dict lookup
             if type(ctx) is dict:
@@ -326,6 +351,15 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     return render_text
+
+
+def _compile_expression(expr: str, where: str, source: str) -> Any:
+    try:
+        expression = ENV.compile_expression(expr, undefined_to_none=False)
+    except TemplateError as exc:
+        raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
+    _flatten_globals(expression._template)
+    return expression
 
 
 def _flatten_globals(template: Any) -> None:

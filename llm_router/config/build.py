@@ -40,11 +40,18 @@ class _Builder:
     def path(self, value: Any, at: KeyPath) -> JSONPath | None:
         if value is None:
             return None
+        compiled = _PATHS.get(value)
+        if compiled is not None:
+            return compiled
         try:
-            return JSONPath(value)
+            compiled = JSONPath(value)
         except PathSyntaxError as exc:
             self.fail(at, f"{'.'.join(map(str, at))}: {exc}")
             return None
+        if len(_PATHS) >= 8192:
+            _PATHS.clear()
+        _PATHS[value] = compiled
+        return compiled
 
     def paths(self, value: Any, at: KeyPath) -> tuple[JSONPath, ...]:
         if value is None:
@@ -64,6 +71,7 @@ class _Builder:
 
 
 _COMPILED: dict[tuple[str, frozenset[str], str], CompiledTemplate] = {}
+_PATHS: dict[str, JSONPath] = {}  # a compiled JSONPath holds no state: one per distinct expression
 
 
 def _compile_cached(value: Any, allowed: frozenset[str], where: str) -> CompiledTemplate:
