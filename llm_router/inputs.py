@@ -90,12 +90,35 @@ RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
 CACHE_OVERRIDES = {"system": bool, "tools": bool, "last_turns": int}
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "content-type", "transfer-encoding",
+                              "connection", "cookie", "proxy-authorization", "te", "upgrade", "keep-alive"})
+
+
+def check_headers(headers: Any) -> dict[str, str] | None:
+    """Extra request headers a caller sends upstream: names lower-cased; CR/LF, non-ASCII and the
+    headers that carry credentials or framing are refused."""
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise InvalidRequestError("extra_headers must be a mapping of header names to string values")
+    checked = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise InvalidRequestError(f"extra_headers: {name!r} is not a header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidRequestError(f"extra_headers: {name!r} may not be set by a caller")
+        if not isinstance(value, str) or not value.isascii() or any(c in value for c in "\r\n\0"):
+            raise InvalidRequestError(f"extra_headers: the value of {name!r} must be ASCII text without CR/LF")
+        checked[name.lower()] = value
+    return checked or None
 
 
 def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
-                  response_format: Any, prompt_cache: Any = None) -> RequestOptions:
-    """The caller's tools, tool_choice, parallel_tool_calls, response_format and prompt_cache, and
-    the tool history in `messages`, checked before anything is sent."""
+                  response_format: Any, prompt_cache: Any = None, extra_headers: Any = None) -> RequestOptions:
+    """The caller's tools, tool_choice, parallel_tool_calls, response_format, prompt_cache and extra
+    headers, and the tool history in `messages`, checked before anything is sent."""
+    headers = check_headers(extra_headers)
     if prompt_cache is not None and not isinstance(prompt_cache, bool):
         if not isinstance(prompt_cache, dict) or any(
                 k not in CACHE_OVERRIDES or type(v) is not CACHE_OVERRIDES[k] for k, v in prompt_cache.items()):
@@ -104,7 +127,9 @@ def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_cal
             raise InvalidRequestError("prompt_cache last_turns must be from 0 to 8")
     if tools is None and tool_choice is None and parallel_tool_calls is None and response_format is None and (
             prompt_cache is None or isinstance(prompt_cache, bool)) and not _has_tool_history(messages):
-        return RequestOptions(prompt_cache=prompt_cache) if prompt_cache else NO_OPTIONS  # the common call: nothing to check
+        if not prompt_cache and headers is None:
+            return NO_OPTIONS  # the common call: nothing to check
+        return RequestOptions(prompt_cache=prompt_cache, headers=headers)
     names = _check_tools(tools)
     if tool_choice is not None:
         _check_tool_choice(tool_choice, names)
@@ -114,7 +139,7 @@ def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_cal
         _check_response_format(response_format)
     if isinstance(messages, list):
         _check_tool_history(messages)
-    return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
+    return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format, prompt_cache, headers)
 
 
 def _check_tools(tools: Any) -> set[str]:

@@ -245,11 +245,12 @@ class Router:
                     options, planned.reasoning)
 
     def _options(self, messages: Any, tools: Any, tool_choice: Any, parallel_tool_calls: Any,
-                 response_format: Any, prompt_cache: Any) -> tuple[RequestOptions, frozenset[str]]:
+                 response_format: Any, prompt_cache: Any, extra_headers: Any = None) -> tuple[RequestOptions, frozenset[str]]:
         """The call's tool, output and cache options, checked, and the capabilities a model needs to take it."""
         if prompt_cache is None:
             prompt_cache = self._catalog.settings.prompt_cache
-        options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
+        options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
+                                extra_headers)
         return options, needed_capabilities(messages, options)
 
     def _missing(self, model: ModelConfig, needs: frozenset[str]) -> list[str]:
@@ -263,11 +264,12 @@ class Router:
     def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False, *,
                tools: list[dict[str, Any]] | None = None, tool_choice: Any = None, parallel_tool_calls: bool | None = None,
                response_format: dict[str, Any] | None = None, prompt_cache: bool | dict[str, Any] | None = None,
-               **params: Any) -> dict[str, Any]:
+               extra_headers: Mapping[str, str] | None = None, **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
         messages, prompt = check_input(primary, messages, prompt, params)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
+                                       extra_headers)
         missing = self._missing(primary, needs)
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
@@ -288,6 +290,7 @@ class Router:
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
         prompt_cache: bool | dict[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> LLMResponse:
         """Call a model (its deployments in the order of its strategy, then its fallbacks) and return
@@ -295,10 +298,12 @@ class Router:
         Chat Completions shapes and go to every model of the chain; a model that does not declare the
         capability they need is skipped. `prompt_cache=True` sends cache breakpoints where a provider
         declares where they go (default: router.yaml's prompt_cache, off); a mapping ({'system',
-        'tools', 'last_turns'}) also overrides the provider's policy."""
+        'tools', 'last_turns'}) also overrides the provider's policy. `extra_headers` go upstream
+        with the request (never over the provider's own headers or its key)."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
+                                       extra_headers)
         attempts: list[Attempt] = []
         errors: list[RouterError] = []
         async with aclosing(self._admitted(plan, messages, prompt, attempts, errors, needs=needs)) as admitted:
@@ -345,6 +350,7 @@ class Router:
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
         prompt_cache: bool | dict[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Yield text and tool-call deltas as they arrive; the last chunk carries the assembled tool
@@ -352,7 +358,8 @@ class Router:
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
         plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache)
+        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
+                                       extra_headers)
         streamable = [p for p in plan
                       if p.model.streaming and any(self._can_stream(p.model, t) for t in self._route(p.model).targets)]
         if not streamable or streamable[0] is not plan[0]:

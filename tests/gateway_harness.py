@@ -176,6 +176,7 @@ def gateway_yaml(keys: Mapping[str, str] = KEYS, *, limited_rpm: int = 3, extra:
     return (
         "# yaml-language-server: $schema=../schemas/gateway.schema.json\n"
         "max_request_bytes: 65536\n"
+        "forward_headers: [x-trace-id]\n"
         "keys:\n"
         f"  full: {{key_sha256: \"{sha256(keys['full'])}\", models: ['*']}}\n"
         f"  restricted: {{key_sha256: \"{sha256(keys['restricted'])}\", models: [chat-a]}}\n"

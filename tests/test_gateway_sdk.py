@@ -64,6 +64,16 @@ def test_sync_chat_completion_has_openais_shape_usage_details_and_router_headers
     assert completion.id == f"chatcmpl-{headers['x-request-id']}"
 
 
+def test_only_the_allow_listed_client_headers_go_upstream_and_never_over_the_providers_key(gateway, mock):
+    before = len(mock.requests)
+    client(gateway).chat.completions.create(model="chat-a", messages=USER, extra_headers={
+        "x-trace-id": "trace-7", "x-internal-note": "stays here"})
+    sent = [r for r in mock.requests[before:] if r.path == "/v1/chat/completions"][-1]
+    assert sent.headers.get("x-trace-id") == "trace-7"
+    assert "x-internal-note" not in sent.headers
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # the provider's key, not the client's
+
+
 def test_a_clients_own_request_id_is_kept_and_a_malformed_one_replaced(gateway):
     assert post_json(gateway.url + "/v1/chat/completions", {"model": "chat-a", "messages": USER}, KEYS["full"],
                      **{"x-request-id": "trace-42"}).headers["x-request-id"] == "trace-42"

@@ -38,6 +38,7 @@ class RequestOptions:
     parallel_tool_calls: bool | None = None
     response_format: Mapping[str, Any] | None = None
     prompt_cache: bool | Mapping[str, Any] | None = None  # True: cache breakpoints; a mapping also overrides the policy
+    headers: Mapping[str, str] | None = None  # extra request headers (lower-case names), checked; never the key's
 
 
 NO_OPTIONS = RequestOptions()

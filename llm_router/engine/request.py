@@ -186,6 +186,10 @@ def build_request(
             query.update({k: str(v) for k, v in rendered.items()})
 
     headers = dict(runtime.static_headers)
+    if options.headers:  # the caller's (a gateway's allow-listed client headers): config and the key win
+        auth_header = runtime.config.auth.header.lower() if runtime.config.auth and runtime.config.auth.header else None
+        taken = {name.lower() for name in headers}
+        headers.update((k, v) for k, v in options.headers.items() if k not in taken and k != auth_header)
     rendered_headers = _render(operation.headers, ctx, provider, model_name)
     if rendered_headers is not DROP:  # values built from params: checked on every call
         for name, value in rendered_headers.items():

@@ -82,7 +82,8 @@ async def images_generations(ex: Exchange) -> Response:
     admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt, params))
     try:
         response = await ex.runtime.router.query(request.model, prompt=request.prompt, fallback_model=request.fallback_model,
-                                                 fallback_config=request.fallback_config, **params)
+                                                 fallback_config=request.fallback_config,
+                                                 extra_headers=ex.forwarded_headers(), **params)
     except BaseException:
         await limiter.settle(admission, None, None)
         raise

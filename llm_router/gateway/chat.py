@@ -44,6 +44,7 @@ async def chat_completions(ex: Exchange) -> Response:
         "tools": body.get("tools"), "tool_choice": body.get("tool_choice"),
         "parallel_tool_calls": request.parallel_tool_calls, "response_format": body.get("response_format"),
         "fallback_model": request.fallback_model, "fallback_config": request.fallback_config,
+        "extra_headers": ex.forwarded_headers(),
     }
     limiter = ex.runtime.limiter
     admission = ex.admission = await limiter.admit(key, estimate_tokens(messages, None, params))

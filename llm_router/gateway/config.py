@@ -50,6 +50,7 @@ class GatewayConfig:
     admin_key_env: str = DEFAULT_ADMIN_KEY_ENV
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     cors_origins: tuple[str, ...] = ()
+    forward_headers: tuple[str, ...] = ()  # client headers passed on upstream
     file: str | None = None  # the gateway.yaml it came from (None: none found, defaults)
 
 
@@ -170,5 +171,6 @@ def _build(doc: Doc) -> GatewayConfig:
         admin_key_env=data.get("admin_key_env", DEFAULT_ADMIN_KEY_ENV),
         max_request_bytes=data.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
         cors_origins=tuple(data.get("cors", {}).get("origins", ())),
+        forward_headers=tuple(data.get("forward_headers", ())),
         file=doc.file,
     )

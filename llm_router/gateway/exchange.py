@@ -87,6 +87,12 @@ class Exchange:
             raise ApiError(404, f"the model {name!r} does not exist{hint}", "invalid_request_error", "model_not_found",
                            field) from None
 
+    def forwarded_headers(self) -> dict[str, str] | None:
+        """The client's headers that gateway.yaml's forward_headers passes on upstream."""
+        names = self.runtime.config.forward_headers
+        found = {name: self.request.headers[name] for name in names if name in self.request.headers}
+        return found or None
+
     def headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
         if self.admission is not None:
