@@ -36,7 +36,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .limits import WINDOW_S, LimitExceeded
-from .state import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError
+from .state import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError, WindowUse
 
 __all__ = ["RedisState"]
 
@@ -46,7 +46,8 @@ _ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError
 _KEY_MARGIN_S = 60  # windows' keys outlive the window by this much
 
 # Check the rpm and tpm windows and, when both have room, record the request (and count it in
-# flight); otherwise return {limit, seconds until room}.
+# flight) and return {'ok', requests, tokens} now in the windows (-1: no such limit); otherwise
+# return {limit, seconds until room}.
 # KEYS: rpm zset, tpm zset, token hash, in-flight zset.
 # ARGV: rpm (-1: none), tpm (-1: none), tokens, id, track in flight (1/0), window s, key ttl s, in-flight max s.
 _ACQUIRE = """
@@ -113,7 +114,10 @@ if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('EXPIRE', KEYS[4], math.ceil(stale))
 end
-return 0
+local used_requests, used_tokens = -1, -1
+if rpm >= 0 then used_requests = redis.call('ZCARD', KEYS[1]) end
+if tpm >= 0 then used_tokens = tonumber(redis.call('HGET', KEYS[3], '_sum')) or 0 end
+return {'ok', tostring(used_requests), tostring(used_tokens)}
 """
 
 # Settle the reservation and the in-flight entry of request `id`, then record the outcome.
@@ -343,10 +347,11 @@ class RedisState:
 
     # --- StateBackend ------------------------------------------------------------------------------
 
-    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> None:
+    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> WindowUse:
         if slot.rpm is None and slot.tpm is None and not slot.track_in_flight:
-            return
+            return WindowUse()
         rpm_k, tpm_k, tok_k, run_k = self._slot_keys(slot.key)[:4]
+        use = WindowUse()
         request_id = next(self._ids)
         args = (-1 if slot.rpm is None else slot.rpm, -1 if slot.tpm is None else slot.tpm, int(tokens), request_id,
                 int(slot.track_in_flight), WINDOW_S, int(WINDOW_S) + _KEY_MARGIN_S, self._in_flight_max_s)
@@ -354,17 +359,21 @@ class RedisState:
         while True:
             verdict = await self._call(self._acquire, (rpm_k, tpm_k, tok_k, run_k), args)
             if verdict is None:
-                await self._local.acquire(slot, tokens, max(0.0, deadline - time.monotonic()))
+                use = await self._local.acquire(slot, tokens, max(0.0, deadline - time.monotonic()))
                 request_id = _LOCAL
                 break
-            if verdict == 0:
+            what = verdict[0].decode()
+            if what == "ok":
+                requests, reserved = int(verdict[1]), int(verdict[2])
+                use = WindowUse(requests if requests >= 0 else None, reserved if reserved >= 0 else None)
                 break
-            what, wait = verdict[0].decode(), float(verdict[1])
+            wait = float(verdict[1])
             if time.monotonic() + wait > deadline:
                 raise LimitExceeded(what, wait)
             await self._sleep(max(wait, 0.001))
         if slot.tpm is not None or slot.track_in_flight:
             self._remember(slot.key, tokens, request_id)
+        return use
 
     async def release(self, slot: Slot, outcome: Outcome) -> None:
         request_id = ""

@@ -75,11 +75,20 @@ class Outcome:
     cooldown: Cooldown | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WindowUse:
+    """What a slot's windows hold once a request is admitted, across every process sharing the
+    backend (None: the slot has no such limit)."""
+
+    requests: int | None = None
+    tokens: int | None = None
+
+
 class StateBackend(Protocol):
-    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> None:
+    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> WindowUse:
         """Take room for one request of about `tokens` tokens in the slot's rpm/tpm windows (and
         count it in flight when the slot tracks that), waiting up to `max_wait_s`; raise
-        LimitExceeded when there is no room by then."""
+        LimitExceeded when there is no room by then. Returns what the windows then hold."""
 
     async def release(self, slot: Slot, outcome: Outcome) -> None:
         """Record the call's outcome: settle tokens, in flight - 1, latency average, failures
@@ -142,7 +151,7 @@ class LocalState:
         self._clock = clock
         self._sleep = sleep
 
-    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> None:
+    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> WindowUse:
         state = self._slots[slot.key]
         deadline = self._clock() + max_wait_s
         while True:
@@ -152,7 +161,9 @@ class LocalState:
                 state.window.record(now, slot.rpm, slot.tpm, tokens)
                 if slot.track_in_flight:
                     state.in_flight += 1
-                return
+                window = state.window
+                return WindowUse(len(window.requests) if slot.rpm is not None else None,
+                                 window.token_total if slot.tpm is not None else None)
             what, wait = needed
             if now + wait > deadline:
                 raise LimitExceeded(what, wait)

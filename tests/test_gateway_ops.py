@@ -93,6 +93,10 @@ async def test_two_replicas_sharing_redis_enforce_one_keys_rpm_exactly(replicas,
         burst = await asyncio.gather(*(client.post(replicas[i % 2].url + "/v1/chat/completions", json=chat, headers=headers)
                                        for i in range(16)))
         assert sorted(r.status_code for r in burst) == [200] * 10 + [429] * 6
+        # the remaining counts are the shared window's: the ten admitted calls saw 9, 8, ..., 0 between them
+        left = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in burst if r.status_code == 200)
+        assert left == list(range(10))
+        assert all(r.headers["x-ratelimit-remaining-requests"] == "0" for r in burst if r.status_code == 429)
         after = await asyncio.gather(*(client.post(replicas[i % 2].url + "/v1/chat/completions", json=chat, headers=headers)
                                        for i in range(14)))
     assert [r.status_code for r in after] == [429] * 14

@@ -6,7 +6,7 @@ import pytest
 from fakeclock import FakeClock
 
 from llm_router.limits import LimitExceeded
-from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend
+from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend, WindowUse
 
 COOL = Cooldown(failures=3, window_s=10, cooldown_s=30)
 FAIL = Outcome(failed=True, counts_for_cooldown=True, cooldown=COOL)
@@ -210,8 +210,10 @@ async def test_slots_are_independent(state):
 async def test_200_concurrent_acquires_let_exactly_the_rpm_through(state):
     slot = Slot("m", rpm=50)
     results = await asyncio.gather(*(state.acquire(slot, 0, 0) for _ in range(200)), return_exceptions=True)
-    assert sum(r is None for r in results) == 50
-    assert all(isinstance(r, LimitExceeded) for r in results if r is not None)
+    admitted = [r for r in results if isinstance(r, WindowUse)]
+    assert len(admitted) == 50
+    assert sorted(r.requests for r in admitted) == list(range(1, 51))  # each saw the shared window as it was
+    assert all(isinstance(r, LimitExceeded) for r in results if not isinstance(r, WindowUse))
 
 
 async def test_a_settled_tpm_reservation_leaves_room_and_rpm_still_counts(state):

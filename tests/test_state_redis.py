@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from llm_router.limits import LimitExceeded
 from llm_router.redis_state import RedisState
-from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateUnavailableError
+from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateUnavailableError, WindowUse
 
 pytest_plugins = ["redis_server"]
 
@@ -137,15 +137,19 @@ async def test_200_concurrent_acquires_against_rpm_50_let_exactly_50_through(bac
     slot = Slot("m", rpm=50)
     async with asyncio.timeout(10):
         results = await asyncio.gather(*(backend.acquire(slot, 0, 0) for _ in range(200)), return_exceptions=True)
-    assert sum(r is None for r in results) == 50
-    assert all(isinstance(r, LimitExceeded) for r in results if r is not None)
+    admitted = [r for r in results if isinstance(r, WindowUse)]
+    assert len(admitted) == 50
+    assert sorted(r.requests for r in admitted) == list(range(1, 51))  # each saw the shared window as it was
+    assert all(isinstance(r, LimitExceeded) for r in results if not isinstance(r, WindowUse))
 
 
 async def test_concurrent_tpm_reservations_never_overrun(backend):
     slot = Slot("m", tpm=2000)
     async with asyncio.timeout(10):
         results = await asyncio.gather(*(backend.acquire(slot, 150, 0) for _ in range(100)), return_exceptions=True)
-    assert sum(r is None for r in results) == 13  # 13 * 150 = 1950 <= 2000 < 14 * 150
+    admitted = [r for r in results if isinstance(r, WindowUse)]
+    assert len(admitted) == 13  # 13 * 150 = 1950 <= 2000 < 14 * 150
+    assert sorted(r.tokens for r in admitted) == [150 * n for n in range(1, 14)]
 
 
 # --- Redis specifics ----------------------------------------------------------------------------------

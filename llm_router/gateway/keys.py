@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..budgets import budget_key
 from ..config.model import Budget
-from ..limits import LimitExceeded, Window
-from ..state import Outcome, Slot, StateBackend, StateUnavailableError
+from ..limits import LimitExceeded
+from ..state import Outcome, Slot, StateBackend, StateUnavailableError, WindowUse
 from .config import ADMIN_NAME, GatewayConfig, VirtualKey, compile_patterns
 from .errors import ApiError, budget_error
 
@@ -61,14 +60,12 @@ class KeyLimiter:
     the budgets' `budget:key:<name>:<period>`). A full window or a spent budget refuses at once (429):
     a gateway answers, it does not queue.
 
-    The remaining counts in the headers come from a window this process keeps beside the backend's:
-    exact for one process; with replicas sharing Redis they count this replica's calls only (the
-    backend enforces the shared limit exactly)."""
+    The remaining counts in the headers are the backend's own, read in the step that admits the
+    request: with replicas sharing Redis they count every replica's calls."""
 
     def __init__(self, state: StateBackend) -> None:
         self._state = state
         self._slots: dict[str, Slot] = {}
-        self._seen: dict[str, Window] = {}
 
     async def admit(self, key: VirtualKey, tokens: int) -> Admission:
         """Check the key's budgets, then take room in its rpm/tpm windows; raise ApiError(429) when there is none."""
@@ -80,16 +77,14 @@ class KeyLimiter:
         if slot is None:
             slot = self._slots[key.name] = Slot(SLOT_PREFIX + key.name, key.rpm, key.tpm)
         reserved = tokens if key.tpm is not None else 0
-        seen = self._seen.setdefault(key.name, Window())
         try:
-            await self._state.acquire(slot, reserved, 0.0)
+            use = await self._state.acquire(slot, reserved, 0.0)
         except LimitExceeded as exc:
             limit = f"{key.rpm} requests" if exc.what == "rpm" else f"{key.tpm} tokens"
             raise ApiError(429, f"key {key.name!r} reached its limit of {limit} per minute; capacity in {exc.wait_s:.1f}s",
                            "rate_limit_error", "rate_limit_exceeded", retry_after_s=exc.wait_s,
-                           extra_headers=self._headers(key, seen, exhausted=exc.what)) from None
-        seen.record(time.time(), key.rpm, key.tpm, reserved)
-        return Admission(key, slot, reserved, self._headers(key, seen))
+                           extra_headers=self._headers(key, WindowUse(), exhausted=exc.what)) from None
+        return Admission(key, slot, reserved, self._headers(key, use))
 
     async def settle(self, admission: Admission, tokens: int | None, cost: float | None) -> None:
         """Settle the tpm reservation with the tokens the call used (0 when it failed before any
@@ -100,7 +95,6 @@ class KeyLimiter:
                 actual = tokens or 0
                 await self._state.release(admission.slot, Outcome(reserved_tokens=admission.reserved_tokens,
                                                                   actual_tokens=actual))
-                self._seen[key.name].settle(admission.reserved_tokens, actual)
             if cost and key.budgets:
                 now = datetime.now(UTC)
                 entries = []
@@ -122,15 +116,18 @@ class KeyLimiter:
                                    f"${used:.4f} spent of ${budget.limit_usd:g}", budget.period)
 
     @staticmethod
-    def _headers(key: VirtualKey, seen: Window, exhausted: str | None = None) -> dict[str, str]:
-        seen.prune(time.time())
+    def _headers(key: VirtualKey, use: WindowUse, exhausted: str | None = None) -> dict[str, str]:
+        """x-ratelimit-* from what the key's windows hold (a remaining count the backend did not
+        report is left out; an exhausted limit has 0 left)."""
         headers: dict[str, str] = {}
-        if key.rpm is not None:
-            left = 0 if exhausted == "rpm" else max(key.rpm - len(seen.requests), 0)
-            headers |= {"x-ratelimit-limit-requests": str(key.rpm), "x-ratelimit-remaining-requests": str(left)}
-        if key.tpm is not None:
-            left = 0 if exhausted == "tpm" else max(key.tpm - seen.token_total, 0)
-            headers |= {"x-ratelimit-limit-tokens": str(key.tpm), "x-ratelimit-remaining-tokens": str(left)}
+        for what, limit, used, name in (("rpm", key.rpm, use.requests, "requests"), ("tpm", key.tpm, use.tokens, "tokens")):
+            if limit is None:
+                continue
+            headers[f"x-ratelimit-limit-{name}"] = str(limit)
+            if exhausted == what:
+                headers[f"x-ratelimit-remaining-{name}"] = "0"
+            elif used is not None:
+                headers[f"x-ratelimit-remaining-{name}"] = str(max(limit - used, 0))
         return headers
 
 
