@@ -193,3 +193,21 @@ async def test_tool_use_with_thinking_sends_the_thinking_block_back():
     assert final.content == "Done."
     assert second["messages"][1]["content"][0] == {"type": "thinking", "thinking": "Call f.", "signature": "sig-9"}
     assert second["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize("model,kwargs,match", [
+    ("claude-sonnet-4-5", {"tool_choice": "required"}, "use tool_choice 'auto'"),
+    ("claude-sonnet-4-5", {"tool_choice": {"type": "function", "function": {"name": "f"}}}, "use tool_choice 'auto'"),
+    ("claude-sonnet-4", {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
+     "native structured output"),
+])
+async def test_anthropic_refuses_a_forced_tool_while_thinking_before_sending(model, kwargs, match):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    with MockServer() as srv:
+        srv.route("POST", "/v1/messages", lambda req: anthropic_reply("ok"))
+        router = Router.from_dir(env={**ENV, "ANTHROPIC_BASE_URL": srv.url + "/v1"})
+        with pytest.raises(InvalidRequestError, match=match):
+            await router.query(model, HI, tools=tools, reasoning_effort="low", **kwargs)
+        assert (await router.query(model, HI, tools=tools, reasoning_effort="low", tool_choice="auto")).content == "ok"
+        await router.aclose()
+        assert srv.count() == 1

@@ -146,7 +146,7 @@ def _conversation(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Conversat
     parts = data.get("parts", {})
     return m.Conversation(
         wire=data["wire"],
-        **_given(data, "system", "merge_consecutive", "text_content", "structured_output"),
+        **_given(data, "system", "merge_consecutive", "text_content", "structured_output", "forced_tools_with_reasoning"),
         roles=MappingProxyType(dict(data.get("roles", {}))),
         message=b.template(data.get("message"), (*at, "message"), frozenset({"role", "parts"})),
         parts=m.PartTemplates(**{

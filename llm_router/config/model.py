@@ -205,6 +205,7 @@ class Conversation:
     tool_choice: Mapping[str, CompiledTemplate] = field(default_factory=_empty)  # auto|none|required|function
     structured_output: str = "native"  # native | tool (a forced single tool whose input is the answer)
     cache: CacheBreakpoints | None = None
+    forced_tools_with_reasoning: str = "allow"  # allow | refuse
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,8 +53,9 @@ class WireRequest:
 
 
 def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, where: str,
-            call_id_length: int | None = None, structured_output: str | None = None) -> WireRequest:
-    """`structured_output`: the model's own choice for a json_schema answer (native | tool), if it has one."""
+            call_id_length: int | None = None, structured_output: str | None = None, reasoning: bool = False) -> WireRequest:
+    """`structured_output`: the model's own choice for a json_schema answer (native | tool), if it has
+    one; `reasoning`: the call asks the model to reason."""
     if call_id_length is not None and isinstance(messages, list):
         messages = _fit_call_ids(messages, call_id_length)
     if spec is None:
@@ -69,6 +70,10 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
         system = system_text(messages)
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
     tools, tool_choice, response_format, structured = _structured(spec, options, structured_output)
+    if reasoning and spec.forced_tools_with_reasoning == "refuse" and _forces_a_tool(tool_choice):
+        fix = ("a json_schema answer is a forced tool on this model: use a model with native structured output, "
+               "or no reasoning" if structured else "use tool_choice 'auto', or no reasoning")
+        raise InvalidRequestError(f"{where}: this wire format ({spec.wire}) cannot force a tool while the model reasons; {fix}")
     variables = {
         "messages": converter.messages(messages) if messages is not None else None,
         "system": system,
@@ -130,6 +135,10 @@ def _structured(spec: Conversation, options: RequestOptions, model_mode: str | N
         "parameters": schema_spec.get("schema") or {"type": "object"},
     }}
     return [*(options.tools or ()), tool], {"type": "function", "function": {"name": name}}, None, name
+
+
+def _forces_a_tool(choice: Any) -> bool:
+    return choice == "required" or isinstance(choice, Mapping)
 
 
 def _tool_vars(tool: Mapping[str, Any]) -> dict[str, Any]:

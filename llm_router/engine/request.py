@@ -156,7 +156,8 @@ def build_request(
     model_name = model_ctx["name"]
     provider = runtime.name
     wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})",
-                   operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"))
+                   operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"),
+                   reasoning is not None)
     ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, **wire.variables}
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
