@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from run import HERE, KEY, MESSAGES, load, percentile
+from run import KEY, MESSAGES, load, mock_server, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (1, 16, 64)
@@ -63,28 +63,6 @@ models:
     params: [temperature, max_tokens]
     limits: {rpm: 10000000}
 """
-
-
-@contextmanager
-def mock_server() -> Iterator[str]:
-    """bench/mock_openai.py on plain asyncio: with uvloop installed (uvicorn[standard] brings it) its
-    transport check fails, so the mock is asked not to use it."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "mock_openai.py"), "--until-stdin-closes", "--no-uvloop"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"mock server did not start: {line!r}")
-        yield line.split()[1]
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def site_dir() -> Path:

@@ -23,6 +23,7 @@ from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine, RequestOptions
 from .engine.conversation import NO_OPTIONS
+from .engine.reply import Turn
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -321,18 +322,15 @@ class Router:
                 await self._balancer.release(route, target, reserved, result.usage, latency, None)
                 breakdown = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
                                                   model_params, attempts, result.content)
-                cost = breakdown.total if breakdown is not None else None
-                turn = result.turn
+                turn = result.turn or Turn()  # an image has no turn
                 response = LLMResponse(
                     content=result.content, model_name=model.name, provider=target.provider, usage=result.usage,
-                    cost=cost, latency=time.perf_counter() - started, finish_reason=result.finish_reason,
-                    attempts=attempts, raw=result.raw, content_kind=result.content_kind, id=result.id,
-                    deployment=target.deployment, cost_breakdown=breakdown,
+                    cost=breakdown.total if breakdown is not None else None, latency=time.perf_counter() - started,
+                    finish_reason=result.finish_reason, attempts=attempts, raw=result.raw,
+                    content_kind=result.content_kind, id=result.id, deployment=target.deployment,
+                    tool_calls=turn.tool_calls, message=turn.message, native_finish_reason=turn.native_finish_reason,
+                    reasoning=turn.reasoning, extra=turn.extra, cost_breakdown=breakdown,
                 )
-                if turn is not None:
-                    response.tool_calls, response.message = turn.tool_calls, turn.message
-                    response.native_finish_reason, response.reasoning, response.extra = (
-                        turn.native_finish_reason, turn.reasoning, turn.extra)
                 await self._emit("on_success", response)
                 return response
         raise await self._exhausted(attempts, errors)

@@ -16,7 +16,7 @@ import json
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config.model import CacheBreakpoints, Conversation
@@ -65,7 +65,7 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
             "response_format": options.response_format,
         })
     converter = _Converter(spec, where)
-    system = None
+    system: Any = None  # the text, or one marked text block when it carries a cache breakpoint
     if messages is not None and spec.system == "separate":
         system = system_text(messages)
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
@@ -74,18 +74,29 @@ def to_wire(spec: Conversation | None, messages: Any, options: RequestOptions, w
         fix = ("a json_schema answer is a forced tool on this model: use a model with native structured output, "
                "or no reasoning" if structured else "use tool_choice 'auto', or no reasoning")
         raise InvalidRequestError(f"{where}: this wire format ({spec.wire}) cannot force a tool while the model reasons; {fix}")
-    variables = {
-        "messages": converter.messages(messages) if messages is not None else None,
+    cache = _cache_places(spec.cache, options.prompt_cache)
+    wire_tools = ([converter.render(spec.tool, {"tool": _tool_vars(t)}, "tool") for t in tools]
+                  if tools and spec.tool is not None else tools)
+    if cache is not None and cache.tools and wire_tools:
+        wire_tools = [*wire_tools[:-1], {**wire_tools[-1], **cache.marker}]
+    if cache is not None and cache.system and system:
+        system = [{**converter.text_part(system), **cache.marker}]
+    return WireRequest({
+        "messages": converter.messages(messages, cache) if messages is not None else None,
         "system": system,
-        "tools": [converter.render(spec.tool, {"tool": _tool_vars(t)}, "tool") for t in tools]
-                 if tools and spec.tool is not None else tools,
+        "tools": wire_tools,
         "tool_choice": converter.tool_choice(tool_choice, options.parallel_tool_calls, bool(tools)),
         "parallel_tool_calls": options.parallel_tool_calls,
         "response_format": response_format,
-    }
-    if spec.cache is not None and options.prompt_cache not in (None, False):
-        converter.place_cache_markers(variables, spec.cache, options.prompt_cache)
-    return WireRequest(variables, structured)
+    }, structured)
+
+
+def _cache_places(policy: CacheBreakpoints | None, asked: Any) -> CacheBreakpoints | None:
+    """The cache breakpoints this call gets: the wire's policy when the call asks (a mapping overrides
+    its system, tools and last_turns), else none."""
+    if policy is None or asked is None or asked is False:
+        return None
+    return replace(policy, **asked) if isinstance(asked, Mapping) else policy
 
 
 def _fit_call_ids(messages: list[Any], length: int) -> list[Any]:
@@ -177,15 +188,6 @@ def _strings_in(value: Any, depth: int = 0) -> frozenset[str]:
     return frozenset(found)
 
 
-def parse_arguments(text: Any) -> Any:
-    """Tool-call arguments as an object: JSON text parsed (an empty text is {})."""
-    if not isinstance(text, str):
-        return text
-    if not text.strip():
-        return {}
-    return json.loads(text)
-
-
 class _Converter:
     def __init__(self, spec: Conversation, where: str) -> None:
         self.spec = spec
@@ -200,32 +202,6 @@ class _Converter:
             raise InvalidRequestError(f"{self.where}: could not write {what}: {exc}") from None
         return None if value is DROP else value
 
-    def place_cache_markers(self, variables: dict[str, Any], policy: CacheBreakpoints, override: Any) -> None:
-        """Merge the marker into the last block of the system text, the tools and the latest user turns."""
-        chosen = {"system": policy.system, "tools": policy.tools, "last_turns": policy.last_turns}
-        if isinstance(override, Mapping):
-            chosen.update(override)
-        marker = dict(policy.marker)
-        if chosen["system"] and variables["system"]:
-            variables["system"] = [{**self._text_part(variables["system"]), **marker}]
-        if chosen["tools"] and variables["tools"]:
-            variables["tools"] = [*variables["tools"][:-1], {**variables["tools"][-1], **marker}]
-        turns = chosen["last_turns"]
-        messages = variables["messages"] or []
-        user = self.spec.roles.get("user", "user")
-        for i in reversed(range(len(messages))):
-            if turns <= 0:
-                break
-            message = messages[i]
-            content_key = "content" if "content" in message else "parts"
-            if message.get("role") != user or not message.get(content_key):
-                continue
-            blocks = message[content_key]
-            blocks = [self._text_part(blocks)] if isinstance(blocks, str) else list(blocks)
-            blocks[-1] = {**blocks[-1], **marker}
-            messages[i] = {**message, content_key: blocks}
-            turns -= 1
-
     def tool_choice(self, choice: Any, parallel: bool | None, has_tools: bool) -> Any:
         table = self.spec.tool_choice
         if not table:
@@ -237,7 +213,7 @@ class _Converter:
         key, name = (choice, None) if isinstance(choice, str) else ("function", choice["function"]["name"])
         return self.render(table.get(key), {"name": name, "parallel": parallel}, f"tool_choice {key!r}")
 
-    def messages(self, messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def messages(self, messages: Sequence[Mapping[str, Any]], cache: CacheBreakpoints | None = None) -> list[Any]:
         spec = self.spec
         calls: dict[str, tuple[str, bool]] = {}  # tool call id → (function name, whether this wire issued the id)
         turns: list[tuple[str, Any]] = []  # (wire role, parts list or a plain string)
@@ -249,14 +225,29 @@ class _Converter:
                 turns[-1] = (wire_role, self._as_list(turns[-1][1]) + self._as_list(body))
             else:
                 turns.append((wire_role, body))
+        if cache is not None and cache.last_turns:
+            self._mark_latest(turns, spec.roles.get("user", "user"), cache)
         if spec.message is None:
             return [{"role": role, "content": parts} for role, parts in turns]
         return [self.render(spec.message, {"role": role, "parts": parts}, "a message") for role, parts in turns]
 
-    def _as_list(self, body: Any) -> list[Any]:
-        return [self._text_part(body)] if isinstance(body, str) else body
+    def _mark_latest(self, turns: list[tuple[str, Any]], role: str, cache: CacheBreakpoints) -> None:
+        """The cache marker on the last part of each of the latest `last_turns` turns of `role`."""
+        left = cache.last_turns
+        for i in reversed(range(len(turns))):
+            wire_role, parts = turns[i]
+            if left <= 0:
+                break
+            if wire_role != role or not parts:
+                continue
+            parts = self._as_list(parts)
+            turns[i] = (wire_role, [*parts[:-1], {**parts[-1], **cache.marker}])
+            left -= 1
 
-    def _text_part(self, text: str) -> Any:
+    def _as_list(self, body: Any) -> list[Any]:
+        return [self.text_part(body)] if isinstance(body, str) else body
+
+    def text_part(self, text: str) -> Any:
         return self.render(self.spec.parts.text, {"part": {"type": "text", "text": text}}, "text parts")
 
     def _parts(self, message: Mapping[str, Any], known: dict[str, tuple[str, bool]]) -> Any:
@@ -287,7 +278,7 @@ class _Converter:
         parts = [p for p in parts if p is not None]
         for call in calls:
             function = call["function"]
-            variables = {"id": call["id"], "name": function["name"], "arguments": parse_arguments(function["arguments"]),
+            variables = {"id": call["id"], "name": function["name"], "arguments": json.loads(function["arguments"]),
                          "arguments_json": function["arguments"]}
             parts.append(self.render(self.spec.parts.tool_call, {"call": variables}, "tool calls"))
         return parts
@@ -296,7 +287,7 @@ class _Converter:
         kind = part.get("type")
         templates = self.spec.parts
         if kind == "text":
-            return self._text_part(part["text"]) if part["text"] else None  # empty text blocks are refused by some APIs
+            return self.text_part(part["text"]) if part["text"] else None  # empty text blocks are refused by some APIs
         if kind == "image_url":
             image = part["image_url"]
             url, detail = (image.get("url"), image.get("detail")) if isinstance(image, Mapping) else (image, None)

@@ -14,6 +14,7 @@ from ..config.model import Extraction, Operation, StateBlock, ToolCallPaths
 from ..paths import JSONPath
 from ..types import ToolCall, ToolCallDelta
 from .conversation import STATE_KEY
+from .extract import text_or_none
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 
@@ -126,14 +127,9 @@ def read_turn(spec: Extraction, operation: Operation, data: Any, structured_tool
         reasoning=joined(spec.reasoning, data),
         state=spec.state.first(data) if spec.state is not None else None,
         extra=extras_of(spec.extra, data),
-        native_finish_reason=_text(spec.finish_reason, data),
+        native_finish_reason=text_or_none(spec.finish_reason, data),
     )
     return finish_turn(turn, operation, structured_tool)
-
-
-def _text(path: JSONPath | None, data: Any) -> str | None:
-    value = path.first(data) if path is not None else None
-    return None if value is None else str(value)
 
 
 class StreamAssembler:

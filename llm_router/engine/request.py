@@ -47,6 +47,9 @@ class ProviderRuntime:
             self.key = Secret(env[self.key_env])
             redactor.add(self.key)
         self.static_headers = dict(config.headers)  # checked once, here: the schema allows printable ASCII only
+        # lower-case names a caller's extra headers may not set: the provider's own and its key's
+        self.own_header_names = frozenset(
+            [*(name.lower() for name in config.headers), *([auth.header.lower()] if auth is not None and auth.header else [])])
         # Per (operation, streaming): the params the body already places, so merging skips them. A merging
         # operation also never lets a param set what its stream block owns (`stream`, `stream_options`).
         self.placed_params: dict[tuple[str, bool], frozenset[str]] = {}
@@ -188,9 +191,7 @@ def build_request(
 
     headers = dict(runtime.static_headers)
     if options.headers:  # the caller's (a gateway's allow-listed client headers): config and the key win
-        auth_header = runtime.config.auth.header.lower() if runtime.config.auth and runtime.config.auth.header else None
-        taken = {name.lower() for name in headers}
-        headers.update((k, v) for k, v in options.headers.items() if k not in taken and k != auth_header)
+        headers.update((k, v) for k, v in options.headers.items() if k not in runtime.own_header_names)
     rendered_headers = _render(operation.headers, ctx, provider, model_name)
     if rendered_headers is not DROP:  # values built from params: checked on every call
         for name, value in rendered_headers.items():

@@ -71,12 +71,7 @@ async def images_generations(ex: Exchange) -> Response:
     key = ex.authenticate()
     body = await ex.json_body()
     request = parse(ImageGenerationRequest, body)
-    model = ex.model(request.model, "model")
-    if model.kind != "image":
-        raise ApiError(400, f"{request.model!r} is a {model.kind} model; call /v1/chat/completions",
-                       "invalid_request_error", "wrong_endpoint", "model")
-    if request.fallback_model is not None:
-        ex.model(request.fallback_model, "fallback_model")
+    model = ex.models_for(request.model, request.fallback_model, "image", "/v1/chat/completions")
     params = image_params(request, model.params)
     limiter = ex.runtime.limiter
     admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt, params))

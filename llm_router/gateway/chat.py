@@ -32,12 +32,7 @@ async def chat_completions(ex: Exchange) -> Response:
     key = ex.authenticate()
     body = await ex.json_body()
     request = parse(ChatCompletionRequest, body)
-    model = ex.model(request.model, "model")
-    if model.kind != "chat":
-        raise ApiError(400, f"{request.model!r} is an {model.kind} model; call /v1/images/generations",
-                       "invalid_request_error", "wrong_endpoint", "model")
-    if request.fallback_model is not None:
-        ex.model(request.fallback_model, "fallback_model")
+    ex.models_for(request.model, request.fallback_model, "chat", "/v1/images/generations")
     params = request.params()
     messages = body["messages"]
     call: dict[str, Any] = {

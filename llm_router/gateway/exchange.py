@@ -87,6 +87,17 @@ class Exchange:
             raise ApiError(404, f"the model {name!r} does not exist{hint}", "invalid_request_error", "model_not_found",
                            field) from None
 
+    def models_for(self, name: str, fallback: str | None, kind: str, endpoint: str) -> ModelConfig:
+        """The requested model, when the key may use it and it is a `kind` model (else a 400 naming
+        the endpoint that serves it), after checking the fallback model the same way."""
+        model = self.model(name, "model")
+        if model.kind != kind:
+            raise ApiError(400, f"{name!r} is {'an' if model.kind == 'image' else 'a'} {model.kind} model; call {endpoint}",
+                           "invalid_request_error", "wrong_endpoint", "model")
+        if fallback is not None:
+            self.model(fallback, "fallback_model")
+        return model
+
     def forwarded_headers(self) -> dict[str, str] | None:
         """The client's headers that gateway.yaml's forward_headers passes on upstream."""
         names = self.runtime.config.forward_headers
