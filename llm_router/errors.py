@@ -189,11 +189,25 @@ class MissingCredentialError(ProviderError):
     kind = "missing_credential"
 
 
+class InvalidReplyError(ProviderError):
+    """The provider answered 2xx but the reply is not what the operation expects (not JSON, too
+    deep, nothing at the declared path). The request was served and may be billed, so it is not
+    retried on the same deployment; the router may still fall back."""
+
+    kind = "invalid_reply"
+
+
 class StreamInterrupted(ProviderError):
     """A stream failed after chunks were delivered (the message says how much arrived); never
     falls back, since the caller already holds part of an answer."""
 
     kind = "stream_interrupted"
+
+
+class RouterClosedError(RouterError):
+    """The router was closed (`aclose()`): a call after it is refused, and calls still in flight end with this."""
+
+    kind = "closed"
 
 
 class BudgetExceeded(RouterError):
