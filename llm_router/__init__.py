@@ -1,5 +1,7 @@
 """llm-router: a declarative router for LLM and image-generation APIs."""
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AllAttemptsFailed,
     AuthenticationError,
@@ -26,11 +28,27 @@ from .errors import (
     UnsupportedCapabilityError,
     UnsupportedParamError,
 )
-from .router import Router
-from .state import StateUnavailableError
 from .types import Attempt, LLMResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
 
+if TYPE_CHECKING:
+    from .router import Router
+    from .state import StateUnavailableError
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`Router` (with the engine, the HTTP client and the event loop machinery) loads on first use, so
+    that importing a submodule (`llm_router.errors`, `llm_router.config.model`, the CLI) does not pay for it."""
+    if name == "Router":
+        from .router import Router
+
+        return Router
+    if name == "StateUnavailableError":
+        from .state import StateUnavailableError
+
+        return StateUnavailableError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AllAttemptsFailed",

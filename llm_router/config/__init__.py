@@ -7,25 +7,33 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import Problem
-from . import checks, schema
-from .build import build_model, build_provider, build_settings
-from .load import load_dirs, resolve_extends
 from .model import Catalog
 
 
-def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Catalog, list[Problem]]:
+def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
+                 trust_digest: bool = True) -> tuple[Catalog, list[Problem]]:
     """Load and check every dir; return the catalog and every problem found (errors and warnings).
 
     A provider or model with an error is left out of the later checks, and so are the checks that
     depend on it (a model of a broken provider), so that one run reports every independent
-    problem once, without follow-on noise.
+    problem once, without follow-on noise. A bundled file that matches the catalog's digest skips
+    the JSON Schema pass it is known to pass (`trust_digest=False`: validate it anyway; see digest.py).
     """
+    # Imported here, not above: YAML, Jinja, JSONPath and the validator load with the first catalog,
+    # so that importing llm_router (or only its config types) stays light.
+    from . import checks, schema
+    from .build import build_model, build_provider, build_settings
+    from .digest import unchanged_bundled
+    from .load import load_dirs, resolve_extends
+
     raw = load_dirs([Path(d) for d in dirs])
+    known_good = unchanged_bundled(raw.files) if trust_digest else frozenset()
     problems = list(raw.problems)
     broken: set[str] = set()  # providers with an error
     for name, doc in raw.providers.items():
         # A file that `extends` another may be partial: its `required` keys are checked after the merge.
-        found = schema.check(doc, "provider", partial=isinstance(doc.data.get("extends"), str)) + checks.check_extends(doc, raw.providers)
+        found = [] if doc.file in known_good else schema.check(doc, "provider", partial=isinstance(doc.data.get("extends"), str))
+        found += checks.check_extends(doc, raw.providers)
         if found:
             broken.add(name)
             problems += found
@@ -39,20 +47,24 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str]) -> tuple[Ca
     bad_models: set[str] = set()
     for name, doc in raw.models.items():
         # Validate each model inside its file's shape so that messages carry the file's key path.
-        found = schema.check(doc, "models", data={"models": {name: doc.data}}, strip=2)
+        found = [] if doc.file in known_good else schema.check(doc, "models", data={"models": {name: doc.data}}, strip=2)
         if found:
             bad_models.add(name)
             problems += found
-    router_problems = schema.check(raw.router, "router") if raw.router is not None else []
+    router_problems = schema.check(raw.router, "router") if raw.router is not None and raw.router.file not in known_good else []
     problems += router_problems
 
     resolved = {n: d for n, d in resolve_extends(raw).items() if n not in broken}
     for name, doc in resolved.items():
-        if doc is not raw.providers[name]:  # merged by extends: validate the result as well
-            found = schema.check(doc, "provider")
-            if found:
-                broken.add(name)
-                problems += found
+        if doc is raw.providers[name]:
+            continue
+        # Merged by `extends`: validate the result as well, unless both files it came from are known good.
+        if {doc.file, raw.providers[raw.providers[name].data["extends"]].file} <= known_good:
+            continue
+        found = schema.check(doc, "provider")
+        if found:
+            broken.add(name)
+            problems += found
     providers = {}
     for name, doc in resolved.items():
         if name in broken:

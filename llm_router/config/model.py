@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..paths import JSONPath
 from ..state import Cooldown
-from ..templating import CompiledTemplate
+
+if TYPE_CHECKING:  # annotations only: importing the config types pulls in neither Jinja nor the JSONPath library
+    from ..paths import JSONPath
+    from ..templating import CompiledTemplate
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -1,0 +1,118 @@
+"""The bundled catalog's digest: the sha256 of every bundled config file and of the schemas that
+check them, written once the catalog validates clean.
+
+JSON Schema validation is most of the cost of loading the bundled catalog, and its answer for a
+file is fixed by the file's bytes and the schemas' bytes. So a bundled file whose bytes, and every
+schema's, match the digest is known to pass and skips that pass; a user's file, or a bundled file
+edited since the digest was written, is validated in full. Every other check (references, keys,
+templates, JSONPaths) runs on every file, always.
+
+After editing a bundled file or a schema:  python -m llm_router.config.digest --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .._resources import catalog_dir
+
+DIGEST_FILE = Path(__file__).resolve().parent.parent / "_catalog_digest.json"
+WRITE_COMMAND = "python -m llm_router.config.digest --write"
+SCHEMA_OF = {"providers.d": "schemas/provider.schema.json", "models.d": "schemas/models.schema.json",
+             "router.yaml": "schemas/router.schema.json"}  # what load_catalog validates each kind of file with
+
+
+def unchanged_bundled(files: Iterable[str]) -> frozenset[str]:
+    """Those of `files` that are the bundled catalog's own and match the digest, as does the schema that checks them."""
+    root = catalog_dir()
+    prefix = str(root) + os.sep
+    recorded = _recorded()
+    schemas: dict[str, bool] = {}  # schema → unchanged
+    out = []
+    for file in files:
+        name = Path(file[len(prefix):]).as_posix() if file.startswith(prefix) else ""
+        schema = SCHEMA_OF.get(name.split("/", 1)[0])
+        if schema is None or name not in recorded:
+            continue
+        if schema not in schemas:
+            schemas[schema] = recorded.get(schema, "") == _sha256(root / schema)
+        if schemas[schema] and recorded[name] == _sha256(Path(file)):
+            out.append(file)
+    return frozenset(out)
+
+
+def stale() -> list[str]:
+    """What differs between the bundled catalog and its digest, one line per file; empty when current."""
+    recorded, current = _recorded(), _current()
+    return [f"{name}: {'not in the digest' if name not in recorded else 'gone' if name not in current else 'changed'}"
+            for name in sorted(recorded.keys() | current.keys()) if recorded.get(name) != current.get(name)]
+
+
+def write() -> list[str]:
+    """Validate the bundled catalog in full; if it is clean, write its digest. Returns the errors (empty: written)."""
+    from . import load_catalog
+
+    _, problems = load_catalog([catalog_dir()], env={}, trust_digest=False)
+    errors = [f"{p.file}:{p.line or 0}: {p.message}" for p in problems if p.severity == "error"]
+    if not errors:
+        body = {"written_by": WRITE_COMMAND, "sha256": _current()}
+        DIGEST_FILE.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return errors
+
+
+def _recorded() -> dict[str, str]:
+    try:
+        recorded = json.loads(DIGEST_FILE.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no usable digest: everything is validated in full
+    return {k: v for k, v in recorded.items() if isinstance(v, str)} if isinstance(recorded, dict) else {}
+
+
+def _current() -> dict[str, str | None]:
+    from .load import config_files
+
+    root = catalog_dir()
+    providers, models, router = config_files(root)
+    names = [p.relative_to(root).as_posix() for p in (*providers, *models, *([router] if router else []))]
+    names += sorted({SCHEMA_OF[name.split("/", 1)[0]] for name in names})
+    return {name: _sha256(root / name) for name in names}
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_router.config.digest", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--write", action="store_true", help="validate the bundled catalog in full and write its digest")
+    args = parser.parse_args(argv)
+    if args.write:
+        errors = write()
+        for line in errors:
+            print(line, file=sys.stderr)
+        if errors:
+            print(f"not written: the bundled catalog has {len(errors)} error(s)", file=sys.stderr)
+            return 1
+        print(f"wrote {DIGEST_FILE}")
+        return 0
+    differences = stale()
+    for line in differences:
+        print(line)
+    if differences:
+        print(f"the digest of the bundled catalog is stale; run: {WRITE_COMMAND}", file=sys.stderr)
+        return 1
+    print("the digest of the bundled catalog is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
