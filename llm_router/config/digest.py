@@ -12,7 +12,6 @@ After editing a bundled file or a schema:  python -m llm_router.config.digest --
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -92,6 +91,8 @@ def _sha256(path: Path) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # here, not above: this module is imported by every load
+
     parser = argparse.ArgumentParser(prog="python -m llm_router.config.digest", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--write", action="store_true", help="validate the bundled catalog in full and write its digest")
     args = parser.parse_args(argv)
