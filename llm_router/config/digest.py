@@ -1,13 +1,14 @@
-"""The bundled catalog's digest: the sha256 of every bundled config file and of the schemas that
-check them, written once the catalog validates clean.
+"""The bundled catalog's digest: the sha256 of every bundled config file and of the schema that
+checks it, written once the catalog validates clean.
 
-JSON Schema validation is most of the cost of loading the bundled catalog, and its answer for a
-file is fixed by the file's bytes and the schemas' bytes. So a bundled file whose bytes, and every
+JSON Schema validation was most of the cost of loading the bundled catalog, and its answer for a
+file is fixed by the file's bytes and its schema's bytes. So a bundled file whose bytes, and its
 schema's, match the digest is known to pass and skips that pass; a user's file, or a bundled file
-edited since the digest was written, is validated in full. Every other check (references, keys,
-templates, JSONPaths) runs on every file, always.
+or schema edited since the digest was written, is validated in full. Every other check
+(references, keys, templates, JSONPaths) runs on every file, always.
 
 After editing a bundled file or a schema:  python -m llm_router.config.digest --write
+Without --write, the command says whether the digest is current (exit 1 when it is stale).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def _sha256(path: Path) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse  # here, not above: this module is imported by every load
 
-    parser = argparse.ArgumentParser(prog="python -m llm_router.config.digest", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m llm_router.config.digest",
+                                     description="Check (default) or write the digest of the bundled catalog.")
     parser.add_argument("--write", action="store_true", help="validate the bundled catalog in full and write its digest")
     args = parser.parse_args(argv)
     if args.write:
