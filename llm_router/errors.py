@@ -1,22 +1,72 @@
-"""The one error hierarchy. Every message says what went wrong, where, and how to fix it."""
+"""The error hierarchy every public call raises, and the one enumeration of error kinds. Every
+message says what went wrong, where, and how to fix it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from .types import Attempt
 
 
+class ErrorKind(StrEnum):
+    """What went wrong, as one word: every error's `kind`, an `Attempt.error_kind`, what a provider's
+    `errors.classify` rules name and what router.yaml's `fallback_on` lists. A member is its string
+    (`ErrorKind.TIMEOUT == "timeout"`)."""
+
+    # the provider's answer, or its absence
+    AUTHENTICATION = "authentication"  # 401/403
+    INVALID_REQUEST = "invalid_request"  # 400/422 from the provider, or a call refused before sending
+    NOT_FOUND = "not_found"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_FILTER = "content_filter"
+    RATE_LIMITED = "rate_limited"  # 429, or a local rpm/tpm limit, or every deployment cooling down
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    MISSING_CREDENTIAL = "missing_credential"
+    INVALID_REPLY = "invalid_reply"  # a 2xx reply the operation cannot use
+    PROVIDER_ERROR = "provider_error"  # any other provider failure
+    STREAM_INTERRUPTED = "stream_interrupted"  # after chunks were delivered
+    # the router's own
+    ROUTER_ERROR = "router_error"
+    CONFIGURATION = "configuration"
+    UNKNOWN_MODEL = "unknown_model"
+    UNSUPPORTED_PARAM = "unsupported_param"
+    UNSUPPORTED_CAPABILITY = "unsupported_capability"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    STATE_UNAVAILABLE = "state_unavailable"
+    ALL_ATTEMPTS_FAILED = "all_attempts_failed"
+    CLOSED = "closed"  # the router was closed
+    CANCELLED = "cancelled"  # an attempt's record only: the caller cancelled the call or stopped reading its stream
+
+
+_K = ErrorKind
+# what router.yaml's `fallback_on` may list: a provider's failures that a stream has not yet delivered part of
+FALLBACK_KINDS = frozenset({
+    _K.RATE_LIMITED, _K.OVERLOADED, _K.SERVER_ERROR, _K.TIMEOUT, _K.CONNECTION, _K.AUTHENTICATION, _K.INVALID_REQUEST,
+    _K.NOT_FOUND, _K.CONTEXT_LENGTH, _K.CONTENT_FILTER, _K.MISSING_CREDENTIAL, _K.INVALID_REPLY, _K.PROVIDER_ERROR,
+})
+# `fallback_on` when router.yaml does not say: the failures another model may not share
+DEFAULT_FALLBACK_ON = frozenset({
+    _K.RATE_LIMITED, _K.OVERLOADED, _K.SERVER_ERROR, _K.TIMEOUT, _K.CONNECTION, _K.INVALID_REPLY, _K.PROVIDER_ERROR,
+})
+# failures that say the deployment is in trouble (not the caller): they count towards a cooldown
+COOLDOWN_KINDS = frozenset({_K.RATE_LIMITED, _K.OVERLOADED, _K.SERVER_ERROR, _K.TIMEOUT, _K.CONNECTION, _K.INVALID_REPLY})
+
+
 class RouterError(Exception):
-    """Base of every error the router raises.
+    """Base of every error the router raises; `kind` says what went wrong in one word (`ErrorKind`).
 
     An error raised by `Router.query`/`stream` after it tried at least one model carries
     `attempts`: every model tried, in order (see `Attempt`).
     """
 
+    kind: ClassVar[ErrorKind] = ErrorKind.ROUTER_ERROR
     attempts: Sequence[Attempt] = ()
 
 
@@ -39,6 +89,8 @@ class Problem:
 class ConfigurationError(RouterError):
     """The config is invalid; `problems` lists every finding with its file and line."""
 
+    kind = ErrorKind.CONFIGURATION
+
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"] or self.problems
@@ -55,6 +107,8 @@ class ConfigurationError(RouterError):
 
 
 class UnknownModelError(RouterError, KeyError):
+    kind = ErrorKind.UNKNOWN_MODEL
+
     def __init__(self, name: str, close_matches: Sequence[str]) -> None:
         self.name = name
         self.close_matches = list(close_matches)
@@ -69,6 +123,8 @@ class UnknownModelError(RouterError, KeyError):
 
 
 class UnsupportedParamError(RouterError, ValueError):
+    kind = ErrorKind.UNSUPPORTED_PARAM
+
     def __init__(self, model: str, params: Sequence[str], allowed: Sequence[str]) -> None:
         self.model = model
         self.params = list(params)
@@ -84,14 +140,14 @@ class UnsupportedParamError(RouterError, ValueError):
 class InvalidRequestError(RouterError, ValueError):
     """The call itself is malformed (messages, prompt or param types); nothing was sent."""
 
-    kind = "invalid_request"
+    kind = ErrorKind.INVALID_REQUEST
 
 
 class UnsupportedCapabilityError(InvalidRequestError):
     """The model does not declare a capability the call needs (tools, vision, structured_output);
     the router skipped it without sending anything."""
 
-    kind = "unsupported_capability"
+    kind = ErrorKind.UNSUPPORTED_CAPABILITY
 
     def __init__(self, model: str, missing: Sequence[str], declared: Sequence[str]) -> None:
         self.model = model
@@ -105,7 +161,7 @@ class UnsupportedCapabilityError(InvalidRequestError):
 class ProviderError(RouterError):
     """The provider answered with an error, or its answer could not be used."""
 
-    kind = "provider_error"
+    kind = ErrorKind.PROVIDER_ERROR
 
     def __init__(
         self,
@@ -139,37 +195,37 @@ class ProviderError(RouterError):
 
 
 class AuthenticationError(ProviderError):
-    kind = "authentication"
+    kind = ErrorKind.AUTHENTICATION
 
 
 class BadRequestError(ProviderError):
-    kind = "invalid_request"
+    kind = ErrorKind.INVALID_REQUEST
 
 
 class ContextLengthError(BadRequestError):
-    kind = "context_length"
+    kind = ErrorKind.CONTEXT_LENGTH
 
 
 class ContentFilterError(BadRequestError):
-    kind = "content_filter"
+    kind = ErrorKind.CONTENT_FILTER
 
 
 class NotFoundError(BadRequestError):
-    kind = "not_found"
+    kind = ErrorKind.NOT_FOUND
 
 
 class ServerError(ProviderError):
-    kind = "server_error"
+    kind = ErrorKind.SERVER_ERROR
 
 
 class OverloadedError(ServerError):
-    kind = "overloaded"
+    kind = ErrorKind.OVERLOADED
 
 
 class RateLimitError(ProviderError):
     """The provider (or a local limit) refused the call for now; `retry_after_s` says when to retry."""
 
-    kind = "rate_limited"
+    kind = ErrorKind.RATE_LIMITED
 
 
 class DeploymentsCoolingDown(RateLimitError):
@@ -178,15 +234,15 @@ class DeploymentsCoolingDown(RateLimitError):
 
 
 class ProviderTimeout(ProviderError, TimeoutError):
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
 
 
 class ProviderConnectionError(ProviderError, ConnectionError):
-    kind = "connection"
+    kind = ErrorKind.CONNECTION
 
 
 class MissingCredentialError(ProviderError):
-    kind = "missing_credential"
+    kind = ErrorKind.MISSING_CREDENTIAL
 
 
 class InvalidReplyError(ProviderError):
@@ -194,26 +250,26 @@ class InvalidReplyError(ProviderError):
     deep, nothing at the declared path). The request was served and may be billed, so it is not
     retried on the same deployment; the router may still fall back."""
 
-    kind = "invalid_reply"
+    kind = ErrorKind.INVALID_REPLY
 
 
 class StreamInterrupted(ProviderError):
     """A stream failed after chunks were delivered (the message says how much arrived); never
     falls back, since the caller already holds part of an answer."""
 
-    kind = "stream_interrupted"
+    kind = ErrorKind.STREAM_INTERRUPTED
 
 
 class RouterClosedError(RouterError):
     """The router was closed (`aclose()`): a call after it is refused, and calls still in flight end with this."""
 
-    kind = "closed"
+    kind = ErrorKind.CLOSED
 
 
 class BudgetExceeded(RouterError):
     """A spend budget (router.yaml `budgets:`) is used up for its period; nothing was sent."""
 
-    kind = "budget_exceeded"
+    kind = ErrorKind.BUDGET_EXCEEDED
 
     def __init__(self, scope: str, name: str | None, period: str, period_id: str, limit_usd: float, spent_usd: float,
                  on_exceed: str = "raise") -> None:
@@ -230,9 +286,17 @@ class BudgetExceeded(RouterError):
         super().__init__(self.message)
 
 
+class StateUnavailableError(RouterError):
+    """The shared state store (Redis) failed and its policy is `on_error: fail`: the call is refused."""
+
+    kind = ErrorKind.STATE_UNAVAILABLE
+
+
 class AllAttemptsFailed(RouterError):
     """Every model in the chain failed. `attempts` holds each one (model, provider, status, the
     error message); `errors` the error each raised, in the same order."""
+
+    kind = ErrorKind.ALL_ATTEMPTS_FAILED
 
     def __init__(self, attempts: Sequence[Attempt], errors: Sequence[RouterError]) -> None:
         self.attempts = list(attempts)

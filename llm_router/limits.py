@@ -1,6 +1,7 @@
 """Rate limits (requests and tokens per minute): the window length, the in-process sliding window
 `state.LocalState` keeps per slot, and the error a full window raises (`redis_state` shares the
-length and the error)."""
+length and the error). Each reservation is an object its request settles, never one looked up by
+its token count."""
 
 from __future__ import annotations
 
@@ -20,17 +21,19 @@ class LimitExceeded(Exception):
         super().__init__(f"{what} limit reached; capacity in {wait_s:.1f}s")
 
 
-class _Reservation:
-    __slots__ = ("settled", "stamp", "tokens")
+class Reservation:
+    """One request's tokens in a window: an estimate when taken, the reported usage once settled."""
+
+    __slots__ = ("in_window", "stamp", "tokens")
 
     def __init__(self, stamp: float, tokens: int) -> None:
         self.stamp = stamp
         self.tokens = tokens
-        self.settled = False
+        self.in_window = True  # False once it left the window: settling it then changes nothing
 
 
 class Window:
-    """Requests and token reservations of the last WINDOW_S seconds for one key.
+    """Requests and token reservations of the last WINDOW_S seconds for one key, on a monotonic clock.
 
     Check (`wait_needed`) and record (`record`) must run with no await between them; on one event
     loop that makes them atomic, so concurrent tasks never overshoot a limit.
@@ -40,7 +43,7 @@ class Window:
 
     def __init__(self) -> None:
         self.requests: collections.deque[float] = collections.deque()
-        self.tokens: collections.deque[_Reservation] = collections.deque()
+        self.tokens: collections.deque[Reservation] = collections.deque()
         self.token_total = 0
 
     def prune(self, now: float) -> None:
@@ -48,7 +51,9 @@ class Window:
         while self.requests and self.requests[0] <= horizon:
             self.requests.popleft()
         while self.tokens and self.tokens[0].stamp <= horizon:
-            self.token_total -= self.tokens.popleft().tokens
+            gone = self.tokens.popleft()
+            gone.in_window = False
+            self.token_total -= gone.tokens
 
     def wait_needed(self, now: float, rpm: int | None, tpm: int | None, tokens: int) -> tuple[str, float] | None:
         """None when a request of `tokens` fits now, else (which limit, seconds until it fits)."""
@@ -67,20 +72,26 @@ class Window:
             return "tpm", horizon + WINDOW_S - now
         return None
 
-    def record(self, now: float, rpm: int | None, tpm: int | None, tokens: int) -> None:
+    def record(self, now: float, rpm: int | None, tpm: int | None, tokens: int) -> Reservation | None:
+        """Count one request (and reserve its tokens when there is a tpm limit: the reservation)."""
         if rpm is not None:
             self.requests.append(now)
-        if tpm is not None:
-            self.tokens.append(_Reservation(now, tokens))
-            self.token_total += tokens
+        if tpm is None:
+            return None
+        reservation = Reservation(now, tokens)
+        self.tokens.append(reservation)
+        self.token_total += tokens
+        return reservation
 
-    def settle(self, reserved: int, actual: int) -> None:
-        """Replace the newest unsettled reservation of `reserved` tokens by `actual`."""
-        for entry in reversed(self.tokens):
-            if not entry.settled and entry.tokens == reserved:
-                entry.tokens, entry.settled = actual, True
-                self.token_total += actual - reserved
-                return
+    def settle(self, reservation: Reservation, actual: int) -> None:
+        """Replace what `reservation` holds by the `actual` tokens used (nothing once it left the window)."""
+        if reservation.in_window:
+            self.token_total += actual - reservation.tokens
+            reservation.tokens = actual
+
+    def idle(self, now: float) -> bool:
+        self.prune(now)
+        return not self.requests and not self.tokens
 
 
 def limit_error(exc: LimitExceeded, model: str, provider: str) -> RateLimitError:

@@ -5,23 +5,28 @@ state is asked for, so `import llm_router` never pulls in `redis`.
 
 Every update is one server-side Lua script (EVALSHA; redis-py reloads a script Redis forgot after
 a restart), so it is atomic and one round trip. Scripts read the time from Redis `TIME`: every
-host measures windows and cooldowns on the same clock. Cooldown ends are translated back to this
-host's wall clock when read.
+host measures windows and cooldowns on the same clock, and health reports a cooldown as the
+seconds it has left. A ticket's handle is its request id: `release` settles that reservation and
+no other.
 
 Keys (prefix `p`, slot key `k`), all expiring: `p rpm:k` (ZSET request id → time), `p tpm:k`
 (ZSET reservation id → time) with `p tok:k` (HASH id → tokens, `_sum` → their total), `p run:k`
 (ZSET calls in flight), `p hl:k` (HASH `lat` moving average, `cool` cooldown end), `p fail:k`
 (ZSET counted failures), `p probe:k` (the probe claim), `p spend:<budget key>` (USD).
 
-When Redis fails, `on_error="local"` (the default) carries on with an in-process `LocalState`
-(one warning per outage, one info line when Redis is back; Redis is tried again at most every
-`retry_interval_s`), and `on_error="fail"` raises `StateUnavailableError`.
+Every operation is bounded by `timeout_s` (connecting, waiting for a pooled connection, the round
+trip). Anything going wrong with it — a refused or reset connection, a server that accepts and
+never answers, one that does not speak Redis (an HTTP server at that port) — is an outage: with
+`on_error="local"` (the default) calls carry on with an in-process `LocalState` (one warning per
+outage, one info line when Redis is back), with `on_error="fail"` they raise
+`StateUnavailableError`. While Redis is down no call waits for it: a background task PINGs it
+every `retry_interval_s` and puts it back in use once it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import itertools
 import logging
 import math
@@ -33,16 +38,14 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from .limits import WINDOW_S, LimitExceeded
-from .state import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError, WindowUse
+from .state import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError, Ticket, WindowUse
 
 __all__ = ["RedisState"]
 
 log = logging.getLogger("llm_router")
 
-_ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError
 _KEY_MARGIN_S = 60  # windows' keys outlive the window by this much
 
 # Check the rpm and tpm windows and, when both have room, record the request (and count it in
@@ -175,16 +178,16 @@ return 0
 """
 
 # KEYS: (in-flight zset, health hash) per key. ARGV: in-flight max s.
-# Returns Redis's time, then (in flight, latency, cooldown end) per key.
+# Returns (in flight, latency, seconds left of the cooldown) per key, on Redis's clock.
 _HEALTH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local out = {string.format('%.6f', now)}
+local out = {}
 for i = 1, #KEYS, 2 do
   out[#out + 1] = redis.call('ZCOUNT', KEYS[i], now - tonumber(ARGV[1]), '+inf')
   local h = redis.call('HMGET', KEYS[i + 1], 'lat', 'cool')
   out[#out + 1] = h[1] or ''
-  out[#out + 1] = h[2] or ''
+  out[#out + 1] = h[2] and string.format('%.6f', tonumber(h[2]) - now) or ''
 end
 return out
 """
@@ -208,7 +211,8 @@ end
 return 0
 """
 
-_LOCAL = "<local>"  # marks a request acquired on the fallback LocalState
+# KEYS: spend counters.
+_SPENT = "return redis.call('MGET', unpack(KEYS))"
 
 
 class RedisState:
@@ -221,7 +225,7 @@ class RedisState:
         on_error: Literal["local", "fail"] = "local",
         *,
         retry_interval_s: float = 1.0,
-        socket_timeout_s: float = 1.0,
+        timeout_s: float = 1.0,
         max_connections: int = 32,
         in_flight_max_s: float = 600.0,
         health_ttl_s: float = 86400.0,
@@ -235,8 +239,8 @@ class RedisState:
             # A blocking pool: a burst of calls waits for a connection instead of failing. One
             # immediate retry lets a pooled connection that Redis dropped (a restart) reconnect.
             return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=socket_timeout_s, socket_timeout=socket_timeout_s,
-                socket_connect_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1),
+                url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1),
             ))
 
         self._connect = connect
@@ -248,6 +252,7 @@ class RedisState:
         self.key_prefix = key_prefix
         self.on_error = on_error
         self._retry_interval_s = retry_interval_s
+        self._timeout_s = timeout_s
         self._in_flight_max_s = in_flight_max_s
         self._health_ttl_s = health_ttl_s
         self._local = local or LocalState()
@@ -257,27 +262,23 @@ class RedisState:
         self._health = self._redis.register_script(_HEALTH)
         self._claim = self._redis.register_script(_CLAIM)
         self._add_spend = self._redis.register_script(_ADD_SPEND)
+        self._spent = self._redis.register_script(_SPENT)
         self._ids = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
-        # request ids this process acquired, per (slot key, reserved tokens), for `release`
-        self._pending: dict[tuple[str, int], collections.deque[tuple[float, str]]] = {}
         self._keys: dict[str, tuple[str, ...]] = {}
         self._down_since: float | None = None
-        self._retry_at = 0.0
+        self._probe: asyncio.Task[None] | None = None
 
     # --- outage bookkeeping ------------------------------------------------------------------------
 
-    def _usable(self) -> bool:
-        """False for `retry_interval_s` after a failure, so a dead Redis costs no timeout per call."""
-        return self._down_since is None or time.monotonic() >= self._retry_at
-
     def _failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._retry_at = now + self._retry_interval_s
+        """Redis failed: from now on calls do not wait for it (they carry on locally, or are
+        refused) until the probe finds it answering again."""
         if self._down_since is None:
-            self._down_since = now
+            self._down_since = time.monotonic()
             if self.on_error == "local":
                 log.warning("shared state: Redis at %s failed (%s: %s); using in-process state until it is back",
                             self.where, type(exc).__name__, exc)
+        self._watch()
         if self.on_error == "fail":
             raise StateUnavailableError(
                 f"shared state: Redis at {self.where} failed ({type(exc).__name__}: {exc}); the state policy is "
@@ -285,14 +286,27 @@ class RedisState:
             ) from exc
 
     def _unavailable(self) -> None:
-        """Redis is within its retry interval after a failure."""
+        """Redis is down (the probe has not seen it answer yet)."""
+        self._watch()
         if self.on_error == "fail":
             raise StateUnavailableError(
-                f"shared state: Redis at {self.where} is unavailable (retried every {self._retry_interval_s:g}s); "
+                f"shared state: Redis at {self.where} is unavailable (probed every {self._retry_interval_s:g}s); "
                 "the state policy is on_error: fail, so the call is refused")
 
-    def _ok(self) -> None:
-        if self._down_since is not None:
+    def _watch(self) -> None:
+        """Make sure a probe runs on this event loop while Redis is down."""
+        if self._probe is None or self._probe.done() or self._probe.get_loop() is not asyncio.get_running_loop():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
+
+    async def _probe_until_back(self) -> None:
+        """Out of every call's path: PING Redis every retry_interval_s until it answers."""
+        while self._down_since is not None:
+            await self._sleep(self._retry_interval_s)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._client().ping()
+            except Exception:  # still down, whatever the reason (see _call)
+                continue
             log.info("shared state: Redis at %s is back after %.1fs; limits and health are shared again",
                      self.where, time.monotonic() - self._down_since)
             self._down_since = None
@@ -307,82 +321,61 @@ class RedisState:
             self._loop = loop
         return self._redis
 
-    async def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script; None when Redis failed (and the policy is to carry on locally)."""
-        if not self._usable():
+    async def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any],
+                    parse: Callable[[Any], Any] = lambda reply: reply) -> Any:
+        """Run a script and parse its reply, within `timeout_s`; None when Redis is down and the
+        policy is to carry on locally (StateUnavailableError when it is to refuse)."""
+        if self._down_since is not None:
             self._unavailable()
             return None
         try:
-            result = await script(keys=keys, args=args, client=self._client())
-        except _ERRORS as exc:
-            self._failed(exc)
+            async with asyncio.timeout(self._timeout_s):
+                reply = await script(keys=keys, args=args, client=self._client())
+            return parse(reply)
+        except Exception as exc:  # a socket error, a timeout, a server that does not speak Redis or answers
+            self._failed(exc)  # nonsense: each is an outage, handled by the declared policy
             return None
-        self._ok()
-        return result
 
-    # --- keys and pending requests -----------------------------------------------------------------
+    # --- keys --------------------------------------------------------------------------------------
 
     def _slot_keys(self, key: str) -> tuple[str, ...]:
         keys = self._keys.get(key)
         if keys is None:
+            if len(self._keys) >= 4096:  # a cache: ad-hoc model names must not grow it without bound
+                self._keys.clear()
             p = self.key_prefix
             keys = self._keys[key] = tuple(f"{p}{kind}:{key}" for kind in ("rpm", "tpm", "tok", "run", "hl", "fail", "probe"))
         return keys
 
-    def _remember(self, key: str, tokens: int, request_id: str) -> None:
-        queue = self._pending.setdefault((key, tokens), collections.deque())
-        now = time.monotonic()
-        while queue and queue[0][0] < now - self._in_flight_max_s:  # never released: forget
-            queue.popleft()
-        queue.append((now, request_id))
-
-    def _take(self, key: str, tokens: int) -> str:
-        queue = self._pending.get((key, tokens))
-        if not queue:
-            return ""
-        request_id = queue.popleft()[1]
-        if not queue:
-            del self._pending[(key, tokens)]
-        return request_id
-
     # --- StateBackend ------------------------------------------------------------------------------
 
-    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> WindowUse:
-        if slot.rpm is None and slot.tpm is None and not slot.track_in_flight:
-            return WindowUse()
+    async def acquire(self, slot: Slot, tokens: int, max_wait_s: float) -> Ticket:
+        if not slot.holds:
+            return Ticket(slot)
         rpm_k, tpm_k, tok_k, run_k = self._slot_keys(slot.key)[:4]
-        use = WindowUse()
         request_id = next(self._ids)
         args = (-1 if slot.rpm is None else slot.rpm, -1 if slot.tpm is None else slot.tpm, int(tokens), request_id,
                 int(slot.track_in_flight), WINDOW_S, int(WINDOW_S) + _KEY_MARGIN_S, self._in_flight_max_s)
         deadline = time.monotonic() + max_wait_s
         while True:
-            verdict = await self._call(self._acquire, (rpm_k, tpm_k, tok_k, run_k), args)
-            if verdict is None:
-                use = await self._local.acquire(slot, tokens, max(0.0, deadline - time.monotonic()))
-                request_id = _LOCAL
-                break
-            what = verdict[0].decode()
-            if what == "ok":
-                requests, reserved = int(verdict[1]), int(verdict[2])
-                use = WindowUse(requests if requests >= 0 else None, reserved if reserved >= 0 else None)
-                break
-            wait = float(verdict[1])
+            verdict = await self._call(self._acquire, (rpm_k, tpm_k, tok_k, run_k), args, _verdict)
+            if verdict is None:  # carry on locally: the local ticket is this ticket's handle
+                local = await self._local.acquire(slot, tokens, max(0.0, deadline - time.monotonic()))
+                return Ticket(slot, local.tokens, local.use, local)
+            if isinstance(verdict, WindowUse):
+                return Ticket(slot, tokens if slot.tpm is not None else 0, verdict, request_id)
+            what, wait = verdict
             if time.monotonic() + wait > deadline:
                 raise LimitExceeded(what, wait)
             await self._sleep(max(wait, 0.001))
-        if slot.tpm is not None or slot.track_in_flight:
-            self._remember(slot.key, tokens, request_id)
-        return use
 
-    async def release(self, slot: Slot, outcome: Outcome) -> None:
-        request_id = ""
-        if slot.tpm is not None or slot.track_in_flight:
-            request_id = self._take(slot.key, outcome.reserved_tokens)
-        if request_id == _LOCAL:
-            self._local.settle(slot, outcome)
-            request_id = ""
-        _, _, tok_k, run_k, hl_k, fail_k, probe_k = self._slot_keys(slot.key)
+    async def release(self, ticket: Ticket, outcome: Outcome) -> None:
+        handle, request_id = ticket.handle, ""
+        if isinstance(handle, Ticket):  # acquired on the local state while Redis was down
+            self._local.settle(handle, outcome.actual_tokens)
+        elif isinstance(handle, str):
+            request_id = handle
+        _, _, tok_k, run_k, hl_k, fail_k, probe_k = self._slot_keys(ticket.slot.key)
         cooldown = outcome.cooldown
         args = (
             request_id, -1 if outcome.actual_tokens is None else int(outcome.actual_tokens),
@@ -394,7 +387,7 @@ class RedisState:
             LATENCY_ALPHA,
         )
         if await self._call(self._release, (tok_k, run_k, hl_k, fail_k, probe_k), args) is None:
-            self._local.record(slot.key, outcome)
+            self._local.record(ticket.slot.key, outcome)
 
     async def health(self, keys: Sequence[str]) -> dict[str, Health]:
         if not keys:
@@ -403,20 +396,14 @@ class RedisState:
         for key in keys:
             slot_keys = self._slot_keys(key)
             redis_keys += [slot_keys[3], slot_keys[4]]
-        reply = await self._call(self._health, redis_keys, (self._in_flight_max_s,))
+        reply = await self._call(self._health, redis_keys, (self._in_flight_max_s,), _health_rows)
         if reply is None:
             return await self._local.health(keys)
-        skew = time.time() - float(reply[0])  # report cooldown ends on this host's clock
-        result = {}
-        for i, key in enumerate(keys):
-            in_flight, latency, cool = reply[1 + 3 * i: 4 + 3 * i]
-            result[key] = Health(int(in_flight), float(latency) if latency else None,
-                                 float(cool) + skew if cool else None)
-        return result
+        return dict(zip(keys, reply, strict=True))
 
     async def claim_probe(self, key: str, hold_s: float) -> bool:
         slot_keys = self._slot_keys(key)
-        claimed = await self._call(self._claim, (slot_keys[4], slot_keys[6]), (max(1, int(hold_s * 1000)),))
+        claimed = await self._call(self._claim, (slot_keys[4], slot_keys[6]), (max(1, int(hold_s * 1000)),), bool)
         if claimed is None:
             return await self._local.claim_probe(key, hold_s)
         return bool(claimed)
@@ -432,20 +419,34 @@ class RedisState:
     async def spent(self, keys: Sequence[str]) -> dict[str, float]:
         if not keys:
             return {}
-        result: list[Any] | None = None
-        if self._usable():
-            try:
-                result = await self._client().mget([f"{self.key_prefix}spend:{key}" for key in keys])
-            except _ERRORS as exc:
-                self._failed(exc)
-            else:
-                self._ok()
-        elif self.on_error == "fail":
-            self._unavailable()
-        if result is None:
+        redis_keys = [f"{self.key_prefix}spend:{key}" for key in keys]
+        values = await self._call(self._spent, redis_keys, (), lambda r: [0.0 if v is None else float(v) for v in r])
+        if values is None:
             return await self._local.spent(keys)
-        return {key: float(value) if value is not None else 0.0 for key, value in zip(keys, result, strict=False)}
+        return dict(zip(keys, values, strict=True))
 
     async def aclose(self) -> None:
-        if self._loop is None or self._loop is asyncio.get_running_loop():
+        current = asyncio.get_running_loop()
+        if self._probe is not None and self._probe.get_loop() is current:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        self._probe = None
+        if self._loop is None or self._loop is current:
             await self._redis.aclose()
+
+
+def _verdict(reply: Any) -> WindowUse | tuple[str, float]:
+    """The acquire script's answer: what the windows hold once admitted, or (full limit, seconds until room)."""
+    what = reply[0].decode()
+    if what == "ok":
+        requests, tokens = int(reply[1]), int(reply[2])
+        return WindowUse(requests if requests >= 0 else None, tokens if tokens >= 0 else None)
+    if what not in ("rpm", "tpm"):
+        raise ValueError(f"unexpected acquire reply {what!r}")
+    return what, float(reply[1])
+
+
+def _health_rows(reply: Any) -> list[Health]:
+    return [Health(int(reply[i]), float(reply[i + 1]) if reply[i + 1] else None,
+                   float(reply[i + 2]) if reply[i + 2] else None) for i in range(0, len(reply), 3)]

@@ -1,58 +1,46 @@
-"""The public Router and the orchestration of a call: resolve the model, apply its param policy,
-plan the fallback chain, walk it attempt by attempt (deployments from `balance`, budgets from
-`budgets`, totals in `usage`), price the result, tell the hooks. It knows nothing of HTTP."""
+"""The public Router: resolve the model, apply its param policy, plan the fallback chain, and run
+the chain as leases (`lease`: admission, release, records, spend, hooks, moving on); `query` and
+`stream` are two thin loops over them. It knows nothing of HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import difflib
-import inspect
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import httpx2
-
-from .balance import Balancer, Route, Target
+from .balance import Balancer, Target
 from .budgets import BudgetLedger
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
-from .engine import Call, Engine, RequestOptions
+from .engine import Call, Engine, EngineResult, RequestOptions
 from .engine.conversation import NO_OPTIONS
 from .engine.reply import Turn
 from .errors import (
-    AllAttemptsFailed,
-    BudgetExceeded,
     ConfigurationError,
     InvalidRequestError,
-    ProviderError,
-    RouterError,
     UnknownModelError,
     UnsupportedCapabilityError,
     UnsupportedParamError,
 )
 from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
-from .pricing import price
+from .lease import HOOK_EVENTS, Calls, Hooks, Lease, Leases, Planned
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
-from .types import Attempt, CostBreakdown, LLMResponse, StreamChunk, Usage
+from .types import LLMResponse, StreamChunk
 from .usage import UsageTotals
+
+if TYPE_CHECKING:
+    import httpx2
 
 log = logging.getLogger("llm_router")
 
-HOOK_EVENTS = ("on_attempt", "on_success", "on_failure")
-
-
-class Planned(NamedTuple):
-    """One model of a call's chain, with the params and the `reasoning` variable it gets."""
-
-    model: ModelConfig
-    params: dict[str, Any]
-    reasoning: Mapping[str, Any] | None
+__all__ = ["HOOK_EVENTS", "Router"]
 
 
 class Router:
@@ -71,11 +59,12 @@ class Router:
         self._engine = Engine(catalog.providers, env, transport)
         self._owns_state = state is None
         self._state: StateBackend = state if state is not None else build_state(catalog.settings.state, catalog.files, env)
-        self._hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
+        self._hooks = Hooks()
         self._budgets = BudgetLedger(catalog.settings.budgets, self._state)
-        self._balancer = Balancer(catalog.settings, self._state, self._budgets)
-        self._routes = {n: self._balancer.build_route(m) for n, m in catalog.models.items()}
         self._usage = UsageTotals()
+        self._calls = Calls()
+        self._leases = Leases(catalog, Balancer(catalog.settings, self._state, self._budgets), self._budgets,
+                              self._usage, self._hooks, self._calls, self._can_stream)
 
     @classmethod
     def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
@@ -93,14 +82,6 @@ class Router:
             raise ConfigurationError(errors)
         return cls(catalog, environment, state)
 
-    def _route(self, model: ModelConfig) -> Route:
-        route = self._routes.get(model.name)
-        if route is None:  # a 'provider/upstream' model: built on first use, kept (bounded)
-            if len(self._routes) >= len(self._catalog.models) + 1024:
-                self._routes = {n: r for n, r in self._routes.items() if n in self._catalog.models}
-            route = self._routes[model.name] = self._balancer.build_route(model)
-        return route
-
     # --- what is registered --------------------------------------------------------------------
 
     @property
@@ -115,18 +96,7 @@ class Router:
 
     def add_hook(self, event: str, hook: Callable[..., Any]) -> None:
         """Call `hook(payload)` on `on_attempt`, `on_success` or `on_failure` (sync or async)."""
-        if event not in self._hooks:
-            raise ValueError(f"unknown hook event {event!r}; events: {', '.join(HOOK_EVENTS)}")
-        self._hooks[event].append(hook)
-
-    async def _emit(self, event: str, payload: Any) -> None:
-        for hook in self._hooks[event]:
-            try:
-                result = hook(payload)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:  # a metrics hook must never break a call
-                log.exception("hook %s raised; ignored", getattr(hook, "__name__", hook))
+        self._hooks.add(event, hook)
 
     def usage_report(self) -> dict[str, Any]:
         """Running totals per model and per provider since start (or the last reset): calls
@@ -240,8 +210,8 @@ class Router:
                 log.debug("call: chain=%s input_chars=%d", chain, len(input_text(messages, prompt)))
         return plan, messages, prompt
 
-    def _call(self, planned: Planned, target: Target, messages: Any, prompt: Any,
-              options: RequestOptions = NO_OPTIONS) -> Call:
+    @staticmethod
+    def _call(planned: Planned, target: Target, messages: Any, prompt: Any, options: RequestOptions = NO_OPTIONS) -> Call:
         return Call(target.provider, planned.model.kind, target.context, messages, prompt, planned.params, target.credentials,
                     options, planned.reasoning)
 
@@ -254,12 +224,6 @@ class Router:
                                 extra_headers)
         return options, needed_capabilities(messages, options)
 
-    def _missing(self, model: ModelConfig, needs: frozenset[str]) -> list[str]:
-        """What the call needs that a catalog model does not declare (a 'provider/upstream' model is taken at its word)."""
-        if not needs or model.name not in self._catalog.models:
-            return []
-        return sorted(needs - model.capabilities)
-
     # --- the public calls -----------------------------------------------------------------------------
 
     def render(self, model_name: str, messages: Any = None, prompt: str | None = None, stream: bool = False, *,
@@ -271,10 +235,10 @@ class Router:
         messages, prompt = check_input(primary, messages, prompt, params)
         options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
                                        extra_headers)
-        missing = self._missing(primary, needs)
+        missing = self._leases.missing(primary, needs)
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
-        target = self._route(primary).targets[0]
+        target = self._leases.route(primary).targets[0]
         call = self._call(self._params_for(primary, params, strict=True), target, messages, prompt, options)
         return self._engine.render(call, stream=stream)
 
@@ -302,38 +266,30 @@ class Router:
         'tools', 'last_turns'}) also overrides the provider's policy. `extra_headers` go upstream
         with the request (never over the provider's own headers or its key)."""
         started = time.perf_counter()
-        plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
-                                       extra_headers)
-        attempts: list[Attempt] = []
-        errors: list[RouterError] = []
-        async with aclosing(self._admitted(plan, messages, prompt, attempts, errors, needs=needs)) as admitted:
-            async for planned, route, target, reserved, attempt_started in admitted:
-                model, model_params = planned.model, planned.params
-                try:
-                    result = await self._engine.execute(self._call(planned, target, messages, prompt, options))
-                except BaseException as error:
-                    await self._balancer.release(route, target, reserved, None, 0.0, error)
-                    if not isinstance(error, RouterError):
-                        raise
-                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
-                    continue
-                latency = time.perf_counter() - attempt_started
-                await self._balancer.release(route, target, reserved, result.usage, latency, None)
-                breakdown = await self._succeeded(model, target, result.status, result.tries, latency, result.usage,
-                                                  model_params, attempts, result.content)
-                turn = result.turn or Turn()  # an image has no turn
-                response = LLMResponse(
-                    content=result.content, model_name=model.name, provider=target.provider, usage=result.usage,
-                    cost=breakdown.total if breakdown is not None else None, latency=time.perf_counter() - started,
-                    finish_reason=result.finish_reason, attempts=attempts, raw=result.raw,
-                    content_kind=result.content_kind, id=result.id, deployment=target.deployment,
-                    tool_calls=turn.tool_calls, message=turn.message, native_finish_reason=turn.native_finish_reason,
-                    reasoning=turn.reasoning, extra=turn.extra, cost_breakdown=breakdown,
-                )
-                await self._emit("on_success", response)
-                return response
-        raise await self._exhausted(attempts, errors)
+        task = self._calls.enter()
+        try:
+            plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+            options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
+                                           prompt_cache, extra_headers)
+            walk = self._leases.walk(plan, messages, prompt, needs)
+            while (lease := await walk.next()) is not None:
+                async with lease:
+                    result = await self._engine.execute(self._call(lease.planned, lease.target, messages, prompt, options))
+                    lease.succeeded(result.usage, result.status, result.tries)
+                if lease.ok:
+                    response = self._response(lease, started, result.turn or Turn(), result)  # an image has no turn
+                    if self._catalog.settings.log_content:
+                        log.debug("reply of %s: content=%r", lease.planned.model.name, result.content)
+                    await self._hooks.emit("on_success", response)
+                    return response
+            raise await walk.exhausted()
+        except asyncio.CancelledError:
+            closed = self._calls.closed_error(task)
+            if closed is None:
+                raise
+            raise closed from None
+        finally:
+            self._calls.leave(task)
 
     async def stream(
         self,
@@ -355,155 +311,78 @@ class Router:
         calls and message, finish reason, usage and cost. Moves on (to another deployment or model)
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
-        plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
-        options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
-                                       extra_headers)
-        streamable = [p for p in plan
-                      if p.model.streaming and any(self._can_stream(p.model, t) for t in self._route(p.model).targets)]
-        if not streamable or streamable[0] is not plan[0]:
-            primary = plan[0].model
-            raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
-        attempts: list[Attempt] = []
-        errors: list[RouterError] = []
-        async with aclosing(self._admitted(streamable, messages, prompt, attempts, errors, streaming=True,
-                                           needs=needs)) as admitted:
-            async for planned, route, target, reserved, attempt_started in admitted:
-                model, model_params = planned.model, planned.params
-                delivered = False
-                usage = Usage()
+        task = self._calls.enter()
+        try:
+            plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+            options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
+                                           prompt_cache, extra_headers)
+            streamable = [p for p in plan if p.model.streaming
+                          and any(self._can_stream(p.model, t) for t in self._leases.route(p.model).targets)]
+            if not streamable or streamable[0] is not plan[0]:
+                primary = plan[0].model
+                raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
+            walk = self._leases.walk(streamable, messages, prompt, needs, streaming=True)
+            while (lease := await walk.next()) is not None:
+                model, provider = lease.planned.model.name, lease.target.provider
                 turn = None
-                tries = 1
-                try:
-                    call = self._call(planned, target, messages, prompt, options)
-                    async for event in self._engine.stream(call):
-                        tries = event.tries
+                async with lease:
+                    async for event in self._engine.stream(self._call(lease.planned, lease.target, messages, prompt, options)):
+                        lease.tries = event.tries
                         if event.usage is not None:
-                            usage.update(event.usage)
+                            lease.usage.update(event.usage)
                         if event.turn is not None:
                             turn = event.turn
                         if event.delta or event.tool_call_deltas or event.reasoning:
-                            delivered = True
-                            yield StreamChunk(event.delta or "", model.name, target.provider,
-                                              tool_call_deltas=event.tool_call_deltas, reasoning_delta=event.reasoning or "")
-                except BaseException as error:
-                    await self._balancer.release(route, target, reserved, None, 0.0, error)
-                    if not isinstance(error, RouterError):
-                        raise
-                    await self._failed(model, target, error, attempt_started, attempts, errors,
-                                       may_fall_back=not delivered)
-                    continue
-                latency = time.perf_counter() - attempt_started
-                await self._balancer.release(route, target, reserved, usage, latency, None)
-                breakdown = await self._succeeded(model, target, 200, tries, latency, usage, model_params, attempts, None)
-                cost = breakdown.total if breakdown is not None else None
-                assert turn is not None  # the engine's last event
-                await self._emit("on_success", LLMResponse(
-                    content=None, model_name=model.name, provider=target.provider, usage=usage, cost=cost,
-                    latency=time.perf_counter() - started, finish_reason=turn.finish_reason, attempts=attempts,
-                    deployment=target.deployment, tool_calls=turn.tool_calls, message=turn.message,
-                    native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
-                    cost_breakdown=breakdown))
-                yield StreamChunk("", model.name, target.provider, turn.finish_reason, usage, cost, True, attempts,
-                                  tool_calls=turn.tool_calls, message=turn.message,
-                                  native_finish_reason=turn.native_finish_reason, extra=turn.extra, cost_breakdown=breakdown)
-                return
-        raise await self._exhausted(attempts, errors)
+                            lease.delivered += len(event.delta or "") + len(event.reasoning or "") + sum(
+                                len(d.arguments) + 1 for d in event.tool_call_deltas)
+                            self._calls.leave(task)
+                            yield StreamChunk(event.delta or "", model, provider, tool_call_deltas=event.tool_call_deltas,
+                                              reasoning_delta=event.reasoning or "")
+                            task = self._calls.enter()
+                if lease.ok:
+                    assert turn is not None  # the engine's last event
+                    response = self._response(lease, started, turn)
+                    await self._hooks.emit("on_success", response)
+                    self._calls.leave(task)
+                    yield StreamChunk("", model, provider, turn.finish_reason, response.usage, response.cost, True,
+                                      response.attempts, tool_calls=turn.tool_calls, message=turn.message,
+                                      native_finish_reason=turn.native_finish_reason, extra=turn.extra,
+                                      cost_breakdown=response.cost_breakdown)
+                    return
+            raise await walk.exhausted()
+        except asyncio.CancelledError:
+            closed = self._calls.closed_error(task)
+            if closed is None:
+                raise
+            raise closed from None
+        finally:
+            self._calls.leave(task)
 
-    async def _admitted(
-        self, plan: Sequence[Planned], messages: Any, prompt: Any,
-        attempts: list[Attempt], errors: list[RouterError], streaming: bool = False,
-        needs: frozenset[str] = frozenset(),
-    ) -> AsyncGenerator[tuple[Planned, Route, Target, int, float], None]:
-        """Each deployment to try, in chain and strategy order, once its limits and budgets let it
-        through: (the planned model, route, target, reserved tokens, start time). A model without a
-        capability the call needs, and a deployment that is cooling down, are skipped; a model none
-        of whose deployments could be tried is a failed attempt."""
-        for planned in plan:
-            model, model_params = planned.model, planned.params
-            missing = self._missing(model, needs)
-            if missing:
-                error = UnsupportedCapabilityError(model.name, missing, sorted(model.capabilities))
-                await self._failed(model, None, error, time.perf_counter(), attempts, errors, may_fall_back=True)
-                continue
-            route = self._route(model)
-            order, health = await self._balancer.order(route)
-            tried = False
-            for target in order:
-                if streaming and not self._can_stream(model, target):
-                    continue
-                if health is not None and not await self._balancer.may_try(route, target, health):
-                    continue
-                tried = True
-                attempt_started = time.perf_counter()
-                try:
-                    reserved = await self._balancer.admit(model, target, messages, prompt, model_params)
-                except RouterError as error:  # a limit or a budget: nothing was sent
-                    await self._failed(model, target, error, attempt_started, attempts, errors, may_fall_back=True)
-                    if isinstance(error, BudgetExceeded) and error.scope != "provider":
-                        break  # the model's other deployments share this budget
-                    continue
-                yield planned, route, target, reserved, attempt_started
-            if not tried:
-                await self._failed(model, None, await self._balancer.cooling_error(model, route), time.perf_counter(),
-                                   attempts, errors, may_fall_back=True)
+    @staticmethod
+    def _response(lease: Lease, started: float, turn: Turn, result: EngineResult | None = None) -> LLMResponse:
+        """What a successful lease answered (`result`: a query's; a stream's chunks carry the content),
+        as the call returns it and `on_success` sees it."""
+        breakdown = lease.breakdown
+        return LLMResponse(
+            content=result.content if result else None, model_name=lease.planned.model.name,
+            provider=lease.target.provider, usage=lease.usage, cost=breakdown.total if breakdown is not None else None,
+            latency=time.perf_counter() - started, finish_reason=result.finish_reason if result else turn.finish_reason,
+            attempts=lease.walk.attempts, raw=result.raw if result else None,
+            content_kind=result.content_kind if result else "text", id=result.id if result else None,
+            deployment=lease.target.deployment, tool_calls=turn.tool_calls, message=turn.message,
+            native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
+            cost_breakdown=breakdown)
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))
 
-    # --- bookkeeping shared by query and stream ---------------------------------------------------------
-
-    async def _failed(self, model: ModelConfig, target: Target | None, error: RouterError, started: float,
-                      attempts: list[Attempt], errors: list[RouterError], may_fall_back: bool) -> None:
-        """Record a failed attempt; re-raise `error` unless the call may move on (to the next
-        deployment, or the next model of the chain). `target` None: no deployment could be tried."""
-        provider = target.provider if target is not None else model.provider
-        deployment = target.deployment if target is not None else None
-        status = getattr(error, "status", None)
-        message = getattr(error, "message", None) or str(error)
-        kind = getattr(error, "kind", type(error).__name__)
-        attempt = Attempt(model.name, provider, False, status, message, kind, getattr(error, "tries", 1),
-                          time.perf_counter() - started, deployment)
-        attempts.append(attempt)
-        errors.append(error)
-        self._usage.record(model.name, provider, None, None, ok=False)
-        log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs%s: %s",
-                  model.name, provider, status, kind, attempt.tries, attempt.latency,
-                  f" deployment={deployment}" if deployment else "", message)
-        await self._emit("on_attempt", attempt)
-        moves_on = (isinstance(error, ProviderError) and kind in self._catalog.settings.fallback_on) or (
-            isinstance(error, BudgetExceeded) and error.on_exceed == "fallback") or isinstance(error, UnsupportedCapabilityError)
-        if not (may_fall_back and moves_on):
-            error.attempts = attempts
-            await self._emit("on_failure", error)
-            raise error
-
-    async def _exhausted(self, attempts: list[Attempt], errors: list[RouterError]) -> RouterError:
-        """The error for a chain that ran out: the error itself when only one attempt was made."""
-        error = errors[0] if len(errors) == 1 else AllAttemptsFailed(attempts, errors)
-        error.attempts = attempts
-        await self._emit("on_failure", error)
-        return error
-
-    async def _succeeded(self, model: ModelConfig, target: Target, status: int, tries: int, latency: float,
-                         usage: Usage, params: Mapping[str, Any], attempts: list[Attempt], content: Any) -> CostBreakdown | None:
-        """Record a successful attempt, count its cost against the budgets, and return the cost."""
-        attempt = Attempt(model.name, target.provider, True, status, tries=tries, latency=latency,
-                          deployment=target.deployment)
-        attempts.append(attempt)
-        breakdown = price(target.pricing, model.kind, usage, params)
-        cost = breakdown.total if breakdown is not None else None
-        self._usage.record(model.name, target.provider, usage, cost, ok=True)
-        if cost is not None and target.budgets:
-            await self._budgets.spend(target.budgets, cost)
-        log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s%s",
-                  model.name, target.provider, status, tries, latency, usage.input_tokens, usage.output_tokens,
-                  f" deployment={target.deployment}" if target.deployment else "",
-                  f" content={content!r}" if self._catalog.settings.log_content and content is not None else "")
-        await self._emit("on_attempt", attempt)
-        return breakdown
-
     async def aclose(self) -> None:
-        await self._engine.aclose()
+        """Close the HTTP clients (and the state backend the router made). A call after this raises
+        RouterClosedError; so does every call still in flight, once its attempt is recorded and
+        its limits given back."""
+        self._calls.closed = True
+        await self._engine.aclose()  # in-flight requests end with transport errors: leases map them to RouterClosedError
+        await self._calls.close()  # calls waiting elsewhere (a rate limit, a retry's backoff, a hook) are ended
         if self._owns_state:
             await self._state.aclose()
 

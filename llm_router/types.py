@@ -46,17 +46,23 @@ class CostBreakdown:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One model tried during a call: what happened there and how long it took."""
+    """One deployment tried during a call (or a model none of whose deployments could be tried):
+    what happened there, how long it took, and what it used and cost."""
 
     model: str
     provider: str
     ok: bool
     status: int | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: str | None = None  # an ErrorKind; None when ok
     tries: int = 1
     latency: float = 0.0
     deployment: str | None = None  # which deployment served the attempt (None: a model without `deployments`)
+    # what the attempt used and cost: a success's, and a stream's that delivered part of an answer
+    # before it failed or its caller stopped reading (counts the provider had not reported yet are
+    # estimated, 4 characters a token); None for an attempt that delivered nothing
+    usage: Usage | None = None
+    cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import asyncio
 
 
 class FakeClock:
-    """Wall-clock epoch seconds (as LocalState reads them) that only move when told to."""
+    """Seconds (LocalState's clock, monotonic) that only move when told to."""
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.now = now

@@ -4,7 +4,7 @@ JSON: {"redis": url, "prefix": key prefix, "do": what, ...}. What:
 - "query": build a Router on `config` (a config dir) with `env`, its limits on RedisState; print
   READY, wait for a line on stdin, send `n` queries of `model` at once; print {"ok", "refused"}.
 - "fail": release `n` counted failures of slot `key` (cooldown `cooldown_s`); print {}.
-- "health": print {"cooling_until": ..., "in_flight": ...} of `key`.
+- "health": print {"cooldown_left_s": ..., "in_flight": ...} of `key`.
 - "spend": add `usd` to budget `key`; "spent": print {"spent": ...} of `key`.
 Every result is one JSON line on stdout.
 """
@@ -19,13 +19,14 @@ from typing import Any
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
 from llm_router.redis_state import RedisState
-from llm_router.state import Cooldown, Outcome, Slot
+from llm_router.state import Cooldown, Outcome, Slot, Ticket
 
 USER = [{"role": "user", "content": "hi"}]
 
 
 async def main(args: dict[str, Any]) -> dict[str, Any]:
-    state = RedisState(args["redis"], key_prefix=args["prefix"], on_error="fail")
+    # generous timeouts: three processes start at once on a loaded machine; this is about sharing, not outages
+    state = RedisState(args["redis"], key_prefix=args["prefix"], on_error="fail", timeout_s=5)
     try:
         if args["do"] == "query":
             router = Router.from_dir(catalog_dir(), args["config"], env=args["env"], state=state)
@@ -42,11 +43,11 @@ async def main(args: dict[str, Any]) -> dict[str, Any]:
         if args["do"] == "fail":
             cooldown = Cooldown(failures=args["n"], window_s=60, cooldown_s=args["cooldown_s"])
             for _ in range(args["n"]):
-                await state.release(Slot(args["key"]), Outcome(failed=True, counts_for_cooldown=True, cooldown=cooldown))
+                await state.release(Ticket(Slot(args["key"])), Outcome(failed=True, counts_for_cooldown=True, cooldown=cooldown))
             return {}
         if args["do"] == "health":
             health = (await state.health([args["key"]]))[args["key"]]
-            return {"cooling_until": health.cooling_until, "in_flight": health.in_flight}
+            return {"cooldown_left_s": health.cooldown_left_s, "in_flight": health.in_flight}
         if args["do"] == "spend":
             await state.add_spend([(args["key"], args["usd"], 3600)])
             return {}

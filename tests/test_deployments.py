@@ -189,8 +189,8 @@ models:
     strategy: ordered
     deployments: [{provider: a}, {provider: b}]
 """, router_yaml="strategy: least_in_flight\n")
-        assert router._route(router.models["by_router"]).strategy == "least_in_flight"
-        assert router._route(router.models["own"]).strategy == "ordered"
+        assert router._leases.route(router.models["by_router"]).strategy == "least_in_flight"
+        assert router._leases.route(router.models["own"]).strategy == "ordered"
         await router.aclose()
 
 

@@ -9,7 +9,7 @@ from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import RateLimitError
 from llm_router.limits import LimitExceeded
-from llm_router.state import LocalState, Outcome, Slot
+from llm_router.state import LocalState, Outcome, Slot, Ticket
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -53,11 +53,11 @@ async def test_tpm_reservation_blocks_until_settled_down():
     clock = FakeClock()
     state = LocalState(clock=clock, sleep=clock.sleep)
     slot = Slot("m", tpm=1000)
-    await state.acquire(slot, 900, 0)
+    ticket = await state.acquire(slot, 900, 0)
     with pytest.raises(LimitExceeded) as caught:
         await state.acquire(slot, 200, 0)
     assert caught.value.what == "tpm"
-    await state.release(slot, Outcome(reserved_tokens=900, actual_tokens=100))  # the provider reported far fewer tokens
+    await state.release(ticket, Outcome(actual_tokens=100))  # the provider reported far fewer tokens
     await state.acquire(slot, 200, 0)
     clock.now += 60
     await state.acquire(slot, 1000, 0)  # the window emptied
@@ -132,9 +132,9 @@ async def test_tpm_limit_reserves_an_estimate_and_settles_with_reported_usage(wr
     calls = []
 
     class Recording(LocalState):
-        async def release(self, slot, outcome):
-            calls.append((slot.key, outcome.reserved_tokens, outcome.actual_tokens))
-            await super().release(slot, outcome)
+        async def release(self, ticket, outcome):
+            calls.append((ticket.slot.key, ticket.tokens, outcome.actual_tokens))
+            await super().release(ticket, outcome)
 
     with MockServer() as srv:
         srv.route("POST", "/v1/chat/completions", Reply.json(openai_chat_reply("ok")))
@@ -169,9 +169,10 @@ async def test_router_uses_a_custom_state_backend(write_config):
             self.acquired.append((slot.key, slot.rpm, slot.tpm, max_wait_s))
             if len(self.acquired) > 1:
                 raise LimitExceeded("rpm", 5.0)
+            return Ticket(slot, tokens, handle="mine")
 
-        async def release(self, slot, outcome):
-            self.settled.append((slot.key, outcome.reserved_tokens, outcome.actual_tokens))
+        async def release(self, ticket, outcome):
+            self.settled.append((ticket.slot.key, ticket.handle, outcome.actual_tokens))
 
     backend = CountingBackend()
     with MockServer() as srv:
@@ -189,7 +190,7 @@ models:
                 await router.query("shared", USER)
         assert srv.count() == 1
     assert backend.acquired == [("shared", 10, 100000, 1.5)] * 2
-    assert len(backend.settled) == 1 and backend.settled[0][0] == "shared"
+    assert len(backend.settled) == 1 and backend.settled[0][:2] == ("shared", "mine")  # the ticket it gave
     assert caught.value.retry_after_s == 5.0
 
 

@@ -100,10 +100,10 @@ async def test_a_plain_model_costs_one_acquire_with_limits_and_no_state_call_wit
 
         async def acquire(self, slot, tokens, max_wait_s):
             self.calls.append(("acquire", slot.key))
-            await super().acquire(slot, tokens, max_wait_s)
+            return await super().acquire(slot, tokens, max_wait_s)
 
-        async def release(self, slot, outcome):
-            self.calls.append(("release", slot.key))
+        async def release(self, ticket, outcome):
+            self.calls.append(("release", ticket.slot.key))
 
         async def health(self, keys):
             self.calls.append(("health",))
@@ -154,9 +154,9 @@ async def test_with_on_error_fail_a_call_is_refused_before_sending_and_an_answer
         async def acquire(self, slot, tokens, max_wait_s):
             if self.fail_acquire:
                 raise StateUnavailableError("shared state: Redis at 127.0.0.1:1/0 is unavailable")
-            await super().acquire(slot, tokens, max_wait_s)
+            return await super().acquire(slot, tokens, max_wait_s)
 
-        async def release(self, slot, outcome):
+        async def release(self, ticket, outcome):
             raise StateUnavailableError("shared state: Redis at 127.0.0.1:1/0 is unavailable")
 
     state = Broken()

@@ -5,14 +5,13 @@ import asyncio
 import logging
 import subprocess
 import sys
-import time
 
 import pytest
 import redis.asyncio as aioredis
 
 from llm_router.limits import LimitExceeded
 from llm_router.redis_state import RedisState
-from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateUnavailableError, WindowUse
+from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateUnavailableError, Ticket
 
 pytest_plugins = ["redis_server"]
 
@@ -48,11 +47,11 @@ async def test_rpm_refuses_the_request_over_the_limit_and_says_when_room_comes(b
 
 async def test_tpm_reserves_then_settles_to_reported_usage(backend):
     slot = Slot("m", tpm=1000)
-    await backend.acquire(slot, 900, 0)
+    ticket = await backend.acquire(slot, 900, 0)
     with pytest.raises(LimitExceeded) as caught:
         await backend.acquire(slot, 200, 0)
     assert caught.value.what == "tpm" and 59 < caught.value.wait_s <= 60
-    await backend.release(slot, Outcome(reserved_tokens=900, actual_tokens=100))
+    await backend.release(ticket, Outcome(actual_tokens=100))
     await backend.acquire(slot, 800, 0)
     with pytest.raises(LimitExceeded):
         await backend.acquire(slot, 200, 0)
@@ -66,17 +65,19 @@ async def test_tpm_request_larger_than_the_limit_runs_on_an_empty_window(backend
 
 async def test_in_flight_is_counted_from_acquire_to_release(backend):
     slot = Slot("d", track_in_flight=True)
-    await backend.acquire(slot, 0, 0)
+    first = await backend.acquire(slot, 0, 0)
     await backend.acquire(slot, 0, 0)
     assert (await backend.health(["d"]))["d"].in_flight == 2
-    await backend.release(slot, Outcome(latency_s=0.5))
+    await backend.release(first, Outcome(latency_s=0.5))
+    assert (await backend.health(["d"]))["d"].in_flight == 1
+    await backend.release(first, Outcome(latency_s=0.5))  # the same ticket again: nothing more to give back
     assert (await backend.health(["d"]))["d"].in_flight == 1
 
 
 async def test_latency_moving_average_weights_the_newest_sample_0_3(backend):
     slot = Slot("d")
-    await backend.release(slot, Outcome(latency_s=1.0))
-    await backend.release(slot, Outcome(latency_s=2.0))
+    await backend.release(Ticket(slot), Outcome(latency_s=1.0))
+    await backend.release(Ticket(slot), Outcome(latency_s=2.0))
     assert (await backend.health(["d"]))["d"].latency_s == pytest.approx(1.3)
 
 
@@ -84,37 +85,36 @@ async def test_health_of_unknown_keys_is_the_default(backend):
     assert await backend.health(["nobody", "else"]) == {"nobody": Health(), "else": Health()}
 
 
-async def test_cooldown_trips_at_the_threshold_and_reports_a_wall_clock_end(backend):
+async def test_cooldown_trips_at_the_threshold_and_reports_the_seconds_left(backend):
     slot = Slot("d")
-    await backend.release(slot, FAIL)
-    await backend.release(slot, FAIL)
-    assert (await backend.health(["d"]))["d"].cooling_until is None
-    await backend.release(slot, FAIL)
-    until = (await backend.health(["d"]))["d"].cooling_until
-    assert until == pytest.approx(time.time() + 0.3, abs=0.1)
+    await backend.release(Ticket(slot), FAIL)
+    await backend.release(Ticket(slot), FAIL)
+    assert (await backend.health(["d"]))["d"].cooldown_left_s is None
+    await backend.release(Ticket(slot), FAIL)
+    assert (await backend.health(["d"]))["d"].cooldown_left_s == pytest.approx(0.3, abs=0.1)
 
 
 async def test_one_probe_after_cooldown_then_success_clears_it(backend):
     slot = Slot("d")
     for _ in range(3):
-        await backend.release(slot, FAIL)
+        await backend.release(Ticket(slot), FAIL)
     assert not await backend.claim_probe("d", hold_s=5)
     await asyncio.sleep(0.35)
     claims = await asyncio.gather(*(backend.claim_probe("d", hold_s=5) for _ in range(20)))
     assert claims.count(True) == 1
-    await backend.release(slot, Outcome(latency_s=0.1))
-    assert (await backend.health(["d"]))["d"].cooling_until is None
+    await backend.release(Ticket(slot), Outcome(latency_s=0.1))
+    assert (await backend.health(["d"]))["d"].cooldown_left_s is None
 
 
 async def test_failed_probe_cools_down_again_at_once(backend):
     slot = Slot("d")
     for _ in range(3):
-        await backend.release(slot, FAIL)
+        await backend.release(Ticket(slot), FAIL)
     await asyncio.sleep(0.35)
     assert await backend.claim_probe("d", hold_s=5)
-    await backend.release(slot, FAIL)
-    until = (await backend.health(["d"]))["d"].cooling_until
-    assert until is not None and until > time.time()
+    await backend.release(Ticket(slot), FAIL)
+    left = (await backend.health(["d"]))["d"].cooldown_left_s
+    assert left is not None and left > 0
 
 
 async def test_probe_claim_lapses_after_hold_s(backend):
@@ -137,19 +137,19 @@ async def test_200_concurrent_acquires_against_rpm_50_let_exactly_50_through(bac
     slot = Slot("m", rpm=50)
     async with asyncio.timeout(10):
         results = await asyncio.gather(*(backend.acquire(slot, 0, 0) for _ in range(200)), return_exceptions=True)
-    admitted = [r for r in results if isinstance(r, WindowUse)]
+    admitted = [r for r in results if isinstance(r, Ticket)]
     assert len(admitted) == 50
-    assert sorted(r.requests for r in admitted) == list(range(1, 51))  # each saw the shared window as it was
-    assert all(isinstance(r, LimitExceeded) for r in results if not isinstance(r, WindowUse))
+    assert sorted(r.use.requests for r in admitted) == list(range(1, 51))  # each saw the shared window as it was
+    assert all(isinstance(r, LimitExceeded) for r in results if not isinstance(r, Ticket))
 
 
 async def test_concurrent_tpm_reservations_never_overrun(backend):
     slot = Slot("m", tpm=2000)
     async with asyncio.timeout(10):
         results = await asyncio.gather(*(backend.acquire(slot, 150, 0) for _ in range(100)), return_exceptions=True)
-    admitted = [r for r in results if isinstance(r, WindowUse)]
+    admitted = [r for r in results if isinstance(r, Ticket)]
     assert len(admitted) == 13  # 13 * 150 = 1950 <= 2000 < 14 * 150
-    assert sorted(r.tokens for r in admitted) == [150 * n for n in range(1, 14)]
+    assert sorted(r.use.tokens for r in admitted) == [150 * n for n in range(1, 14)]
 
 
 # --- Redis specifics ----------------------------------------------------------------------------------
@@ -163,8 +163,8 @@ async def test_two_clients_with_one_prefix_share_limits_health_and_budgets(redis
             await b.acquire(Slot("m", rpm=1), 0, 0)
         await other.acquire(Slot("m", rpm=1), 0, 0)  # another prefix: another set of limits
         for _ in range(3):
-            await a.release(Slot("d"), FAIL)
-        assert (await b.health(["d"]))["d"].cooling_until is not None
+            await a.release(Ticket(Slot("d")), FAIL)
+        assert (await b.health(["d"]))["d"].cooldown_left_s is not None
         await a.add_spend([("router:day", 2.0, 60)])
         assert await b.spent(["router:day"]) == {"router:day": 2.0}
     finally:
@@ -176,8 +176,8 @@ async def test_every_key_expires(redis_url, unique_prefix):
     state = RedisState(redis_url, key_prefix=unique_prefix)
     slot = Slot("m", rpm=10, tpm=1000, track_in_flight=True)
     await state.acquire(slot, 10, 0)
-    await state.release(Slot("d"), FAIL)
-    await state.release(Slot("e"), Outcome(latency_s=0.1))
+    await state.release(Ticket(Slot("d")), FAIL)
+    await state.release(Ticket(Slot("e")), Outcome(latency_s=0.1))
     await state.add_spend([("day", 1.0, 30)])
     assert await state.claim_probe("f", hold_s=5)
     await state.aclose()
@@ -213,14 +213,21 @@ async def test_unreachable_redis_at_start_carries_on_locally(caplog, unique_pref
     assert sum("Redis at 127.0.0.1:1/0 failed" in r.message for r in caplog.records) == 1
 
 
+async def wait_until_back(state: RedisState, within_s: float = 5.0) -> None:
+    """The probe puts Redis back in use out of the calls' path: wait for it."""
+    async with asyncio.timeout(within_s):
+        while state._down_since is not None:
+            await asyncio.sleep(0.01)
+
+
 async def test_redis_killed_mid_run_loses_no_call_and_is_used_again_when_back(redis_proc, caplog, unique_prefix):
-    state = RedisState(redis_proc.url, key_prefix=unique_prefix, retry_interval_s=0)
+    state = RedisState(redis_proc.url, key_prefix=unique_prefix, retry_interval_s=0.02)
     slot = Slot("m", rpm=1000, tpm=100_000, track_in_flight=True)
 
     async def one_call(i: int) -> None:
-        await state.acquire(slot, 100, 1)
+        ticket = await state.acquire(slot, 100, 1)
         await state.health(["m"])
-        await state.release(slot, Outcome(reserved_tokens=100, actual_tokens=50, latency_s=0.01))
+        await state.release(ticket, Outcome(actual_tokens=50, latency_s=0.01))
         await state.add_spend([("day", 0.01, 60)])
 
     with caplog.at_level(logging.INFO, logger="llm_router"):
@@ -232,6 +239,7 @@ async def test_redis_killed_mid_run_loses_no_call_and_is_used_again_when_back(re
                 await one_call(i)
             assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
             redis_proc.start()  # same port, empty: scripts must be loaded again (NOSCRIPT)
+            await wait_until_back(state)
             await one_call(0)
     assert await redis_keys(redis_proc.url, unique_prefix + "rpm:m") == [f"{unique_prefix}rpm:m".encode()]
     assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
@@ -240,7 +248,7 @@ async def test_redis_killed_mid_run_loses_no_call_and_is_used_again_when_back(re
 
 
 async def test_on_error_fail_refuses_calls_while_redis_is_down(redis_proc, unique_prefix):
-    state = RedisState(redis_proc.url, key_prefix=unique_prefix, on_error="fail", retry_interval_s=0)
+    state = RedisState(redis_proc.url, key_prefix=unique_prefix, on_error="fail", retry_interval_s=0.02)
     await state.acquire(Slot("m", rpm=10), 0, 0)
     redis_proc.stop()
     with pytest.raises(StateUnavailableError, match="on_error: fail"):
@@ -249,7 +257,12 @@ async def test_on_error_fail_refuses_calls_while_redis_is_down(redis_proc, uniqu
         await state.health(["m"])
     with pytest.raises(StateUnavailableError):
         await state.spent(["day"])
+    for refused in (state.release(Ticket(Slot("m")), Outcome(latency_s=0.1)), state.claim_probe("m", 1),
+                    state.add_spend([("day", 1.0, 60)])):
+        with pytest.raises(StateUnavailableError):
+            await refused
     redis_proc.start()
+    await wait_until_back(state)
     await state.acquire(Slot("m", rpm=10), 0, 0)
     await state.aclose()
 

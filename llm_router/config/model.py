@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DEFAULT_FALLBACK_ON
 from ..state import Cooldown
 
 if TYPE_CHECKING:  # annotations only: importing the config types pulls in neither Jinja nor the JSONPath library
@@ -390,9 +391,7 @@ class StateSettings:
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
     on_unsupported_param: str = "raise"
-    fallback_on: frozenset[str] = frozenset(
-        ["rate_limited", "overloaded", "server_error", "timeout", "connection", "provider_error"]
-    )
+    fallback_on: frozenset[str] = DEFAULT_FALLBACK_ON
     limit_wait_s: float = 10
     log_content: bool = False
     prompt_cache: bool = False  # cache breakpoints for calls that do not say (prompt_cache=)

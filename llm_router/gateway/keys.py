@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from ..budgets import budget_key
 from ..config.model import Budget
 from ..limits import LimitExceeded
-from ..state import Outcome, Slot, StateBackend, StateUnavailableError, WindowUse
+from ..state import Outcome, Slot, StateBackend, StateUnavailableError, Ticket, WindowUse
 from .config import ADMIN_NAME, GatewayConfig, VirtualKey, compile_patterns
 from .errors import ApiError, budget_error
 
@@ -50,8 +50,7 @@ class Admission:
     """What one request took from its key's limits; `headers` are its x-ratelimit-* headers."""
 
     key: VirtualKey
-    slot: Slot | None
-    reserved_tokens: int = 0
+    ticket: Ticket | None  # what the key's windows reserved (None: the key has no rpm/tpm)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -78,23 +77,21 @@ class KeyLimiter:
             slot = self._slots[key.name] = Slot(SLOT_PREFIX + key.name, key.rpm, key.tpm)
         reserved = tokens if key.tpm is not None else 0
         try:
-            use = await self._state.acquire(slot, reserved, 0.0)
+            ticket = await self._state.acquire(slot, reserved, 0.0)
         except LimitExceeded as exc:
             limit = f"{key.rpm} requests" if exc.what == "rpm" else f"{key.tpm} tokens"
             raise ApiError(429, f"key {key.name!r} reached its limit of {limit} per minute; capacity in {exc.wait_s:.1f}s",
                            "rate_limit_error", "rate_limit_exceeded", retry_after_s=exc.wait_s,
                            extra_headers=self._headers(key, WindowUse(), exhausted=exc.what)) from None
-        return Admission(key, slot, reserved, self._headers(key, use))
+        return Admission(key, ticket, self._headers(key, ticket.use))
 
     async def settle(self, admission: Admission, tokens: int | None, cost: float | None) -> None:
         """Settle the tpm reservation with the tokens the call used (0 when it failed before any
         usage was known) and add its cost to the key's budgets."""
         key = admission.key
         try:
-            if admission.slot is not None and admission.reserved_tokens:
-                actual = tokens or 0
-                await self._state.release(admission.slot, Outcome(reserved_tokens=admission.reserved_tokens,
-                                                                  actual_tokens=actual))
+            if admission.ticket is not None and admission.ticket.tokens:
+                await self._state.release(admission.ticket, Outcome(actual_tokens=tokens or 0))
             if cost and key.budgets:
                 now = datetime.now(UTC)
                 entries = []
