@@ -44,7 +44,7 @@ class BudgetLedger:
         now = datetime.now(UTC)
         keyed = [(b, *budget_key(b, now)) for b in budgets]
         spent = await self._state.spent([key for _, key, _, _ in keyed])
-        self._spent_seen.update(spent)
+        self._saw(spent, now)
         for budget, key, period_id, _ in keyed:
             if spent.get(key, 0.0) >= budget.limit_usd:
                 raise BudgetExceeded(budget.scope, budget.name, budget.period, period_id, budget.limit_usd,
@@ -56,7 +56,7 @@ class BudgetLedger:
         for budget in budgets:
             key, _, ttl = budget_key(budget, now)
             entries.append((key, cost, ttl))
-            self._spent_seen[key] = self._spent_seen.get(key, 0.0) + cost
+        self._saw({key: self._spent_seen.get(key, 0.0) + cost for key, _, _ in entries}, now)
         try:
             await self._state.add_spend(entries)
         except StateUnavailableError as exc:  # the call was made and paid for: return its answer
@@ -66,9 +66,15 @@ class BudgetLedger:
         """Each budget's spend in its current period, read from the state backend."""
         now = datetime.now(UTC)
         keys = [budget_key(b, now)[0] for b in self._budgets]
-        spent = await self._state.spent(keys) if keys else {}
-        self._spent_seen.update(spent)
+        self._saw(await self._state.spent(keys) if keys else {}, now)
         return self.rows(now)
+
+    def _saw(self, spent: dict[str, float], now: datetime) -> None:
+        """Remember what the state said; keys of periods that ended are forgotten (one a budget a period)."""
+        self._spent_seen.update(spent)
+        if len(self._spent_seen) > 2 * len(self._budgets):
+            current = {budget_key(b, now)[0] for b in self._budgets}
+            self._spent_seen = {k: v for k, v in self._spent_seen.items() if k in current}
 
     def rows(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Each budget's spend in its current period as this process last saw it."""

@@ -43,6 +43,7 @@ log = logging.getLogger("llm_router")
 
 HOOK_EVENTS = ("on_attempt", "on_success", "on_failure")
 CLOSE_WAIT_S = 2.0  # how long aclose() waits for the calls it ended to give their tickets back
+ADHOC_ROUTES = 1024  # routes of 'provider/upstream' models kept at once; beyond, they are built again
 
 
 class Planned(NamedTuple):
@@ -145,7 +146,7 @@ class Leases:
     def route(self, model: ModelConfig) -> Route:
         route = self._routes.get(model.name)
         if route is None:  # a 'provider/upstream' model: built on first use, kept (bounded)
-            if len(self._routes) >= len(self.catalog.models) + 1024:
+            if len(self._routes) >= len(self.catalog.models) + ADHOC_ROUTES:
                 self._routes = {n: r for n, r in self._routes.items() if n in self.catalog.models}
             route = self._routes[model.name] = self.balancer.build_route(model)
         return route
@@ -338,8 +339,8 @@ class Lease:
     async def _close_failed(self, error: RouterError) -> bool:
         """Give the ticket back, charge what a stream delivered, record; True when the call moves on."""
         leases = self.walk._leases
-        await leases.balancer.release(self.route, self.ticket, None, None, error)
         usage, cost = self._partial()
+        await leases.balancer.release(self.route, self.ticket, usage, None, error)
         if cost is not None and self.target.budgets:
             await leases.budgets.spend(self.target.budgets, cost)
         return await self.walk.failed(self.planned.model, self.target, error, self.started, usage, cost,
@@ -379,11 +380,11 @@ class Lease:
         leases.usage.record(model.name, target.provider, usage, cost, ok=False, adhoc=model.name not in leases.catalog.models)
         log.debug("attempt interrupted: model=%s provider=%s%s: %s", model.name, target.provider,
                   f" deployment={target.deployment}" if target.deployment else "", message)
-        return self._settle(exc, attempt, cost)
+        return self._settle(exc, attempt)
 
-    async def _settle(self, exc: BaseException, attempt: Attempt, cost: float | None) -> None:
+    async def _settle(self, exc: BaseException, attempt: Attempt) -> None:
         leases = self.walk._leases
-        await leases.balancer.release(self.route, self.ticket, None, None, exc)
-        if cost is not None and self.target.budgets:
-            await leases.budgets.spend(self.target.budgets, cost)
+        await leases.balancer.release(self.route, self.ticket, attempt.usage, None, exc)
+        if attempt.cost is not None and self.target.budgets:
+            await leases.budgets.spend(self.target.budgets, attempt.cost)
         await leases.hooks.emit("on_attempt", attempt)

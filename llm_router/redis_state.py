@@ -47,6 +47,7 @@ __all__ = ["RedisState"]
 log = logging.getLogger("llm_router")
 
 _KEY_MARGIN_S = 60  # windows' keys outlive the window by this much
+KEYS_CACHED = 4096  # slots whose Redis key names are kept built; a cache, so ad-hoc model names cannot grow it
 
 # Check the rpm and tpm windows and, when both have room, record the request (and count it in
 # flight) and return {'ok', requests, tokens} now in the windows (-1: no such limit); otherwise
@@ -341,7 +342,7 @@ class RedisState:
     def _slot_keys(self, key: str) -> tuple[str, ...]:
         keys = self._keys.get(key)
         if keys is None:
-            if len(self._keys) >= 4096:  # a cache: ad-hoc model names must not grow it without bound
+            if len(self._keys) >= KEYS_CACHED:
                 self._keys.clear()
             p = self.key_prefix
             keys = self._keys[key] = tuple(f"{p}{kind}:{key}" for kind in ("rpm", "tpm", "tok", "run", "hl", "fail", "probe"))

@@ -9,16 +9,17 @@ import difflib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from .balance import Balancer, Target
 from .budgets import BudgetLedger
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
-from .engine import Call, Engine, EngineResult, RequestOptions
+from .engine import Call, Engine, EngineResult, RequestOptions, StreamEvent
 from .engine.conversation import NO_OPTIONS
 from .engine.reply import Turn
 from .errors import (
@@ -325,8 +326,11 @@ class Router:
             while (lease := await walk.next()) is not None:
                 model, provider = lease.planned.model.name, lease.target.provider
                 turn = None
-                async with lease:
-                    async for event in self._engine.stream(self._call(lease.planned, lease.target, messages, prompt, options)):
+                call = self._call(lease.planned, lease.target, messages, prompt, options)
+                # the engine's stream is an async generator: closed here, by this task, however the lease ends
+                events = cast(AsyncGenerator[StreamEvent, None], self._engine.stream(call))
+                async with lease, aclosing(events):
+                    async for event in events:
                         lease.tries = event.tries
                         if event.usage is not None:
                             lease.usage.update(event.usage)

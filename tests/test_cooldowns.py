@@ -1,13 +1,16 @@
 """Cooldowns: a deployment that fails `failures` times within `window_s` (429, 5xx, timeouts,
-connection errors; not the caller's 4xx) gets no traffic for `cooldown_s`, then one probe call."""
+connection errors, unusable 2xx replies; not the caller's 4xx) gets no traffic for `cooldown_s`,
+then one probe call. Measured on a monotonic clock: a wall-clock step changes nothing."""
 
 import asyncio
+import time
 
 import pytest
-from loopback import NO_RETRY, loopback_router
+from loopback import NO_RETRY, loopback_router, provider_yaml
 from mockserver import MockServer, Reply, openai_chat_reply, openai_error
 
-from llm_router import AllAttemptsFailed, BadRequestError, DeploymentsCoolingDown, RateLimitError, ServerError
+from llm_router import AllAttemptsFailed, BadRequestError, DeploymentsCoolingDown, RateLimitError, Router, ServerError
+from llm_router._resources import catalog_dir
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
@@ -166,3 +169,71 @@ models:
                 await router.query("m", USER)
                 await asyncio.sleep(0.3)
         assert a.count() == 3
+
+
+def router_with_timeouts(write_config, servers, models_yaml, router_yaml=None):
+    """Like make_router, with short read timeouts so that a hung deployment fails by timeout."""
+    files = {f"providers.d/{name}.yaml": provider_yaml(name, NO_RETRY) + "timeouts: {connect_s: 1, read_s: 0.2, total_s: 2}\n"
+             for name in servers}
+    files["models.d/m.yaml"] = models_yaml
+    if router_yaml is not None:
+        files["router.yaml"] = router_yaml
+    env = {f"{n.upper()}_API_KEY": "sk-test-123456" for n in servers}
+    env.update({f"{n.upper()}_BASE_URL": srv.url + "/v1" for n, srv in servers.items()})
+    return Router.from_dir(catalog_dir(), write_config(files), env=env)
+
+
+@pytest.mark.parametrize(("fault", "kinds"), [
+    (Reply.hang(5), {"timeout"}),
+    (Reply.reset(), {"connection"}),
+    (Reply.raw(b"<html>not json</html>", status=200), {"invalid_reply", "server_error"}),
+], ids=["timeout", "connection", "2xx-not-json"])
+async def test_timeouts_connection_errors_and_unusable_replies_count_towards_a_cooldown(write_config, fault, kinds):
+    with MockServer() as a, MockServer() as b:
+        a.route("POST", CHAT, fault)
+        ok(b, "b")
+        router = router_with_timeouts(write_config, {"a": a, "b": b}, TWO_DEPLOYMENTS)
+        async with router, asyncio.timeout(20):
+            for _ in range(2):
+                reply = await router.query("m", USER)
+                assert reply.content == "b" and reply.attempts[0].error_kind in kinds
+            for _ in range(3):
+                assert [x.deployment for x in (await router.query("m", USER)).attempts] == ["b"]
+        assert a.count() == 2
+
+
+async def test_a_wall_clock_step_neither_ends_a_cooldown_early_nor_makes_it_last(write_config, monkeypatch):
+    real = time.time
+    with MockServer() as a:
+        fail(a)
+        router = make_router(write_config, {"a": a}, "models:\n  m: {provider: a, pricing: unknown}\n",
+                             router_yaml=f"cooldown: {{failures: 2, window_s: 60, cooldown_s: {COOLDOWN_S}}}\n")
+        async with router, asyncio.timeout(10):
+            for _ in range(2):
+                with pytest.raises(ServerError):
+                    await router.query("m", USER)
+            monkeypatch.setattr(time, "time", lambda: real() + 3600)  # the clock jumps an hour ahead
+            with pytest.raises(DeploymentsCoolingDown) as caught:
+                await router.query("m", USER)
+            assert 0 < caught.value.retry_after_s <= COOLDOWN_S
+            monkeypatch.setattr(time, "time", lambda: real() - 3600)  # and an hour back
+            await asyncio.sleep(COOLDOWN_S + 0.1)
+            assert a.count() == 2  # the two failures; nothing while cooling
+            a.clear(routes=True)
+            ok(a, "back")
+            assert (await router.query("m", USER)).content == "back"  # the probe, on time
+        assert a.count() == 1  # the probe
+
+
+async def test_a_wall_clock_step_does_not_empty_a_rate_limit_window(write_config, monkeypatch):
+    real = time.time
+    with MockServer() as a:
+        ok(a)
+        router = make_router(write_config, {"a": a}, "models:\n  m: {provider: a, pricing: unknown, limits: {rpm: 2, max_wait_s: 0}}\n")
+        async with router, asyncio.timeout(10):
+            for _ in range(2):
+                await router.query("m", USER)
+            monkeypatch.setattr(time, "time", lambda: real() + 3600)
+            with pytest.raises(RateLimitError, match="rpm"):
+                await router.query("m", USER)
+        assert a.count() == 2
