@@ -200,7 +200,7 @@ class Walk:
                 planned = self._planned = next(self._plan, None)
                 if planned is None:
                     return None
-                missing = leases.missing(planned.model, self._needs)
+                missing = leases.missing(planned.model, self._needs) if self._needs else None
                 if missing:
                     self._route = None
                     await self.failed(planned.model, None, UnsupportedCapabilityError(
@@ -242,9 +242,10 @@ class Walk:
         self.attempts.append(attempt)
         self.errors.append(error)
         leases.usage.record(model.name, provider, usage, cost, ok=False, adhoc=model.name not in leases.catalog.models)
-        log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs%s: %s",
-                  model.name, provider, status, error.kind, attempt.tries, latency,
-                  f" deployment={deployment}" if deployment else "", message)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt failed: model=%s provider=%s status=%s kind=%s tries=%d latency=%.3fs%s: %s",
+                      model.name, provider, status, error.kind, attempt.tries, latency,
+                      f" deployment={deployment}" if deployment else "", message)
         await leases.hooks.emit("on_attempt", attempt)
         moves_on = may_move_on and (
             (isinstance(error, ProviderError) and error.kind in leases.fallback_on)
@@ -331,9 +332,10 @@ class Lease:
         leases.usage.record(model.name, target.provider, usage, cost, ok=True, adhoc=model.name not in leases.catalog.models)
         if cost is not None and target.budgets:
             await leases.budgets.spend(target.budgets, cost)
-        log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
-                  model.name, target.provider, self.status, self.tries, latency, usage.input_tokens, usage.output_tokens,
-                  f" deployment={target.deployment}" if target.deployment else "")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
+                      model.name, target.provider, self.status, self.tries, latency, usage.input_tokens,
+                      usage.output_tokens, f" deployment={target.deployment}" if target.deployment else "")
         await leases.hooks.emit("on_attempt", attempt)
 
     async def _close_failed(self, error: RouterError) -> bool:
