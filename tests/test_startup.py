@@ -148,6 +148,12 @@ def test_importing_the_package_loads_no_heavy_library():
     assert loaded == "[]"
 
 
+def test_importing_the_config_types_loads_neither_the_loader_nor_the_compilers():
+    loaded = _fresh("import sys, llm_router.config.model; "
+                    f"print([m for m in {HEAVY!r} if m in sys.modules and m != 'asyncio'])")  # asyncio: state.Cooldown
+    assert loaded == "[]"
+
+
 def test_loading_the_bundled_catalog_never_imports_the_schema_validator():
     code = "import sys; from llm_router import Router; r = Router.from_dir(env={}); print(len(r.models), 'jsonschema' in sys.modules)"
     count, validator_loaded = _fresh(code).split()
