@@ -86,8 +86,11 @@ class Calls:
         self._ended: set[asyncio.Task[Any]] = set()  # cancelled by aclose()
         self._background: set[asyncio.Task[None]] = set()  # bookkeeping of cancelled attempts
 
+    def inside(self) -> Inside:
+        """`with calls.inside() as inside:` around a call's work (RouterClosedError once closed)."""
+        return Inside(self)
+
     def enter(self) -> asyncio.Task[Any]:
-        """The current task, counted as inside a call (again, for a stream its caller resumes)."""
         if self.closed:
             raise RouterClosedError("the router is closed (aclose() was called); create a new Router to make calls")
         task = asyncio.current_task()
@@ -125,6 +128,33 @@ class Calls:
         deadline = loop.time() + CLOSE_WAIT_S
         while (self._running - {current} or self._background) and loop.time() < deadline:
             await asyncio.sleep(0.005)
+
+
+class Inside:
+    """One call's time inside the router: its task is counted while it runs there (a stream
+    `pause`s at each chunk it hands its caller and `resume`s when asked for the next), and a
+    cancellation that came from `aclose()` leaves as RouterClosedError."""
+
+    __slots__ = ("_calls", "_task")
+
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
+        self._task = calls.enter()
+
+    def pause(self) -> None:
+        self._calls.leave(self._task)
+
+    def resume(self) -> None:
+        self._task = self._calls.enter()
+
+    def __enter__(self) -> Inside:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        closed = self._calls.closed_error(self._task) if isinstance(exc, asyncio.CancelledError) else None
+        self._calls.leave(self._task)
+        if closed is not None:
+            raise closed from None
 
 
 class Leases:

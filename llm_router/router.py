@@ -4,7 +4,6 @@ the chain as leases (`lease`: admission, release, records, spend, hooks, moving 
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import logging
 import os
@@ -267,8 +266,7 @@ class Router:
         'tools', 'last_turns'}) also overrides the provider's policy. `extra_headers` go upstream
         with the request (never over the provider's own headers or its key)."""
         started = time.perf_counter()
-        task = self._calls.enter()
-        try:
+        with self._calls.inside():
             plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
             options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
                                            prompt_cache, extra_headers)
@@ -284,13 +282,6 @@ class Router:
                     await self._hooks.emit("on_success", response)
                     return response
             raise await walk.exhausted()
-        except asyncio.CancelledError:
-            closed = self._calls.closed_error(task)
-            if closed is None:
-                raise
-            raise closed from None
-        finally:
-            self._calls.leave(task)
 
     async def stream(
         self,
@@ -312,8 +303,7 @@ class Router:
         calls and message, finish reason, usage and cost. Moves on (to another deployment or model)
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
-        task = self._calls.enter()
-        try:
+        with self._calls.inside() as inside:
             plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
             options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
                                            prompt_cache, extra_headers)
@@ -339,28 +329,21 @@ class Router:
                         if event.delta or event.tool_call_deltas or event.reasoning:
                             lease.delivered += len(event.delta or "") + len(event.reasoning or "") + sum(
                                 len(d.arguments) + 1 for d in event.tool_call_deltas)
-                            self._calls.leave(task)
+                            inside.pause()
                             yield StreamChunk(event.delta or "", model, provider, tool_call_deltas=event.tool_call_deltas,
                                               reasoning_delta=event.reasoning or "")
-                            task = self._calls.enter()
+                            inside.resume()
                 if lease.ok:
                     assert turn is not None  # the engine's last event
                     response = self._response(lease, started, turn)
                     await self._hooks.emit("on_success", response)
-                    self._calls.leave(task)
+                    inside.pause()
                     yield StreamChunk("", model, provider, turn.finish_reason, response.usage, response.cost, True,
                                       response.attempts, tool_calls=turn.tool_calls, message=turn.message,
                                       native_finish_reason=turn.native_finish_reason, extra=turn.extra,
                                       cost_breakdown=response.cost_breakdown)
                     return
             raise await walk.exhausted()
-        except asyncio.CancelledError:
-            closed = self._calls.closed_error(task)
-            if closed is None:
-                raise
-            raise closed from None
-        finally:
-            self._calls.leave(task)
 
     @staticmethod
     def _response(lease: Lease, started: float, turn: Turn, result: EngineResult | None = None) -> LLMResponse:
