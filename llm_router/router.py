@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 from .balance import Balancer, Target
 from .budgets import BudgetLedger
+from .calls import Calls
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine, EngineResult, RequestOptions, StreamEvent
@@ -29,7 +30,7 @@ from .errors import (
     UnsupportedParamError,
 )
 from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
-from .lease import HOOK_EVENTS, Calls, Hooks, Lease, Leases, Planned
+from .lease import HOOK_EVENTS, Hooks, Lease, Leases, Planned
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
 from .types import LLMResponse, StreamChunk
