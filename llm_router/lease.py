@@ -89,7 +89,6 @@ class Leases:
         self.calls = calls
         self.can_stream = can_stream
         self.fallback_on = catalog.settings.fallback_on
-        self.log_content = catalog.settings.log_content
         self._routes = {n: balancer.build_route(m) for n, m in catalog.models.items()}
 
     def route(self, model: ModelConfig) -> Route:
@@ -322,8 +321,8 @@ class Lease:
             kind, message = ErrorKind.CANCELLED, "the call was cancelled"
         elif isinstance(exc, GeneratorExit):
             kind, message = ErrorKind.CANCELLED, f"the caller stopped reading the stream after {self.delivered} characters"
-        else:
-            kind, message = ErrorKind.ROUTER_ERROR, f"{type(exc).__name__}: {exc}"
+        else:  # a bug: the caller gets it with its traceback; its text stays out of hooks and logs
+            kind, message = ErrorKind.ROUTER_ERROR, f"the attempt ended with {type(exc).__name__}, which is not a RouterError"
         usage, cost = self._partial()
         attempt = Attempt(model.name, target.provider, False, None, message, kind, self.tries,
                           time.perf_counter() - self.started, target.deployment, usage, cost)
