@@ -105,6 +105,8 @@ def _call_args(args: argparse.Namespace) -> dict[str, Any]:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
+        except RecursionError:
+            raise SystemExit(f"error: --param {key}: the JSON value nests too deep") from None
     call: dict[str, Any] = {"params": params}
     if args.system:
         call["messages"] = [{"role": "system", "content": args.system}, {"role": "user", "content": args.prompt}]

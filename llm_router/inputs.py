@@ -4,18 +4,20 @@ of sane size; and the rough token estimate the tpm limit reserves."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .config.model import ModelConfig
 from .engine import RequestOptions
-from .engine.conversation import NO_OPTIONS
+from .engine.conversation import NO_OPTIONS, STATE_KEY
 from .errors import InvalidRequestError
 from .templating import last_user_text
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-MAX_INPUT_CHARS = 10_000_000
+MAX_INPUT_CHARS = 10_000_000  # the characters of a call's messages, prompt and params together
+MAX_DEPTH = 64  # how deep a value a caller passes may nest (a tool's JSON Schema nests a few levels per object)
 
 
 def input_text(messages: Any, prompt: Any) -> str:
@@ -26,30 +28,25 @@ def estimate_tokens(messages: Any, prompt: Any, params: Mapping[str, Any]) -> in
     """A rough reservation for the tpm limit (4 characters a token), settled after the reply."""
     text = input_text(messages, prompt)
     asked = next((params[k] for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if k in params), 0)
-    return len(text) // 4 + (asked if isinstance(asked, int) else 0)
+    return len(text) // 4 + (asked if type(asked) is int and 0 < asked <= MAX_INPUT_CHARS else 0)
 
 
 def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """Reject malformed calls before anything is sent; derive the prompt for image models."""
+    """Reject malformed calls before anything is sent, naming the field; derive the prompt for image
+    models. Every value is JSON data (no NaN, no sets or objects, string keys, valid UTF-8), nests at
+    most MAX_DEPTH levels, and all of them together hold at most MAX_INPUT_CHARS characters."""
+    size = 0
     if messages is not None:
         if not isinstance(messages, list) or not messages:
             raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-        size = 0
         for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequestError(f"messages[{i}] must be a dict with a string 'role'")
-            if message["role"] not in ROLES:
-                raise InvalidRequestError(f"messages[{i}] has unknown role {message['role']!r}; roles: {', '.join(sorted(ROLES))}")
-            content = message.get("content")
-            if not isinstance(content, (str, list)) and not (content is None and message["role"] == "assistant"):
-                raise InvalidRequestError(f"messages[{i}].content must be a string or a list of content parts")
-            size += _size(content, f"messages[{i}].content")
-        if size > MAX_INPUT_CHARS:
-            raise InvalidRequestError(f"messages hold {size} characters, more than the {MAX_INPUT_CHARS} the router accepts")
+            size += _check_message(message, f"messages[{i}]")
+            _check_total(size, f"messages[{i}]")
     if prompt is not None:
         if not isinstance(prompt, str):
-            raise InvalidRequestError("prompt must be a string")
-        _size(prompt, "prompt")
+            raise InvalidRequestError(f"prompt must be a string, got {type(prompt).__name__}")
+        size += json_size(prompt, "prompt")
+        _check_total(size, "prompt")
     if prompt is None and messages is None:
         raise InvalidRequestError("give messages=[...] or prompt='...'")
     if model.kind == "image" and prompt is None:
@@ -58,28 +55,123 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
             raise InvalidRequestError(f"{model.name} is an image model: give prompt='...' or a user message")
     if messages is None and model.kind == "chat":
         messages = [{"role": "user", "content": prompt}]
-    check_params(params)
+    _check_total(size + check_params(params), "params")
     return messages, prompt
 
 
-def check_params(params: Mapping[str, Any], where: str = "param") -> None:
-    for key, value in params.items():
-        try:
-            json.dumps(value, ensure_ascii=False).encode()
-        except (TypeError, ValueError, UnicodeEncodeError):
-            raise InvalidRequestError(f"{where} {key!r} is not JSON data (got {type(value).__name__})") from None
+def check_params(params: Mapping[str, Any], where: str = "param") -> int:
+    """Each param is JSON data; returns the characters they hold."""
+    return sum(json_size(value, f"{where} {key!r}") for key, value in params.items())
 
 
-def _size(content: Any, where: str) -> int:
-    if isinstance(content, str):
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError(f"{where} is not valid UTF-8 text (lone surrogates)") from None
-        return len(content)
-    if isinstance(content, list):
-        return sum(_size(p.get("text", "") if isinstance(p, dict) else p, where) for p in content)
-    return 0
+def _check_total(size: int, where: str) -> None:
+    if size > MAX_INPUT_CHARS:
+        raise InvalidRequestError(f"the call holds more than {MAX_INPUT_CHARS:,} characters (reached at {where}); "
+                                  "send less")
+
+
+# per part type: its field, the types that field may have, and the string fields inside it
+_PARTS: dict[str, tuple[tuple[type, ...], tuple[str, ...]]] = {
+    "text": ((str,), ()), "image_url": ((str, dict), ("url", "detail")), "file": ((dict,), ("file_data", "filename", "file_id"))}
+
+
+def _check_message(message: Any, where: str) -> int:
+    """One OpenAI-style message: its role, its content's shape, its provider state; all JSON data."""
+    if type(message) is dict and len(message) == 2 and type(message.get("content")) is str \
+            and message.get("role") in ROLES and message["content"].isascii():
+        return len(message["content"]) + 8  # the common message, `{"role": "user", "content": "..."}`
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise InvalidRequestError(f"{where} must be a dict with a string 'role'")
+    role = message["role"]
+    if role not in ROLES:
+        raise InvalidRequestError(f"{where} has unknown role {role!r}; roles: {', '.join(sorted(ROLES))}")
+    content = message.get("content")
+    if not isinstance(content, (str, list)) and not (content is None and role == "assistant"):
+        raise InvalidRequestError(f"{where}.content must be a string or a list of content parts")
+    for j, part in enumerate(content if isinstance(content, list) else ()):
+        _check_part(part, f"{where}.content[{j}]")
+    state = message.get(STATE_KEY)
+    if state is not None and not (isinstance(state, dict) and isinstance(state.get("wire"), str)
+                                  and isinstance(state.get("data"), (list, type(None)))):
+        raise InvalidRequestError(f"{where}.{STATE_KEY} must be {{'wire': ..., 'data': [...]}} as a reply's message "
+                                  "carries it; pass the assistant message back unchanged, or leave it out")
+    name = message.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequestError(f"{where}.name must be a string")
+    return json_size(message, where)
+
+
+def _check_part(part: Any, where: str) -> None:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise InvalidRequestError(f"{where} must be a dict with a string 'type' (text, image_url, file, ...)")
+    kind = part["type"]
+    if kind not in _PARTS:
+        return  # another kind: passed on as it is, or refused by a wire format that cannot take it
+    types, inner_fields = _PARTS[kind]
+    inner = part.get(kind)
+    if not isinstance(inner, types):
+        raise InvalidRequestError(f"{where}.{kind} must be a {' or '.join(t.__name__ for t in types)} in a {kind!r} part")
+    for field in inner_fields:
+        if isinstance(inner, dict) and inner.get(field) is not None and not isinstance(inner[field], str):
+            raise InvalidRequestError(f"{where}.{kind}.{field} must be a string")
+
+
+class _NotJSON(Exception):
+    """Where in a value the walk found what JSON cannot carry; the path is filled in on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def json_size(value: Any, where: str) -> int:
+    """The characters a JSON value holds, or InvalidRequestError naming the part that is not JSON
+    data (NaN or Infinity, a set, an object, a key that is not a string, a lone surrogate) or that
+    nests deeper than MAX_DEPTH."""
+    try:
+        return _walk(value, 0)
+    except _NotJSON as bad:
+        raise InvalidRequestError(f"{where}{''.join(reversed(bad.path))} {bad.problem}") from None
+
+
+def _walk(value: Any, depth: int) -> int:
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _NotJSON("is not valid UTF-8 text (lone surrogates)") from None
+        return len(value)
+    if value is None or isinstance(value, (bool, int)):
+        return 1
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJSON(f"is {value}, which JSON cannot carry")
+        return 1
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
+        raise _NotJSON(f"nests deeper than {MAX_DEPTH} levels")
+    total = 0
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) and (isinstance(key, bool) or not isinstance(key, int)):
+                raise _NotJSON(f"has the key {key!r} ({type(key).__name__}); JSON keys are strings")
+            try:
+                total += len(str(key)) + _walk(item, depth + 1)
+            except _NotJSON as bad:
+                bad.path.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
+                raise
+        return total
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            try:
+                total += _walk(item, depth + 1)
+            except _NotJSON as bad:
+                bad.path.append(f"[{i}]")
+                raise
+        return total + len(value)
+    name = type(value).__name__
+    raise _NotJSON(f"is not JSON data (got {'an' if name[0] in 'aeiou' else 'a'} {name})")
 
 
 # --- tools, tool history and output formats ---------------------------------------------------------
@@ -133,10 +225,12 @@ def check_options(messages: Any, tools: Any, tool_choice: Any, parallel_tool_cal
     names = _check_tools(tools)
     if tool_choice is not None:
         _check_tool_choice(tool_choice, names)
+        json_size(tool_choice, "tool_choice")
     if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
         raise InvalidRequestError(f"parallel_tool_calls must be true or false, got {type(parallel_tool_calls).__name__}")
     if response_format is not None:
         _check_response_format(response_format)
+    _check_total(json_size(tools, "tools") + json_size(response_format, "response_format"), "tools and response_format")
     if isinstance(messages, list):
         _check_tool_history(messages)
     return RequestOptions(tools, tool_choice, parallel_tool_calls, response_format, prompt_cache, headers)

@@ -80,10 +80,19 @@ class JSONPath:
         return self._steps is not None
 
     def all(self, data: Any) -> list[Any]:
-        """Every match, in document order (a singular path gives at most one)."""
+        """Every match, in document order (a singular path gives at most one). A value nested
+        deeper than a descendant query or a comparison can walk (Python's recursion limit) holds no
+        match (the library's own limit is 100 levels): a hostile reply gives "nothing found", never
+        a RecursionError."""
         if self._steps is not None:
             value = _walk(data, self._steps)
             return [] if value is None else [value]
+        try:
+            return self._evaluate(data)
+        except (RecursionError, rfc9535.JSONPathRecursionError):
+            return []
+
+    def _evaluate(self, data: Any) -> list[Any]:
         base = _walk(data, self._prefix) if self._prefix else data
         if base is None:
             return []

@@ -8,19 +8,18 @@ dropped too. User data (messages, prompt, params) only ever arrives as variables
 
 from __future__ import annotations
 
-import functools
 import json
-import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.exceptions import TemplateError
 
-MAX_BUILT_ITEMS = 100_000  # what `*` / `**` in a config expression may build
+from .sandbox import ENV, URL_ENV, UnsafeUrlValue, charge_value, refusals, url_value
+
+__all__ = ["DROP", "ENV", "CompiledTemplate", "TemplateCompileError", "TemplateRenderError", "compile_structure"]
 
 
 class TemplateCompileError(ValueError):
@@ -42,98 +41,6 @@ DROP: Any = _DropType()
 """What a renderer returns when its key should be left out of the request."""
 
 Renderer = Callable[[Mapping[str, Any]], Any]
-
-
-_WIDE_FORMAT = re.compile(r"\d{6,}")  # a format width of a million or more, as in "{:>99999999}"
-
-
-def _refuse_big(*values: Any) -> None:
-    for value in values:
-        if type(value) is int and abs(value) > MAX_BUILT_ITEMS:
-            raise SecurityError("a config expression tried to build a value too large")
-
-
-def _refuse_wide_format(text: Any) -> None:
-    if isinstance(text, str) and _WIDE_FORMAT.search(text):
-        raise SecurityError("a format width too large in a config expression")
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple, dict)) else 1
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, also capping what `*`, `**`, `%`, padding methods and filters may build."""
-
-    intercepted_binops = frozenset(["*", "**", "%"])
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large in a config expression")
-            return left**right
-        if operator_name == "%":
-            if isinstance(left, str):
-                _refuse_wide_format(left)
-                if "*" in left:  # "%*d" takes its width from the arguments
-                    _refuse_big(*(right if isinstance(right, tuple) else (right,)))
-            return left % right
-        for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_BUILT_ITEMS:
-                raise SecurityError("a config expression tried to build a value too large")
-        return operator.mul(left, right)
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(getattr(__obj, "__self__", None), str):  # "a".ljust(n), "a".zfill(n)
-            _refuse_big(*args, *kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:  # "{:>99999999}".format(1)
-            _refuse_wide_format(value.__self__)
-        return wrapped
-
-
-def _capped(name: str, check: Callable[..., None]) -> None:
-    """Wrap a built-in filter with a size check that runs before it builds anything."""
-    original = ENV.filters[name]
-    skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0  # environment/eval_context
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        check(*args[skip:], **kwargs)
-        return original(*args, **kwargs)
-
-    ENV.filters[name] = wrapper
-
-
-def _check_widths(value: Any, *args: Any, **kwargs: Any) -> None:
-    """The value filtered may be any data; the filter's own arguments are widths."""
-    _refuse_big(*args, *kwargs.values())
-
-
-def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
-    _refuse_wide_format(value)
-    if isinstance(value, str) and "*" in value:  # "%*d" takes its width from the arguments
-        _refuse_big(*args, *kwargs.values())
-
-
-def _check_join(value: Any, d: Any = "", *args: Any, **kwargs: Any) -> None:
-    separator = kwargs.get("d", d)
-    if (
-        isinstance(value, (list, tuple))
-        and isinstance(separator, str)
-        and sum(_size(i) for i in value) + len(value) * len(separator) > MAX_BUILT_ITEMS
-    ):
-        raise SecurityError("a config expression tried to build a value too large")
-
-
-def _check_replace(text: Any, old: Any = None, new: Any = None, *args: Any, **kwargs: Any) -> None:
-    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
-        count = len(text) + 1 if not old else text.count(old)
-        if len(text) + count * len(new) > MAX_BUILT_ITEMS:
-            raise SecurityError("a config expression tried to build a value too large")
 
 
 # --- filters every provider may use -----------------------------------------------------------
@@ -182,7 +89,6 @@ def rename_keys(messages: Iterable[Mapping[str, Any]], mapping: Mapping[str, str
     return [{mapping.get(k, k): v for k, v in m.items()} for m in messages]
 
 
-ENV = _Environment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True)
 _ENGINE_FILTERS = dict(
     system_text=system_text,
     without_system=without_system,
@@ -191,13 +97,7 @@ _ENGINE_FILTERS = dict(
     rename_roles=rename_roles,
     rename_keys=rename_keys,
 )
-ENV.filters.update(_ENGINE_FILTERS)
-for _name in ("center", "indent", "wordwrap", "truncate"):
-    _capped(_name, _check_widths)
-_capped("format", _check_format)
-_capped("tojson", lambda value, *args, **kwargs: _refuse_big(*args, *kwargs.values()))
-_capped("join", _check_join)
-_capped("replace", _check_replace)
+ENV.filters.update(_ENGINE_FILTERS)  # URL_ENV shares them
 
 # --- compiling a YAML structure into a renderer ---------------------------------------------------
 
@@ -219,17 +119,19 @@ class CompiledTemplate:
         self.variables = variables
 
 
-def compile_structure(value: Any, allowed: frozenset[str], where: str = "") -> CompiledTemplate:
-    """Compile a YAML value; raise TemplateCompileError naming the key path on any fault."""
+def compile_structure(value: Any, allowed: frozenset[str], where: str = "", url: bool = False) -> CompiledTemplate:
+    """Compile a YAML value; raise TemplateCompileError naming the key path on any fault. `url`: a
+    URL (a path, or a poll URL) whose every expression places one percent-encoded value."""
     params: set[str] = set()
     variables: set[str] = set()
-    render = _compile(value, allowed, where, params, variables)
+    render = _compile(value, allowed, where, params, variables, url)
     return CompiledTemplate(render, frozenset(params), frozenset(variables))
 
 
-def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
+def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str], url: bool) -> Renderer:
     if isinstance(value, dict):
-        items = [(k, _compile(v, allowed, f"{where}.{k}" if where else str(k), params, variables)) for k, v in value.items()]
+        items = [(k, _compile(v, allowed, f"{where}.{k}" if where else str(k), params, variables, url))
+                 for k, v in value.items()]
         if not items:
             return lambda ctx: {}
 
@@ -243,7 +145,7 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
 
         return render_dict
     if isinstance(value, list):
-        renderers = [_compile(v, allowed, f"{where}[{i}]", params, variables) for i, v in enumerate(value)]
+        renderers = [_compile(v, allowed, f"{where}[{i}]", params, variables, url) for i, v in enumerate(value)]
 
         def render_list(ctx: Mapping[str, Any]) -> Any:
             out = [r for r in (render(ctx) for render in renderers) if r is not DROP]
@@ -251,23 +153,26 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
 
         return render_list
     if isinstance(value, str) and is_template(value):
-        return _compile_string(value, allowed, where, params, variables)
+        return _compile_string(value, allowed, where, params, variables, url)
     return lambda ctx: value
 
 
-_LEAVES: dict[tuple[str, frozenset[str]], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
+_LEAVES: dict[tuple[str, frozenset[str], bool], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
+# what a render may raise from a config expression's own fault (a recursion: str() of deeply nested data)
+_RENDER_FAULTS = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
 
 
-def _compile_string(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
+def _compile_string(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
+                    url: bool) -> Renderer:
     """One template leaf, compiled once per distinct source: providers that extend one base, and a
     stream body merged from the operation's, repeat the same leaves (a render error then names the
     key path where the leaf was first compiled)."""
-    key = (source, allowed)
+    key = (source, allowed, url)
     cached = _LEAVES.get(key)
     if cached is None:
         leaf_params: set[str] = set()
         leaf_variables: set[str] = set()
-        render = _compile_leaf(source, allowed, where, leaf_params, leaf_variables)
+        render = _compile_leaf(source, allowed, where, leaf_params, leaf_variables, url)
         if len(_LEAVES) >= 8192:
             _LEAVES.clear()
         cached = _LEAVES[key] = (render, frozenset(leaf_params), frozenset(leaf_variables))
@@ -277,11 +182,12 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
     return render
 
 
-def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str]) -> Renderer:
-    try:
-        ast = ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
+def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str) -> set[str]:
+    """What the sandbox refuses, unknown filters and tests, unknown variables: a compile error.
+    Returns the variables the template reads."""
+    refused = refusals(ast)
+    if refused:
+        raise TemplateCompileError(f"{where}: the sandbox refuses {'; '.join(refused)} in {source!r}")
     missing = sorted({n.name for n in ast.find_all((nodes.Filter, nodes.Test))
                       if n.name not in (ENV.filters if isinstance(n, nodes.Filter) else ENV.tests)})
     if missing:
@@ -299,58 +205,112 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
             f"{where}: unknown variable(s) {', '.join(unknown)} in {source!r}; "
             f"available here: {', '.join(sorted(allowed))}"
         )
-    unsafe = sorted(_private_names(ast))
-    if unsafe:
-        raise TemplateCompileError(f"{where}: the sandbox refuses private attribute(s) {', '.join(unsafe)} in {source!r}")
-    variables.update(undeclared)
+    return set(undeclared)
+
+
+def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
+                  url: bool) -> Renderer:
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
+    variables.update(_check(ast, allowed, where, source))
     params.update(_param_names(ast))
     whole = _WHOLE.match(source)
-    if whole and source.count("{{") == 1 and "{%" not in source:
-        chain = _lookup_chain(ast)
-        variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
-        compiled: list[Any] = []  # a plain lookup is rarely evaluated by Jinja: compiled on first need, not at load
-
-        def expression(ctx: Mapping[str, Any]) -> Any:
-            if not compiled:
-                compiled.append(_compile_expression(whole["expr"], where, source))
-            return compiled[0](ctx)
-
-        if chain is None:
-            compiled.append(_compile_expression(whole["expr"], where, source))
-
-        def render_variable(ctx: Mapping[str, Any]) -> Any:  # `{{ tools }}`: one dict lookup
-            if type(ctx) is dict:
-                value = ctx.get(variable)
-                return DROP if value is None else value
-            return render_expression(ctx)
-
-        def render_expression(ctx: Mapping[str, Any]) -> Any:
-            if chain is not None:  # `messages`, `model.upstream`: plain lookups, no Jinja context
-                result = _lookup(ctx, chain)
-                if result is not _SLOW:
-                    return DROP if result is None else result
-            try:
-                result = expression(ctx)
-            except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-                raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
-            if result is None or isinstance(result, ChainableUndefined):
-                return DROP
-            return result
-
-        return render_variable if variable is not None else render_expression
+    if whole and source.count("{{") == 1 and "{%" not in source and not url:
+        return _expression_renderer(ast, whole["expr"], where, source)
+    env = URL_ENV if url else ENV
+    pieces = _url_pieces(ast) if url else None  # computed before Jinja instruments the tree
     try:
-        template = ENV.from_string(source)
+        template = env.from_string(ast)
     except TemplateError as exc:
         raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
     _flatten_globals(template)
 
     def render_text(ctx: Mapping[str, Any]) -> Any:
-        try:
+        try:  # the text output is charged to the render's budget as it is written (the sandbox's finalize)
             return template.render(ctx)
-        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        except UnsafeUrlValue as exc:
+            raise TemplateRenderError(f"{where}: {exc} (in {source!r})") from None
+        except _RENDER_FAULTS as exc:
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
-    return render_text
+    if pieces is None:
+        return render_text
+    fixed = pieces
+
+    def render_url(ctx: Mapping[str, Any]) -> Any:
+        """`/models/{{ model.upstream }}:go`: text and plain lookups, each value encoded, without Jinja."""
+        out = []
+        for piece in fixed:
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = _lookup(ctx, piece)
+            if value is _SLOW:
+                return render_text(ctx)
+            try:
+                out.append(url_value(value))
+            except UnsafeUrlValue as exc:
+                raise TemplateRenderError(f"{where}: {exc} (in {source!r})") from None
+        return "".join(out)
+
+    return render_url
+
+
+def _url_pieces(ast: nodes.Template) -> list[str | tuple[str, ...]] | None:
+    """A URL template that is only text and plain lookups, as its pieces; None for anything else."""
+    (output,) = ast.body if len(ast.body) == 1 else (None,)
+    if not isinstance(output, nodes.Output):
+        return None
+    pieces: list[str | tuple[str, ...]] = []
+    for node in output.nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append(node.data)
+            continue
+        chain = _chain_of(node)
+        if chain is None:
+            return None
+        pieces.append(chain)
+    return pieces
+
+
+def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str) -> Renderer:
+    """A leaf that is exactly one `{{ expr }}`: the value itself. A plain lookup (`messages`,
+    `model.upstream`) is a dict lookup; anything else runs in the sandbox."""
+    chain = _lookup_chain(ast)
+    variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
+    compiled: list[Any] = []  # a plain lookup is rarely evaluated by Jinja: compiled on first need, not at load
+
+    def expression(ctx: Mapping[str, Any]) -> Any:
+        if not compiled:
+            compiled.append(_compile_expression(expr, where, source))
+        return compiled[0](ctx)
+
+    if chain is None:
+        compiled.append(_compile_expression(expr, where, source))
+
+    def render_variable(ctx: Mapping[str, Any]) -> Any:  # `{{ tools }}`: one dict lookup
+        if type(ctx) is dict:
+            value = ctx.get(variable)
+            return DROP if value is None else value
+        return render_expression(ctx)
+
+    def render_expression(ctx: Mapping[str, Any]) -> Any:
+        if chain is not None:  # `messages`, `model.upstream`: plain lookups, no Jinja context
+            result = _lookup(ctx, chain)
+            if result is not _SLOW:
+                return DROP if result is None else result
+        try:
+            result = expression(ctx)
+            charge_value(result)  # what goes into the request, walked deep: never more than the budget
+        except _RENDER_FAULTS as exc:
+            raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+        if result is None or isinstance(result, ChainableUndefined):
+            return DROP
+        return result
+
+    return render_variable if variable is not None else render_expression
 
 
 def _compile_expression(expr: str, where: str, source: str) -> Any:
@@ -379,9 +339,11 @@ def _lookup_chain(ast: nodes.Template) -> tuple[str, ...] | None:
     if not isinstance(output, nodes.Output):
         return None
     exprs = [n for n in output.nodes if not (isinstance(n, nodes.TemplateData) and not n.data.strip())]
-    if len(exprs) != 1:
-        return None
-    node, keys = exprs[0], []
+    return _chain_of(exprs[0]) if len(exprs) == 1 else None
+
+
+def _chain_of(node: nodes.Node) -> tuple[str, ...] | None:
+    keys = []
     while not isinstance(node, nodes.Name):
         if isinstance(node, nodes.Getattr):
             keys.append(node.attr)
@@ -405,19 +367,6 @@ def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
         if value is None:
             return None
     return value
-
-
-def _private_names(ast: nodes.Template) -> set[str]:
-    """Private names reached as `x.__a`, `x['__a']` or `x | attr('__a')`: refused at load."""
-    names = {n.attr for n in ast.find_all(nodes.Getattr) if n.attr.startswith("_")}
-    for node in ast.find_all((nodes.Getitem, nodes.Filter)):
-        keys: list[nodes.Expr] = []
-        if isinstance(node, nodes.Getitem):
-            keys = [node.arg]
-        elif isinstance(node, nodes.Filter) and node.name == "attr":
-            keys = list(node.args)
-        names.update(k.value for k in keys if isinstance(k, nodes.Const) and isinstance(k.value, str) and k.value.startswith("_"))
-    return names
 
 
 def _param_names(ast: nodes.Template) -> set[str]:

@@ -5,6 +5,8 @@ raised before anything is sent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,8 @@ ENV = {"FUZZ_KEY": "fz-secret-0000"}
 BAD_PATHS = ["$..[", "$.a[?(@.b", "not a path", "$[", "$.x[0", "choices[0]", "$$", ""]
 BAD_TEMPLATES = ["{{ params.x(", "{% if %}", "{{ }}", "{{ params.w | nofilter }}", "{{ undefined_var }}",
                  "{{ model.upstream ", "{% for x in %}{% endfor %}", "{{ 1 +* 2 }}"]
-ODD_VALUES: list[Any] = [None, 0, -1, 3.5, True, "", "text", [], [1, "a"], {}, {"k": "v"}]
+ODD_VALUES: list[Any] = [None, 0, -1, 3.5, True, "", "text", [], [1, "a"], {}, {"k": "v"},
+                         math.nan, math.inf, -math.inf, 1e308, -1e308, 2**80, "{{ 'a' * 10**9 }}", "../x"]
 
 
 def _walk(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -218,7 +221,11 @@ def test_mutated_config_loads_or_raises_configuration_error_with_file_and_line(
         if not text:
             break
     files[target] = text
-    _load(files)  # any exception other than ConfigurationError fails the test
+    router = _load(files)  # any exception other than ConfigurationError fails the test
+    for model in ("fuzz-chat", "fuzz-image") if router is not None else ():
+        if model in router.models:  # a config that loads renders a request, or refuses the call with a typed error
+            with contextlib.suppress(RouterError):
+                router.render(model, messages=[{"role": "user", "content": "hi"}])
 
 
 @pytest.mark.parametrize(
@@ -264,13 +271,13 @@ HUGE = "x" * 11_000_000
         ({"messages": [{"role": "user", "content": 42}]}, "content must be a string or a list"),
         ({"messages": [{"role": "user", "content": "bad \ud800 surrogate"}]}, "not valid UTF-8"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]}, "not valid UTF-8"),
-        ({"messages": [{"role": "user", "content": HUGE}]}, "more than the"),
+        ({"messages": [{"role": "user", "content": HUGE}]}, "more than 10,000,000 characters"),
         ({"prompt": 123}, "prompt must be a string"),
         ({"prompt": "lone \udc80"}, "not valid UTF-8"),
         ({}, "give messages"),
-        ({"messages": [{"role": "user", "content": "hi"}], "temperature": object()}, "param 'temperature' is not JSON"),
-        ({"messages": [{"role": "user", "content": "hi"}], "temperature": {1, 2}}, "param 'temperature' is not JSON"),
-        ({"messages": [{"role": "user", "content": "hi"}], "temperature": "\ud800"}, "param 'temperature' is not JSON"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": object()}, "param 'temperature' is not JSON data (got an object)"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": {1, 2}}, "param 'temperature' is not JSON data (got a set)"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": "\ud800"}, "param 'temperature' is not valid UTF-8"),
     ],
     ids=[
         "messages-a-string", "messages-empty", "message-a-list", "message-without-role", "role-not-a-string",
@@ -315,7 +322,7 @@ def test_a_null_value_in_a_provider_that_extends_nothing_is_a_configuration_erro
 @pytest.mark.parametrize("base_url", ["http://[127.0.0.1:9/v1", "http://[::1/v1", "http://exa mple.com/v1"])
 def test_a_malformed_base_url_is_a_configuration_error_not_a_value_error(base_url: str) -> None:
     """Found by the fuzz (a corrupted character in base_url): urlsplit's ValueError escaped the load."""
-    _load({**FILES, "providers.d/fuzzchat.yaml": PROVIDER_CHAT.replace("http://127.0.0.1:9/v1", base_url)})
+    assert _load({**FILES, "providers.d/fuzzchat.yaml": PROVIDER_CHAT.replace("http://127.0.0.1:9/v1", base_url)}) is None
 
 
 def test_a_malformed_base_url_override_in_env_is_a_configuration_error() -> None:

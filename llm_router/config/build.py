@@ -60,42 +60,43 @@ class _Builder:
         compiled = (self.path(v, (*at, i) if isinstance(value, list) else at) for i, v in enumerate(items))
         return tuple(p for p in compiled if p is not None)
 
-    def template(self, value: Any, at: KeyPath, allowed: frozenset[str]) -> CompiledTemplate | None:
+    def template(self, value: Any, at: KeyPath, allowed: frozenset[str], url: bool = False) -> CompiledTemplate | None:
+        """`url`: a path or a poll URL, where each expression places one percent-encoded value."""
         if value is None:
             return None
         try:
-            return _compile_cached(value, allowed, ".".join(map(str, at)))
+            return _compile_cached(value, allowed, ".".join(map(str, at)), url)
         except TemplateCompileError as exc:
-            self.fail(_faulty_leaf(value, at, allowed), str(exc))
+            self.fail(_faulty_leaf(value, at, allowed, url), str(exc))
             return None
 
 
-_COMPILED: dict[tuple[str, frozenset[str], str], CompiledTemplate] = {}
+_COMPILED: dict[tuple[str, frozenset[str], str, bool], CompiledTemplate] = {}
 _PATHS: dict[str, JSONPath] = {}  # a compiled JSONPath holds no state: one per distinct expression
 
 
-def _compile_cached(value: Any, allowed: frozenset[str], where: str) -> CompiledTemplate:
+def _compile_cached(value: Any, allowed: frozenset[str], where: str, url: bool) -> CompiledTemplate:
     """compile_structure, once per distinct input: the providers that extend one base share its
     templates, and compiling Jinja is most of the cost of loading the catalog. A compiled template
     holds no state between renders, so sharing one is safe."""
-    key = (repr(value), allowed, where)
+    key = (repr(value), allowed, where, url)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = compile_structure(value, allowed, where)
+        compiled = compile_structure(value, allowed, where, url)
         if len(_COMPILED) >= 4096:
             _COMPILED.clear()
         _COMPILED[key] = compiled
     return compiled
 
 
-def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str]) -> KeyPath:
+def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str], url: bool) -> KeyPath:
     """The path of the innermost part that does not compile, so the error names its own line."""
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in children:
         try:
-            compile_structure(item, allowed)
+            compile_structure(item, allowed, url=url)
         except TemplateCompileError:
-            return _faulty_leaf(item, (*at, key), allowed)
+            return _faulty_leaf(item, (*at, key), allowed, url)
     return at
 
 
@@ -208,7 +209,7 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     return m.StreamSpec(
         body=compiled_body,
         own_keys=frozenset(str(k) for k in data.get("body") or {}),
-        path=b.template(data.get("path"), (*at, "path"), REQUEST_VARS),
+        path=b.template(data.get("path"), (*at, "path"), REQUEST_VARS, url=True),
         query=b.template(data.get("query"), (*at, "query"), REQUEST_VARS),
         route_by=route_by,
         route_path=b.path(route_by, (*at, "route_by")) if route_by and route_by != "event" else None,
@@ -230,7 +231,7 @@ def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
     url = data["url"]
     poll_url = m.PollUrl(
         from_=b.path(url.get("from"), (*at, "url", "from")),
-        template=b.template(url.get("template"), (*at, "url", "template"), POLL_VARS),
+        template=b.template(url.get("template"), (*at, "url", "template"), POLL_VARS, url=True),
     )
     status = b.path(data["status"], (*at, "status"))
     result = _extraction(b, data["result"], (*at, "result"))
@@ -252,7 +253,7 @@ def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
 
 def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | None:
     at: KeyPath = ("operations", kind)
-    path = b.template(data["path"], (*at, "path"), REQUEST_VARS)
+    path = b.template(data["path"], (*at, "path"), REQUEST_VARS, url=True)
     body = b.template(data.get("body"), (*at, "body"), BODY_VARS)
     placement = data.get("params", "none")
     params = m.ParamPlacement("into", placement["merge_into"]) if isinstance(placement, dict) else m.ParamPlacement(placement)

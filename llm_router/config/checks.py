@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
@@ -12,6 +13,9 @@ from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
 
 OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
+# The engine sends JSON bodies: a provider may declare a JSON content type of its own (a charset, a
+# +json type), never another one.
+JSON_CONTENT_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json\s*(?:;.*)?", re.I | re.S)
 
 
 def _hint(name: str, known: list[str], what: str) -> str:
@@ -58,6 +62,25 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
     if provider.hosts and not host_allowed(host, provider.hosts):
         file, line = doc.where(("hosts",))
         problems.append(Problem(file, line, f"base_url host {host!r} is not in `hosts` ({', '.join(provider.hosts)}); the key may only go to listed hosts", key="hosts"))
+    return problems + _check_content_types(doc)
+
+
+def _check_content_types(doc: Doc) -> list[Problem]:
+    """A content-type header the provider declares (for all its operations, or for one) is a JSON
+    type: the engine writes every body as JSON and never replaces a declared header. A templated
+    value is checked when a call renders it."""
+    operations = doc.data.get("operations")
+    places: list[tuple[tuple[str, ...], object]] = [(("headers",), doc.data.get("headers"))]
+    places += [(("operations", kind, "headers"), op.get("headers")) for kind, op in (operations or {}).items() if isinstance(op, dict)]
+    problems = []
+    for at, headers in places:
+        for name, value in headers.items() if isinstance(headers, dict) else ():
+            if str(name).lower() == "content-type" and isinstance(value, str) and "{{" not in value \
+                    and not JSON_CONTENT_TYPE.fullmatch(value):
+                file, line = doc.where((*at, name))
+                problems.append(Problem(file, line, f"content-type {value!r}: the engine sends JSON bodies; declare "
+                                        "application/json (with a charset if needed) or a +json type, or leave it out",
+                                        key=".".join((*at, str(name)))))
     return problems
 
 

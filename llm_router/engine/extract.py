@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -41,11 +42,23 @@ def usage_of(paths: UsagePaths, data: Any) -> Usage:
     )
 
 
+MAX_TEXT_CHARS = 1000  # a list or object where text is expected, as JSON text, is cut here
+
+
 def text_or_none(path: JSONPath | None, data: Any) -> str | None:
+    """The value at the path as text (a list or object as JSON text, cut at MAX_TEXT_CHARS); None
+    when there is none, or when it nests too deep to be written."""
     if path is None:
         return None
     value = path.first(data)
-    return None if value is None else str(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False)[:MAX_TEXT_CHARS]
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def extract(spec: Extraction, data: Any) -> tuple[Any, str | None, Usage, str | None]:

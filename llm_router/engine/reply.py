@@ -43,20 +43,36 @@ def joined(path: JSONPath | None, data: Any) -> str | None:
 
 
 def arguments_text(value: Any) -> str:
-    """Arguments as JSON text: a string as the model wrote it, an object serialised."""
+    """Arguments as JSON text: a string as the model wrote it, an object serialised (an object
+    nested too deep to serialise is no arguments)."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return ""
 
 
 def parse_object(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text) if text.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     return value if isinstance(value, dict) else None
+
+
+def _id(value: Any) -> str | None:
+    """A call id or name as the reply gives it: a string or a number; anything else is none."""
+    if isinstance(value, str):
+        return value or None
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _key(value: Any) -> Any:
+    """A stream's tool-call index: a string or a number; a list or an object (unhashable) is none."""
+    return value if isinstance(value, (str, int, float)) else None
 
 
 def new_call_id() -> str:
@@ -75,9 +91,9 @@ def tool_calls_of(paths: ToolCallPaths | None, data: Any) -> list[ToolCall]:
         name = paths.name.first(item) if paths.name is not None else None
         if not isinstance(name, str) or not name:
             continue
-        call_id = paths.id.first(item) if paths.id is not None else None
+        call_id = _id(paths.id.first(item)) if paths.id is not None else None
         text = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None) or "{}"
-        calls.append(ToolCall(str(call_id) if call_id else new_call_id(), name, text, parse_object(text)))
+        calls.append(ToolCall(call_id or new_call_id(), name, text, parse_object(text)))
     return calls
 
 
@@ -162,8 +178,8 @@ class StreamAssembler:
             self._state.append(value)
 
     def state_block(self, spec: StateBlock, data: Any) -> None:
-        key = spec.index.first(data)
-        if key is None or isinstance(key, (dict, list)):
+        key = _key(spec.index.first(data))
+        if key is None:
             return
         if spec.start is not None:
             opened = spec.start.first(data)
@@ -194,16 +210,16 @@ class StreamAssembler:
     def tool_fragments(self, paths: ToolCallPaths, data: Any) -> list[ToolCallDelta]:
         deltas = []
         for item in _items(paths, data):
-            name = paths.name.first(item) if paths.name is not None else None
-            call_id = paths.id.first(item) if paths.id is not None else None
+            name = _id(paths.name.first(item)) if paths.name is not None else None
+            call_id = _id(paths.id.first(item)) if paths.id is not None else None
             fragment = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None)
-            key = paths.index.first(item) if paths.index is not None else None
+            key = _key(paths.index.first(item)) if paths.index is not None else None
             place = self._by_key.get(key) if key is not None else None
             if place is None:
                 if not name:  # a fragment of no call this stream has started: not a tool call (a text block's delta)
                     continue
                 place = len(self._calls)
-                self._calls.append([str(call_id) if call_id else new_call_id(), str(name), []])
+                self._calls.append([call_id or new_call_id(), name, []])
                 if key is not None:
                     self._by_key[key] = place
                 deltas.append(ToolCallDelta(place, self._calls[place][0], str(name), fragment))

@@ -8,23 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config.checks import host_allowed
+from ..config.checks import JSON_CONTENT_TYPE, host_allowed
 from ..config.model import Operation, ProviderConfig
 from ..errors import InvalidRequestError, MissingCredentialError
-from ..secrets import MASK, Redactor, Secret
+from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class PreparedRequest:
     method: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # the key's value is a WireValue: masked in any repr
     query: dict[str, str]
     body: Any  # the JSON value, or None
     content: bytes | None
     structured_tool: str | None = None  # the forced tool that carries a structured answer
+
+    def __repr__(self) -> str:
+        """Names, never values: a traceback rendered with local variables shows no header or query value."""
+        size = "no body" if self.content is None else f"{len(self.content)} bytes"
+        return (f"PreparedRequest({self.method} {mask_userinfo(self.url)}, headers={sorted(self.headers)}, "
+                f"query={sorted(self.query)}, {size})")
 
 
 class ProviderRuntime:
@@ -38,6 +44,7 @@ class ProviderRuntime:
         url_env = base_url_env or config.base_url_env
         override = env.get(url_env) if url_env else None
         self.base_url = (override or config.base_url).rstrip("/")
+        redactor.add_url(self.base_url)  # a `user:password@` in the URL is a credential too
         base_host = host_of(self.base_url) or ""
         self.hosts = (*config.hosts, base_host)
         self.key: Secret | None = None
@@ -53,19 +60,25 @@ class ProviderRuntime:
         # Per (operation, streaming): the params the body already places, so merging skips them. A merging
         # operation also never lets a param set what its stream block owns (`stream`, `stream_options`).
         self.placed_params: dict[tuple[str, bool], frozenset[str]] = {}
+        # A param a template places in the path or the query is not merged into the body as well.
         for kind, op in config.operations.items():
             owned = op.stream.own_keys if op.stream is not None and op.params.mode == "merge" else frozenset()
             for streaming in (False, True):
-                template = op.stream.body if streaming and op.stream is not None else op.body
-                self.placed_params[(kind, streaming)] = owned | (template.param_names if template else frozenset())
+                spec = op.stream if streaming else None
+                templates = (spec.body if spec is not None else op.body, op.path, op.query,
+                             spec.path if spec is not None else None, spec.query if spec is not None else None)
+                self.placed_params[(kind, streaming)] = owned.union(*(t.param_names for t in templates if t is not None))
         self.redact = redactor
         self._auth_header: dict[str, str] = {}
         if self.key is not None and auth is not None and auth.header is not None:
-            value = f"{auth.scheme} {self.key.reveal()}" if auth.scheme else self.key.reveal()
+            value = WireValue(f"{auth.scheme} {self.key.reveal()}" if auth.scheme else self.key.reveal())
             self._auth_header = {auth.header: value}
             self._key_ok = _header_value_ok(value)
         else:
             self._key_ok = self.key is None or _header_value_ok(self.key.reveal())
+
+    def __repr__(self) -> str:
+        return f"ProviderRuntime({self.name!r}, base_url={mask_userinfo(self.base_url)!r}, key={self.key!r})"
 
     def auth_headers(self, model: str, display: bool = False) -> dict[str, str]:
         if self._auth_header:
@@ -78,14 +91,14 @@ class ProviderRuntime:
         key = self._key(model, display)
         if key is None:
             return {}
-        return {auth.header: f"{auth.scheme} {key.reveal()}" if auth.scheme else key.reveal()}
+        return {auth.header: WireValue(f"{auth.scheme} {key.reveal()}" if auth.scheme else key.reveal())}
 
     def auth_query(self, model: str, display: bool = False) -> dict[str, str]:
         auth = self.config.auth
         if auth is None or auth.query is None:
             return {}
         key = self._key(model, display)
-        return {auth.query: key.reveal()} if key is not None else {}
+        return {auth.query: WireValue(key.reveal())} if key is not None else {}
 
     def _key(self, model: str, display: bool = False) -> Secret | None:
         auth = self.config.auth
@@ -197,23 +210,38 @@ def build_request(
         for name, value in rendered_headers.items():
             _check_header_value(name, str(value), model_name, provider)
             headers[name] = str(value)
-    if runtime.config.auth is not None:
-        # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked
-        if not (relative and path.startswith("/")) and not runtime.may_receive_key(url):
-            raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {host_of(url)}, "
-                                      "which is not in the provider's `hosts`")
-        headers.update(runtime.auth_headers(model_name, display))
-        query.update(runtime.auth_query(model_name, display))
     content = None
     if body is not None:
-        try:
-            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:  # a config expression that built a method, a set, NaN...
-            raise InvalidRequestError(f"{provider} ({model_name}): the request body is not JSON data: {exc}") from None
-        headers["content-type"] = "application/json"
+        content = _json_bytes(body, provider, model_name)
+        _content_type(headers, provider, model_name)
     if stream:
         headers.setdefault("accept", "text/event-stream")
-    return PreparedRequest(operation.method, url, headers, query, body, content, wire.structured_tool)
+    if runtime.config.auth is None:
+        return PreparedRequest(operation.method, url, headers, query, body, content, wire.structured_tool)
+    # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked
+    if not (relative and path.startswith("/")) and not runtime.may_receive_key(url):
+        raise InvalidRequestError(f"{provider} ({model_name}): refusing to send the key to {host_of(url)}, "
+                                  "which is not in the provider's `hosts`")
+    # the key goes in last, so that no local variable of a frame that can still raise holds it
+    return PreparedRequest(operation.method, url, {**headers, **runtime.auth_headers(model_name, display)},
+                           {**query, **runtime.auth_query(model_name, display)}, body, content, wire.structured_tool)
+
+
+def _json_bytes(body: Any, provider: str, model: str) -> bytes:
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:  # a config expression that built a method, a set, NaN...
+        raise InvalidRequestError(f"{provider} ({model}): the request body is not JSON data: {exc}") from None
+
+
+def _content_type(headers: dict[str, str], provider: str, model: str) -> None:
+    """A JSON content type the provider declares is kept; none declared is application/json."""
+    declared = next((name for name in headers if name.lower() == "content-type"), None)
+    if declared is None:
+        headers["content-type"] = "application/json"
+    elif not JSON_CONTENT_TYPE.fullmatch(headers[declared]):
+        raise InvalidRequestError(f"{provider} ({model}): the content-type header {headers[declared]!r} is not JSON, "
+                                  "and the request body is JSON")
 
 
 def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[str, Any]:
@@ -225,5 +253,5 @@ def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[st
         headers[auth.header] = f"{auth.scheme} {MASK}" if auth.scheme else MASK
     if auth is not None and auth.query and auth.query in query:
         query[auth.query] = MASK
-    return {"method": request.method, "url": runtime.redact(request.url), "query": query, "headers": headers,
+    return {"method": request.method, "url": runtime.redact.url(request.url), "query": query, "headers": headers,
             "body": request.body}
