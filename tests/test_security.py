@@ -314,3 +314,49 @@ async def test_a_malformed_polling_url_is_a_provider_error_and_sends_nothing_mor
                 async with asyncio.timeout(10):
                     await router.query("bfl/flux-pro-1.1", prompt="a cat")
         assert srv.count() == 1
+
+
+# --- the host policy, negatively -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "allowed"), [
+    ("api.bfl.ai", True), ("eu.api.bfl.ai", True), ("bfl.ai", True), ("API.BFL.AI", True),
+    ("evilbfl.ai", False), ("bfl.ai.evil.com", False), ("api.bfl.ai.evil.com", False), ("api-bfl.ai", False),
+    ("xbfl.ai", False), ("api.bfl.ai.", False), ("bfl.aii", False), ("", False),
+])
+def test_a_wildcard_host_pattern_matches_its_domain_and_subdomains_only(host: str, allowed: bool) -> None:
+    from llm_router.config.checks import host_allowed
+
+    assert host_allowed(host, ("*.bfl.ai",)) is allowed
+    assert host_allowed(host, ("api.bfl.ai",)) is (host.lower() == "api.bfl.ai")
+
+
+@pytest.mark.parametrize("polling_url", [
+    "http://evilbfl.ai:1/v1/get_result?id=1", "http://127.0.0.1.evil.example:1/get_result",
+    "http://127.0.0.1@evil.example:1/get_result", "http://evil.example:1/127.0.0.1/get_result",
+])
+async def test_a_look_alike_poll_host_is_refused_without_sending_the_key(polling_url: str) -> None:
+    with MockServer() as srv:
+        srv.route("POST", "/v1/flux-pro-1.1", Reply.json({"id": "job-1", "polling_url": polling_url}))
+        async with Router.from_dir(env={"BFL_API_KEY": KEY, "BFL_BASE_URL": srv.url + "/v1"}) as router:
+            with pytest.raises(RouterError, match="refusing to poll") as info:
+                async with asyncio.timeout(10):
+                    await router.query("bfl/flux-pro-1.1", prompt="a cat")
+        assert srv.count() == 1
+        _no_key(str(info.value))
+
+
+def test_render_masks_a_key_sent_in_the_query_string(write_config) -> None:
+    cfg = write_config({
+        "providers.d/qk.yaml": """\
+extends: openai-compatible
+name: qk
+base_url: https://api.qk.example/v1
+auth: {query: key, env: QK_KEY}
+hosts: [api.qk.example]
+""",
+        "models.d/m.yaml": "models:\n  m: {provider: qk, pricing: unknown}\n",
+    })
+    shown = Router.from_dir(catalog_dir(), cfg, env={"QK_KEY": KEY}).render("m", messages=[{"role": "user", "content": "hi"}])
+    assert shown["query"] == {"key": "***"}
+    _no_key(json.dumps(shown))
