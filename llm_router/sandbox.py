@@ -3,8 +3,8 @@
 Config is trusted less than code: an expression may read the call's data and build a request
 from it, but nothing more. Besides Jinja's own sandbox (no private attributes, no mutation),
 
-- a render has a budget of steps (a loop iteration costs the size of its body; a call, an
-  operator, an attribute lookup one) and of the characters or items its operators, methods,
+- a render has a budget of steps (a loop iteration costs the size of its body, so what the body
+  does is counted; a call and an operator one) and of the characters or items its operators, methods,
   filters and text output may build: `MAX_RENDER_SIZE` plus four times the size of the data it
   was given. An operation that would build more is refused *before* it builds (repetition,
   padding, formatting widths, joining, replacing, exponentiation), or right after an operation
@@ -222,14 +222,6 @@ class _Environment(ImmutableSandboxedEnvironment):
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         """A private or refused name, even one built at render time, is an error, not a silent undefined."""
         raise SecurityError(f"the sandbox refuses {type(obj).__name__}.{attribute}")
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        step()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        step()
-        return super().getitem(obj, argument)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if __obj is _start:
