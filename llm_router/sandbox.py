@@ -451,8 +451,14 @@ def url_value(value: Any) -> str:
     if "/" in text or "\\" in text:
         raise UnsafeUrlValue(f"the value {text[:80]!r} cannot be placed in a URL: it holds '/' or '\\', "
                              "which would change the URL's path")
-    charge(len(text))
     return quote(text, safe="-._~:@")
+
+
+def _url_text(value: Any) -> str:
+    """A value a URL template writes out: encoded, then charged to the render's budget."""
+    text = url_value(value)
+    charge(len(text))
+    return text
 
 
 def _text_value(value: Any) -> Any:
@@ -467,6 +473,6 @@ def _text_value(value: Any) -> Any:
 ENV = _Environment(finalize=_text_value)
 for _name, _check in _filter_checks().items():
     _capped(ENV, _name, _check)
-URL_ENV = _Environment(finalize=url_value)
+URL_ENV = _Environment(finalize=_url_text)
 URL_ENV.filters = ENV.filters  # one set: the engine's filters are added to it once
 URL_ENV.tests = ENV.tests

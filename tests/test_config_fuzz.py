@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mockserver import MockServer, Reply, openai_chat_reply
 
@@ -208,6 +208,7 @@ def test_the_unmutated_fuzz_config_loads() -> None:
         st.tuples(st.sampled_from(MUTATIONS), st.integers(0, 10_000), st.integers(0, 1_000)), min_size=1, max_size=3
     ),
 )
+@example(target="providers.d/fuzzbase.yaml", steps=[("change_type", 656, 169)])  # a template bomb, then the path: found by the fuzz
 def test_mutated_config_loads_or_raises_configuration_error_with_file_and_line(
     target: str, steps: list[tuple[str, int, int]]
 ) -> None:

@@ -241,3 +241,23 @@ def test_the_budget_is_large_enough_for_a_loop_over_a_long_conversation() -> Non
     messages = [{"role": "user", "content": "x"}] * 5000
     assert compiled.render({"messages": messages}) == {"t": "u" * 5000}
     assert MAX_RENDER_STEPS >= 100_000 and MAX_RENDER_SIZE >= 100_000
+
+
+async def test_a_render_refused_for_its_budget_leaves_nothing_behind_for_the_next_call(write_config) -> None:
+    """Found by the fuzz: a refused render's spent budget reached the next render's URL (a plain path is
+    rendered without Jinja) as a raw SecurityError."""
+    provider = _provider('\n      evil: "{{ \'a\' * params.n }}"').replace("path: /chat/completions",
+                                                                        'path: "/{{ model.upstream }}/chat"')
+    with MockServer() as srv:
+        srv.route("POST", "/v1/up/chat", Reply.json(openai_chat_reply("ok")))
+        cfg = write_config({"providers.d/evil.yaml": provider,
+                            "models.d/m.yaml": "models:\n  m: {provider: evil, upstream: up, pricing: unknown, params: [n]}\n"})
+        async with Router.from_dir(catalog_dir(), cfg, env={"EVIL_KEY": KEY, "EVIL_BASE_URL": srv.url + "/v1"}) as router:
+            for n in (10**9, 3, 10**9, 3):
+                async with asyncio.timeout(10):
+                    if n > 3:
+                        with pytest.raises(InvalidRequestError, match="too large"):
+                            await router.query("m", HI, n=n)
+                    else:
+                        assert (await router.query("m", HI, n=n)).content == "ok"
+        assert [r.json()["evil"] for r in srv.requests] == ["aaa", "aaa"]
