@@ -135,6 +135,13 @@ def json_size(value: Any, where: str) -> int:
         raise InvalidRequestError(f"{where}{''.join(reversed(bad.path))} {bad.problem}") from None
 
 
+def _check_walked(total: int) -> None:
+    """The walk stops where a value passes the limit (one list holding one big list many times
+    would take as long to walk as to write out)."""
+    if total > MAX_INPUT_CHARS:
+        raise _NotJSON(f"holds more than {MAX_INPUT_CHARS:,} characters; send less")
+
+
 def _walk(value: Any, depth: int) -> int:
     if isinstance(value, str):
         if not value.isascii():
@@ -158,6 +165,7 @@ def _walk(value: Any, depth: int) -> int:
                 raise _NotJSON(f"has the key {key!r} ({type(key).__name__}); JSON keys are strings")
             try:
                 total += len(str(key)) + _walk(item, depth + 1)
+                _check_walked(total)
             except _NotJSON as bad:
                 bad.path.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
                 raise
@@ -165,11 +173,12 @@ def _walk(value: Any, depth: int) -> int:
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             try:
-                total += _walk(item, depth + 1)
+                total += _walk(item, depth + 1) + 1
+                _check_walked(total)
             except _NotJSON as bad:
                 bad.path.append(f"[{i}]")
                 raise
-        return total + len(value)
+        return total
     name = type(value).__name__
     raise _NotJSON(f"is not JSON data (got {'an' if name[0] in 'aeiou' else 'a'} {name})")
 

@@ -37,6 +37,7 @@ MAX_RENDER_STEPS = 100_000
 MAX_RENDER_SIZE = 100_000  # characters or items, beyond 4x the size of the data the render was given
 MAX_INT_BITS = 4_096  # the largest integer an operator may build
 MAX_JSON_INDENT = 16
+WIDEN_LIMIT = 10_000_000  # what a render's input may widen its budget by is walked this far at most
 
 _STR_METHODS = frozenset({
     "capitalize", "casefold", "count", "endswith", "find", "index", "isalnum", "isalpha", "isascii", "isdecimal",
@@ -98,7 +99,7 @@ def _widen() -> bool:
     budget = _BUDGET
     if budget.variables is None:
         return False
-    budget.allowance += 4 * data_size(budget.variables.values())
+    budget.allowance += 4 * data_size(budget.variables.values(), WIDEN_LIMIT)
     budget.variables = None
     return budget.built <= budget.allowance
 

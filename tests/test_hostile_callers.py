@@ -177,6 +177,7 @@ HUGE = "x" * 10_000_001
     ({"user": [1, {2, 3}]}, "param 'user'[1] is not JSON data (got a set)"),
     ({"user": DEEP}, f"nests deeper than {MAX_DEPTH} levels"),
     ({"user": HUGE}, "more than 10,000,000 characters"),
+    ({"user": [[["x" * 1000] * 1000] * 1000] * 1000}, "param 'user'[0][9] holds more than 10,000,000 characters"),
     ({"fallback_config": {"temperature": math.nan}, "fallback_model": "openai/gpt-y"}, "fallback_config param 'temperature' is nan"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages[0].content[0].text must be a str"),
     ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text must be a str"),
