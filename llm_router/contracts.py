@@ -3,8 +3,8 @@
 A contract file (`providers.d/contracts/*.yaml` beside the provider files of any config dir,
 schema `schemas/contract.schema.json`) holds one call, the requests it must send, the provider's
 replies, and what the router must return. `llm-router test` replays each through an in-memory
-transport: the requests are compared, the replies are served in order, and the result is
-compared. Nothing touches the network. `recording.py` writes one from a real call.
+transport (the engine's seam, `engine/transport.py`): the requests are compared, the replies are
+served in order, and the result is compared. Nothing touches the network. `recording.py` writes one from a real call.
 Contracts are never loaded by `Router.from_dir`.
 """
 
@@ -15,18 +15,21 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx2
+from multidict import CIMultiDict
 
 from .config import load_catalog
 from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
+from .engine.request import PreparedRequest
+from .engine.transport import ClientSettings, Reply
 from .errors import Problem, RouterError
 from .router import Router
 from .secrets import MASK
@@ -204,23 +207,49 @@ def replay_catalog(catalog: Catalog) -> Catalog:
 
 
 class _Replay:
-    """Serves the recorded replies in order (the last one repeats) and keeps every request."""
+    """A transport for every provider: serves the recorded replies in order (the last one repeats)
+    and keeps every request."""
 
     def __init__(self, replies: list[dict[str, Any]]) -> None:
         self.replies = replies
-        self.requests: list[httpx2.Request] = []
+        self.requests: list[PreparedRequest] = []
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, settings: ClientSettings) -> _Replay:
+        return self
+
+    async def send(self, request: PreparedRequest) -> Reply:
         self.requests.append(request)
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
-        headers = dict(reply.get("headers", {}))
-        status = reply.get("status", 200)
+        headers = CIMultiDict(reply.get("headers", {}))
         if "sse" in reply:
             headers.setdefault("content-type", "text/event-stream")
-            return httpx2.Response(status, headers=headers, content=_sse_text(reply["sse"]).encode())
-        if "text" in reply:
-            return httpx2.Response(status, headers=headers, content=reply["text"].encode())
-        return httpx2.Response(status, headers=headers, json=reply["body"])
+            body = _sse_text(reply["sse"]).encode()
+        elif "text" in reply:
+            body = reply["text"].encode()
+        else:
+            headers.setdefault("content-type", "application/json")
+            body = json.dumps(reply["body"], ensure_ascii=False, separators=(",", ":")).encode()
+        return Reply(reply.get("status", 200), headers, body)
+
+    @asynccontextmanager
+    async def stream(self, request: PreparedRequest) -> AsyncIterator[_Served]:
+        yield _Served(await self.send(request))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Served:
+    """A replayed reply, read as a stream."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.status, self.headers, self._body = reply.status, reply.headers, reply.body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def read(self) -> bytes:
+        return self._body
 
 
 def _sse_text(events: Sequence[Mapping[str, Any]]) -> str:
@@ -283,7 +312,7 @@ async def _replay_diffs(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
     replay = _Replay(data["replies"])
     env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
     try:
-        async with Router(catalog, env, transport=httpx2.MockTransport(replay)) as router:
+        async with Router(catalog, env, transport=replay) as router:
             async with asyncio.timeout(10):  # a contract that loops (a Pending repeated forever) must not hang CI
                 outcome = await make_call(router, data["call"])
     except Exception as exc:  # a crash below the router's error hierarchy fails this contract, not the run
@@ -321,27 +350,34 @@ def replay_dirs(dirs: Sequence[str | Path], provider: str | None = None) -> Repl
 # --- comparing ------------------------------------------------------------------------------------------
 
 
-def _request_diffs(where: str, expected: Mapping[str, Any], request: httpx2.Request) -> list[str]:
+def sent_query(request: PreparedRequest) -> dict[str, str]:
+    """Every query parameter a request sends: those in its URL and those the engine adds (a key)."""
+    return {**dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=True)), **request.query}
+
+
+def _request_diffs(where: str, expected: Mapping[str, Any], request: PreparedRequest) -> list[str]:
     diffs = []
-    url = urlsplit(str(request.url))
-    if "method" in expected and expected["method"].upper() != request.method:
-        diffs.append(f"{where}.method: expected {expected['method']}, got {request.method}")
-    if "path" in expected and expected["path"] != url.path:
-        diffs.append(f"{where}.path: expected {expected['path']}, got {url.path}")
+    path = urlsplit(request.url).path
+    method = request.method.upper()
+    if "method" in expected and expected["method"].upper() != method:
+        diffs.append(f"{where}.method: expected {expected['method']}, got {method}")
+    if "path" in expected and expected["path"] != path:
+        diffs.append(f"{where}.path: expected {expected['path']}, got {path}")
     if "query" in expected:
-        got_query = dict(parse_qsl(url.query, keep_blank_values=True))
+        got_query = sent_query(request)
         want_query = {k: v.replace(MASK, REPLAY_KEY) for k, v in expected["query"].items()}
         if got_query != want_query:
             diffs.append(f"{where}.query: expected {_masked(want_query)}, got {_masked(got_query)}")
+    headers = CIMultiDict(request.headers)
     for name, value in expected.get("headers", {}).items():
-        got = request.headers.get(name)
+        got = headers.get(name)
         if got != value.replace(MASK, REPLAY_KEY):
             diffs.append(f"{where}.headers.{name}: expected {value!r}, got {_masked(got)!r}")
     if "body" in expected:
         try:
             body = json.loads(request.content) if request.content else None
         except ValueError:
-            body = request.content.decode(errors="replace")
+            body = request.content.decode(errors="replace") if request.content else None
         diffs += _value_diffs(f"{where}.body", expected["body"], body)
     return diffs
 

@@ -7,18 +7,21 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-import httpx2
 import yaml
 
 from .config import load_catalog
 from .config.model import Catalog, ProviderConfig
-from .contracts import make_call
+from .contracts import make_call, sent_query
+from .engine import TransportOption
+from .engine.request import PreparedRequest
+from .engine.transport import ClientSettings, Reply, StreamingReply, Transport, TransportFactory, transport_factory
 from .errors import ConfigurationError, RouterError
 from .router import Router
 from .secrets import Redactor, Secret
@@ -31,41 +34,81 @@ _NOISE_HEADERS = frozenset({"host", "content-length", "user-agent", "accept-enco
 
 @dataclass
 class Exchange:
-    request: httpx2.Request
+    request: PreparedRequest
     status: int
     headers: list[tuple[str, str]]
     content: bytes
 
 
-class RecordingTransport(httpx2.AsyncBaseTransport):
-    """Sends through `inner` and keeps each request and reply (the reply body read in full)."""
+class Recorder:
+    """A transport factory: each transport sends through the one `inner` makes and keeps every
+    request and reply (a streamed body as it was read), in the order the exchanges end."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self.inner = inner
+    def __init__(self, inner: TransportFactory) -> None:
+        self._inner = inner
         self.exchanges: list[Exchange] = []
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self.inner.handle_async_request(request)
-        content = await response.aread()
-        await response.aclose()
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]
-        self.exchanges.append(Exchange(request, response.status_code, headers, content))
-        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
+    def __call__(self, settings: ClientSettings) -> Transport:
+        return _Recording(self._inner(settings), self.exchanges)
+
+
+class _Recording:
+    def __init__(self, inner: Transport, exchanges: list[Exchange]) -> None:
+        self._inner = inner
+        self._exchanges = exchanges
+
+    def _keep(self, request: PreparedRequest, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        # the body was decompressed on the way in: its content-encoding no longer applies
+        kept = [(k, v) for k, v in headers.items() if k.lower() != "content-encoding"]
+        self._exchanges.append(Exchange(request, status, kept, body))
+
+    async def send(self, request: PreparedRequest) -> Reply:
+        reply = await self._inner.send(request)
+        self._keep(request, reply.status, reply.headers, reply.body)
+        return reply
+
+    @asynccontextmanager
+    async def stream(self, request: PreparedRequest) -> AsyncIterator[StreamingReply]:
+        async with self._inner.stream(request) as reply:
+            kept = _Kept(reply)
+            try:
+                yield kept
+            finally:
+                self._keep(request, reply.status, reply.headers, b"".join(kept.parts))
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        await self._inner.aclose()
+
+
+class _Kept:
+    """A streamed reply whose chunks are kept as they are read."""
+
+    def __init__(self, reply: StreamingReply) -> None:
+        self._reply = reply
+        self.status, self.headers = reply.status, reply.headers
+        self.parts: list[bytes] = []
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._reply.chunks():
+            self.parts.append(chunk)
+            yield chunk
+
+    async def read(self) -> bytes:
+        body = await self._reply.read()
+        self.parts.append(body)
+        return body
 
 
 async def record(
     dirs: Sequence[str | Path], env: Mapping[str, str], model: str, prompt: str, params: Mapping[str, Any],
-    stream: bool = False, name: str = "recorded", transport: httpx2.AsyncBaseTransport | None = None,
+    stream: bool = False, name: str = "recorded", transport: TransportOption = None,
 ) -> dict[str, Any]:
     """Make one real call and return it as contract data, every secret masked."""
     catalog, problems = load_catalog(dirs, env)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ConfigurationError(errors)
-    recorder = RecordingTransport(transport or httpx2.AsyncHTTPTransport())
+    recorder = Recorder(transport_factory(transport))
     router = Router(catalog, env, transport=recorder)
     config = router.resolve(model)
     call: dict[str, Any] = {"model": model}
@@ -99,8 +142,10 @@ async def record(
 
 
 def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
-    """Every key the catalog's providers would send, from their auth declarations."""
-    return Redactor(Secret(env[p.auth.env]) for p in catalog.providers.values() if p.auth and env.get(p.auth.env))
+    """Every key a call could send: each provider's `auth.env` and each deployment's own `key_env`."""
+    names = {p.auth.env for p in catalog.providers.values() if p.auth is not None and p.auth.env}
+    names |= {d.key_env for m in catalog.models.values() for d in m.deployments if d.key_env}
+    return Redactor(Secret(env[name]) for name in sorted(names) if env.get(name))
 
 
 def _redacted(value: Any, redact: Redactor) -> Any:
@@ -113,10 +158,9 @@ def _redacted(value: Any, redact: Redactor) -> Any:
     return value
 
 
-def _recorded_request(request: httpx2.Request, provider: ProviderConfig, env: Mapping[str, str]) -> dict[str, Any]:
-    url = urlsplit(str(request.url))
-    out: dict[str, Any] = {"method": request.method, "path": _config_path(url.path, provider, env)}
-    query = dict(parse_qsl(url.query, keep_blank_values=True))
+def _recorded_request(request: PreparedRequest, provider: ProviderConfig, env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": request.method.upper(), "path": _config_path(urlsplit(request.url).path, provider, env)}
+    query = sent_query(request)
     if query:
         out["query"] = query
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _NOISE_HEADERS}

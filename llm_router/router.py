@@ -12,14 +12,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import Any, Self, cast
 
 from .balance import Balancer, Target
 from .budgets import BudgetLedger
 from .calls import Calls
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
-from .engine import Call, Engine, EngineResult, RequestOptions, StreamEvent
+from .engine import Call, Engine, EngineResult, RequestOptions, StreamEvent, TransportOption
 from .engine.conversation import NO_OPTIONS
 from .engine.reply import Turn
 from .errors import (
@@ -36,9 +36,6 @@ from .state import StateBackend, build_state
 from .types import LLMResponse, StreamChunk
 from .usage import UsageTotals
 
-if TYPE_CHECKING:
-    import httpx2
-
 log = logging.getLogger("llm_router")
 
 __all__ = ["HOOK_EVENTS", "Router"]
@@ -52,7 +49,7 @@ class Router:
         catalog: Catalog,
         env: Mapping[str, str],
         state: StateBackend | None = None,
-        transport: httpx2.AsyncBaseTransport | None = None,
+        transport: TransportOption = None,
     ) -> None:
         """`state` replaces the backend that router.yaml's `state:` names (default: in this process)."""
         self._catalog = catalog

@@ -273,7 +273,7 @@ def test_a_drifted_jsonpath_in_a_provider_file_fails_its_contract(tmp_path, caps
     code, out, _ = _run(capsys, str(config))
     assert code == 1
     assert "FAIL acme-chat " in out
-    assert "the call raised ServerError" in out and "$.output.text" in out
+    assert "the call raised InvalidReplyError" in out and "$.output.text" in out
 
 
 def test_format_json_lists_every_result_with_its_diffs(tmp_path, capsys) -> None:

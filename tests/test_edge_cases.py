@@ -96,10 +96,14 @@ def test_a_static_header_with_a_line_break_is_a_configuration_error(write_config
 async def test_a_poll_url_over_plain_http_is_refused_when_the_provider_speaks_https(srv, write_config):
     site = write_config({"providers.d/b.yaml": "extends: bfl\nname: bfl-test\nbase_url: https://api.bfl.ai/v1\n"
                                                "base_url_env: BFL_TEST_BASE_URL\n"})
-    router = Router.from_dir(catalog_dir(), site, env={"BFL_API_KEY": "test-bfl-key"})
-    submit = {"id": "j1", "polling_url": "http://api.eu.bfl.ai/v1/get_result?id=j1"}
     import httpx2
     import respx
+
+    from llm_router.config import load_catalog
+
+    env = {"BFL_API_KEY": "test-bfl-key"}
+    router = Router(load_catalog([catalog_dir(), site], env)[0], env, transport=httpx2.AsyncHTTPTransport())  # respx patches it
+    submit = {"id": "j1", "polling_url": "http://api.eu.bfl.ai/v1/get_result?id=j1"}
 
     with respx.mock(assert_all_called=False) as mock:
         mock.post("https://api.bfl.ai/v1/flux-pro-1.1").respond(json=submit)
@@ -108,7 +112,6 @@ async def test_a_poll_url_over_plain_http_is_refused_when_the_provider_speaks_ht
             await router.query("bfl-test/flux-pro-1.1", prompt="a cat")
     assert not poll.called
     await router.aclose()
-    assert httpx2  # respx patches httpx2 through the alias set in conftest
 
 
 async def test_a_poll_url_template_that_fails_to_render_is_a_provider_error(srv, write_config):

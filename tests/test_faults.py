@@ -18,6 +18,7 @@ from mockserver import BflSimulator, MockServer, Reply, Request, openai_chat_rep
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.errors import (
+    InvalidReplyError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
@@ -163,9 +164,9 @@ FAULTS: list[tuple[str, Reply, Any, str]] = [
     ("truncated-json", Reply.truncated(b'{"choices": [{"message": {"content": "par'),
      (ServerError, ProviderConnectionError), ""),
     ("html-error-page", Reply.text(HTML, status=502, content_type="text/html"), ServerError, "502 Bad Gateway"),
-    ("empty-body-200", Reply.raw(b"", status=200), ServerError, "not valid JSON"),
+    ("empty-body-200", Reply.raw(b"", status=200), InvalidReplyError, "not valid JSON"),
     ("empty-body-503", Reply.raw(b"", status=503), ServerError, "empty body"),
-    ("json-without-content", Reply.json({"choices": []}), ServerError, "nothing at"),
+    ("json-without-content", Reply.json({"choices": []}), InvalidReplyError, "nothing at"),
 ]
 
 

@@ -11,21 +11,21 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
-
 from ..config.model import Operation, ProviderConfig
-from ..errors import ProviderError, ServerError, StreamInterrupted
+from ..errors import InvalidReplyError, ProviderError, RouterClosedError, StreamInterrupted
 from ..secrets import Redactor
 from ..types import Usage
+from .clients import LoopClients
 from .conversation import NO_OPTIONS, RequestOptions
 from .extract import extract, text_or_none, usage_of
 from .poll import poll_until_done
 from .reply import StreamAssembler, Turn, read_turn
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
-from .send import make_client, open_stream, send_json, transport_error, with_retries
+from .send import open_stream, send_json, transport_error, with_retries
 from .stream import StreamEvent, read_events
+from .transport import TransportClosed, TransportError, TransportOption, transport_factory
 
-__all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent"]
+__all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "TransportOption"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,23 +67,25 @@ def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -
 
 
 class Engine:
-    def __init__(
-        self, providers: Mapping[str, ProviderConfig], env: Mapping[str, str], transport: httpx2.AsyncBaseTransport | None = None
-    ) -> None:
-        """`transport` replaces the network for every provider (contract replay, recording)."""
-        self._transport = transport
+    def __init__(self, providers: Mapping[str, ProviderConfig], env: Mapping[str, str], transport: TransportOption = None) -> None:
+        """`transport` replaces aiohttp for every provider: an httpx2 transport or client of the
+        caller's, or a factory of seam transports (contract replay, recording); see transport.py."""
+        self._factory = transport_factory(transport)
         self._env = env
         self.redact = Redactor()
         self.runtimes = {name: ProviderRuntime(p, env, self.redact) for name, p in providers.items() if not p.abstract}
         # one runtime (and client) per (provider, key_env, base_url_env) a call names, built on first use
         self._variants: dict[tuple[str, str | None, str | None], ProviderRuntime] = {}
-        self._clients: dict[ProviderRuntime, httpx2.AsyncClient] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, LoopClients] = {}  # see clients.py
 
-    def _client(self, runtime: ProviderRuntime) -> httpx2.AsyncClient:
-        client = self._clients.get(runtime)
-        if client is None:
-            client = self._clients[runtime] = make_client(runtime, self._transport)
-        return client
+    async def _loop_clients(self) -> LoopClients:
+        loop = asyncio.get_running_loop()
+        clients = self._clients.get(loop)
+        if clients is None:
+            self._clients = {other: c for other, c in self._clients.items() if not other.is_closed()}
+            clients = self._clients[loop] = LoopClients(loop, self._factory)
+            await clients.start()
+        return clients
 
     def runtime(self, call: Call) -> ProviderRuntime:
         if call.credentials is None:
@@ -113,13 +115,19 @@ class Engine:
     async def execute(self, call: Call) -> EngineResult:
         runtime, operation = self._operation(call)
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options, reasoning=call.reasoning)
-        client = self._client(runtime)
         model = call.model["name"]
-        (status, data, _), tries = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
-        spec = operation.response
-        if operation.poll is not None:
-            data, _ = await poll_until_done(client, runtime, operation.poll, data, dict(call.model), call.params)
-            spec = operation.poll.result
+        clients = await self._loop_clients()
+        try:
+            transport = clients.get(runtime)
+            (status, data), tries = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model),
+                                                       clients.sleep)
+            spec = operation.response
+            if operation.poll is not None:
+                data, _ = await poll_until_done(transport, runtime, operation.poll, data, dict(call.model), call.params,
+                                                clients.sleep)
+                spec = operation.poll.result
+        except TransportClosed as exc:  # closed during a retry or poll sleep, or before the first send
+            raise transport_error(exc, runtime, model) from None
         assert spec is not None
         turn = None
         if spec.content_kind == "text":
@@ -131,8 +139,8 @@ class Engine:
             content, finish_reason, usage, reply_id = extract(spec, data)
             found = content is not None
         if not found:
-            raise ServerError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
-                              status=status, body_excerpt=self.redact(str(data)[:300]))
+            raise InvalidReplyError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
+                                    status=status, body_excerpt=self.redact(str(data)[:300]))
         return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries, turn)
 
     def can_stream(self, call: Call) -> bool:
@@ -148,20 +156,21 @@ class Engine:
         assert operation.stream is not None
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True,
                                 options=call.options, reasoning=call.reasoning)
-        client = self._client(runtime)
         model = call.model["name"]
         spec = operation.stream
         received = 0
-        stack = None
-
         assembler = StreamAssembler()
+        clients = await self._loop_clients()
 
         async def connect() -> tuple[Any, AsyncIterator[StreamEvent]]:
-            context = open_stream(client, runtime, request, model)
-            response = await context.__aenter__()
-            return context, read_events(response, spec, runtime.name, model, runtime.redact, assembler).__aiter__()
+            context = open_stream(clients.get(runtime), runtime, request, model)
+            reply = await context.__aenter__()
+            return context, read_events(reply, spec, runtime.name, model, runtime.redact, assembler).__aiter__()
 
-        (stack, events), tries = await with_retries(runtime, model, connect)
+        try:
+            (context, events), tries = await with_retries(runtime, model, connect, clients.sleep)
+        except TransportClosed as exc:
+            raise transport_error(exc, runtime, model) from None
         try:
             async for event in events:
                 event.tries = tries
@@ -179,17 +188,22 @@ class Engine:
                     provider=runtime.name, model=model, status=exc.status,
                 ) from None
             raise
-        except (TimeoutError, httpx2.TransportError) as exc:
-            if not received:  # nothing delivered yet: a plain connection error, so the router may fall back
-                raise transport_error(exc, runtime, model) from None
-            raise StreamInterrupted(
-                f"stream cut after {received} characters were received: {self.redact(str(exc)) or type(exc).__name__}",
-                provider=runtime.name, model=model,
-            ) from None
+        except TransportError as exc:
+            error = transport_error(exc, runtime, model)
+            if not received or isinstance(error, RouterClosedError):  # nothing delivered yet: the router may fall back
+                raise error from None
+            raise StreamInterrupted(f"stream cut after {received} characters were received: {exc}",
+                                    provider=runtime.name, model=model) from None
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            await stack.__aexit__(None, None, None)
+            await context.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        await asyncio.gather(*(c.aclose() for c in clients))
+        """Close every client. Calls in flight end promptly with RouterClosedError; a later call makes new clients."""
+        clients, self._clients = self._clients, {}
+        here = asyncio.get_running_loop()
+        for loop, loop_clients in clients.items():
+            if loop is here:
+                await loop_clients.aclose()
+            elif not loop.is_closed():  # a loop in another thread closes its own
+                asyncio.run_coroutine_threadsafe(loop_clients.aclose(), loop)

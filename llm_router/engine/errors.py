@@ -33,7 +33,8 @@ KIND_CLASSES: dict[str, type[ProviderError]] = {
     "overloaded": OverloadedError,
     "server_error": ServerError,
 }
-RETRYABLE_KINDS = frozenset({"rate_limited", "overloaded", "server_error"})
+# Retried on the same deployment. Not `invalid_reply`: that request was served (and maybe billed).
+RETRYABLE_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "timeout", "connection"})
 _DEFAULT_MESSAGE_PATHS = tuple(JSONPath(p) for p in ("$.error.message", "$.message", "$.detail", "$.error"))
 EXCERPT_CHARS = 500
 
@@ -50,10 +51,51 @@ def default_kind(status: int) -> str:
     return "invalid_request"
 
 
-def parse_body(content: bytes) -> Any:
+MAX_JSON_DEPTH = 128  # deeper than any real reply; deep enough data makes recursive code (repr, paths) fail
+
+
+class NotJSON(ValueError):
+    """A body that is not JSON this engine accepts; the message says why."""
+
+
+def _no_constants(name: str) -> Any:
+    raise NotJSON(f"{name} is not a JSON number")
+
+
+def decode_json(content: bytes | str) -> Any:
+    """Strict JSON (no NaN or Infinity) nested at most MAX_JSON_DEPTH deep, or NotJSON."""
     try:
-        return json.loads(content)
+        data = json.loads(content, parse_constant=_no_constants)
+    except RecursionError:
+        raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except NotJSON:
+        raise
     except (ValueError, UnicodeDecodeError):
+        raise NotJSON("not valid JSON") from None
+    openers = content.count(b"[") + content.count(b"{") if isinstance(content, bytes) else content.count("[") + content.count("{")
+    if openers > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):  # a cheap count first: most replies stop there
+        raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_body(content: bytes) -> Any:
+    """The body as JSON, or None when it is not JSON this engine accepts (an error reply's text is kept as text)."""
+    try:
+        return decode_json(content)
+    except NotJSON:
         return None
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-
-import httpx2
+from urllib.parse import urlsplit
 
 from ..config.model import PollSpec
-from ..errors import ProviderError, ProviderTimeout
+from ..errors import InvalidReplyError, ProviderError, ProviderTimeout
 from ..templating import TemplateRenderError
 from .extract import text_or_none
-from .request import PreparedRequest, ProviderRuntime, host_of
-from .send import send_json, with_retries
+from .request import PreparedRequest, ProviderRuntime
+from .send import Sleep, send_json, with_retries
+from .transport import InvalidURL, Transport, check_url
 
 log = logging.getLogger("llm_router")
 
@@ -25,7 +25,8 @@ def poll_request(
     if spec.url.from_ is not None:
         url = spec.url.from_.first(submit)
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"the submit reply has no poll URL at {spec.url.from_.expr}", provider=runtime.name, model=model)
+            raise InvalidReplyError(f"the submit reply has no poll URL at {spec.url.from_.expr}", provider=runtime.name,
+                                    model=model)
     else:
         assert spec.url.template is not None
         try:
@@ -37,14 +38,15 @@ def poll_request(
             raise ProviderError(f"the poll URL template gave {url!r}, not a URL", provider=runtime.name, model=model)
     if not url.startswith(("http://", "https://")):
         url = runtime.base_url + url
-    host = host_of(url)
+    host = _host(url)
     if host is None:
-        raise ProviderError(f"the poll URL {runtime.redact(url[:200])!r} is malformed", provider=runtime.name, model=model)
+        raise InvalidReplyError(f"the poll URL {runtime.redact(repr(url[:200]))} is malformed", provider=runtime.name,
+                                model=model)
     if runtime.base_url.startswith("https://") and not url.startswith("https://"):
-        raise ProviderError(f"refusing to poll {host!r} over plain http: the key only travels over https here",
-                            provider=runtime.name, model=model)
+        raise InvalidReplyError(f"refusing to poll {host!r} over plain http: the key only travels over https here",
+                                provider=runtime.name, model=model)
     if not url.startswith(("http://", "https://")) or not runtime.may_receive_key(url):
-        raise ProviderError(
+        raise InvalidReplyError(
             f"refusing to poll {host!r}: not one of the provider's hosts ({', '.join(h for h in runtime.hosts if h)})",
             provider=runtime.name, model=model,
         )
@@ -53,8 +55,21 @@ def poll_request(
     return PreparedRequest(spec.method, url, headers, runtime.auth_query(model), None, None)
 
 
+def _host(url: str) -> str | None:
+    """The host of a URL a reply gave, or None when it cannot be sent as it is (a control character,
+    no host, a bad port or IPv6 literal)."""
+    try:
+        check_url(url)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except (InvalidURL, ValueError):
+        return None
+    return parts.hostname or None
+
+
 async def poll_until_done(
-    client: httpx2.AsyncClient, runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any
+    transport: Transport, runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any,
+    sleep: Sleep,
 ) -> tuple[Any, int]:
     """Poll until a done status → (final reply, polls made). Raises on failure, deadline or max_polls."""
     model = model_ctx["name"]
@@ -66,10 +81,10 @@ async def poll_until_done(
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
-        await asyncio.sleep(min(interval, remaining))
+        await sleep(min(interval, remaining))
         try:
             async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
-                (_, data, _), _ = await with_retries(runtime, model, lambda: send_json(client, runtime, request, model))
+                (_, data), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
         except ProviderTimeout:  # the poll request itself timed out, every retry: say so
             raise
         except TimeoutError:  # the deadline fell during a poll request

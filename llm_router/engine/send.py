@@ -1,44 +1,32 @@
-"""Send with one pooled httpx2 client per provider; retry as the provider's policy declares."""
+"""Send through the transport seam; retry as the provider's policy declares; map what went wrong to
+the error hierarchy."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
 import random
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
-
-import httpx2
+from urllib.parse import urlsplit
 
 from ..config.model import RetryPolicy
-from ..errors import ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
-from .errors import RETRYABLE_KINDS, error_from_reply, parse_body
+from ..errors import (
+    InvalidReplyError,
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RouterClosedError,
+    RouterError,
+)
+from .errors import RETRYABLE_KINDS, NotJSON, decode_json, error_from_reply
 from .request import PreparedRequest, ProviderRuntime
+from .transport import InvalidURL, ReplyTooLarge, StreamingReply, Transport, TransportClosed, TransportError
 
 log = logging.getLogger("llm_router")
 T = TypeVar("T")
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for every provider's client: building one loads the CA store (~20 ms)."""
-    return httpx2.create_ssl_context(trust_env=False)
-
-
-def make_client(runtime: ProviderRuntime, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
-    t = runtime.config.timeouts
-    limit = runtime.config.max_connections
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=t.pool_s),
-        limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit),
-        follow_redirects=False,  # a redirect could carry the key to another host
-        trust_env=False,
-        verify=_ssl_context(),
-        transport=transport,
-    )
+Sleep = Callable[[float], Awaitable[None]]  # asyncio.sleep, or one that ends early when the engine closes
 
 
 def backoff_s(policy: RetryPolicy, retry_number: int) -> float:
@@ -47,16 +35,32 @@ def backoff_s(policy: RetryPolicy, retry_number: int) -> float:
     return random.uniform(0, wait) if b.jitter == "full" else wait
 
 
-def transport_error(exc: Exception, runtime: ProviderRuntime, model: str) -> ProviderError:
-    text = runtime.redact(str(exc) or type(exc).__name__)
-    if isinstance(exc, (httpx2.TimeoutException, TimeoutError)):
-        return ProviderTimeout(f"timed out ({type(exc).__name__}) {text}".strip(), provider=runtime.name, model=model)
+def transport_error(exc: TransportError, runtime: ProviderRuntime, model: str) -> RouterError:
+    """The error hierarchy's view of a failed exchange (the seam's messages hold no URL; keys are masked anyway)."""
+    text = runtime.redact(str(exc))
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeout(f"timed out: {text}", provider=runtime.name, model=model)
+    if isinstance(exc, ReplyTooLarge):
+        return InvalidReplyError(text, provider=runtime.name, model=model)
+    if isinstance(exc, TransportClosed):
+        return RouterClosedError(f"{runtime.name} ({model}): {text}")
+    if isinstance(exc, InvalidURL):
+        return InvalidRequestError(f"{runtime.name} ({model}): {text}; nothing was sent")
     return ProviderConnectionError(f"connection failed: {text}", provider=runtime.name, model=model)
 
 
-async def with_retries(
-    runtime: ProviderRuntime, model: str, attempt: Callable[[], Awaitable[T]]
-) -> tuple[T, int]:
+def redirect_error(status: int, headers: Mapping[str, str], runtime: ProviderRuntime, model: str) -> InvalidReplyError:
+    try:
+        host = urlsplit(headers.get("location", "")).hostname
+    except ValueError:
+        host = None
+    where = f" to {host!r}" if host else ""
+    return InvalidReplyError(f"the reply is a redirect{where}, which is never followed (it could carry the key to "
+                             "another host); set the base URL to the address it points at", provider=runtime.name,
+                             model=model, status=status)
+
+
+async def with_retries(runtime: ProviderRuntime, model: str, attempt: Callable[[], Awaitable[T]], sleep: Sleep) -> tuple[T, int]:
     """Run `attempt` until it succeeds, a non-retryable error, or the policy's last try."""
     policy = runtime.config.errors.retry
     tries = 0
@@ -65,8 +69,7 @@ async def with_retries(
         try:
             return await attempt(), tries
         except ProviderError as error:
-            retryable = error.kind in RETRYABLE_KINDS or error.kind in ("timeout", "connection")
-            if not retryable or tries >= policy.max_attempts:
+            if error.kind not in RETRYABLE_KINDS or tries >= policy.max_attempts:
                 error.tries = tries
                 raise
             wait = error.retry_after_s
@@ -79,46 +82,42 @@ async def with_retries(
                 wait = backoff_s(policy, tries)
             log.debug("retrying %s (%s) after %s; try %d of %d in %.2fs",
                       runtime.name, model, error.kind, tries + 1, policy.max_attempts, wait)
-            await asyncio.sleep(wait)
+            await sleep(wait)
 
 
-async def send_json(
-    client: httpx2.AsyncClient, runtime: ProviderRuntime, request: PreparedRequest, model: str
-) -> tuple[int, Any, float]:
-    """One HTTP exchange → (status, parsed JSON, seconds); raises a typed error for anything else."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+async def send_json(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any]:
+    """One HTTP exchange → (status, parsed JSON); raises a typed error for anything else."""
     try:
-        async with asyncio.timeout(runtime.config.timeouts.total_s):
-            response = await client.request(
-                request.method, request.url, content=request.content, headers=request.headers, params=request.query or None
-            )
-    except (httpx2.TransportError, TimeoutError) as exc:
+        reply = await transport.send(request)
+    except TransportError as exc:
         raise transport_error(exc, runtime, model) from None
-    content = response.content
-    if response.status_code >= 400:
-        raise error_from_reply(runtime.config.errors, response.status_code, response.headers, content,
+    if reply.status >= 400:
+        raise error_from_reply(runtime.config.errors, reply.status, reply.headers, reply.body,
                                runtime.name, model, runtime.redact)
-    data = parse_body(content)
-    if data is None:
-        raise ServerError(f"the reply is not valid JSON ({len(content)} bytes)", provider=runtime.name, model=model,
-                          status=response.status_code, body_excerpt=runtime.redact(content[:200].decode("utf-8", "replace")))
-    return response.status_code, data, loop.time() - started
+    if reply.status >= 300:
+        raise redirect_error(reply.status, reply.headers, runtime, model)
+    try:
+        return reply.status, decode_json(reply.body)
+    except NotJSON as exc:
+        # Served, maybe billed: not retried here (InvalidReplyError's kind is not retryable); the router may fall back.
+        raise InvalidReplyError(f"the reply is {exc} ({len(reply.body)} bytes)", provider=runtime.name, model=model,
+                                status=reply.status,
+                                body_excerpt=runtime.redact(reply.body[:200].decode("utf-8", "replace"))) from None
 
 
-@contextlib.asynccontextmanager
+@asynccontextmanager
 async def open_stream(
-    client: httpx2.AsyncClient, runtime: ProviderRuntime, request: PreparedRequest, model: str
-) -> AsyncIterator[httpx2.Response]:
+    transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str
+) -> AsyncIterator[StreamingReply]:
     """Open a streaming exchange; an error status is read and raised before anything is yielded."""
     try:
-        async with client.stream(
-            request.method, request.url, content=request.content, headers=request.headers, params=request.query or None
-        ) as response:
-            if response.status_code >= 400:
-                content = await response.aread()
-                raise error_from_reply(runtime.config.errors, response.status_code, response.headers, content,
+        async with transport.stream(request) as reply:
+            if reply.status >= 400:
+                content = await reply.read()
+                raise error_from_reply(runtime.config.errors, reply.status, reply.headers, content,
                                        runtime.name, model, runtime.redact)
-            yield response
-    except (httpx2.TransportError, TimeoutError) as exc:
+            if reply.status >= 300:
+                raise redirect_error(reply.status, reply.headers, runtime, model)
+            yield reply
+    except TransportError as exc:
         raise transport_error(exc, runtime, model) from None

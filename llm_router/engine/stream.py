@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import httpx2
-
 from ..config.model import StreamHandler, StreamSpec
-from ..errors import ProviderError, ServerError
+from ..errors import InvalidReplyError, ProviderError, ServerError
 from ..types import ToolCallDelta, Usage
+from .errors import NotJSON, decode_json
 from .extract import text_or_none, usage_of
 from .reply import StreamAssembler, Turn, extras_of, joined
+from .sse import SSEDecoder
+from .transport import StreamingReply
 
 
 @dataclass(slots=True)
@@ -28,23 +28,27 @@ class StreamEvent:
 
 
 async def read_events(
-    response: httpx2.Response, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str],
+    reply: StreamingReply, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str],
     assembler: StreamAssembler,
 ) -> AsyncIterator[StreamEvent]:
-    try:
-        source = httpx2.EventSource(response)
-        async for sse in source:
-            if spec.done is not None and sse.data.strip() == spec.done:
+    content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "text/event-stream":
+        raise InvalidReplyError(f"a stream was asked for, but the reply is {content_type or 'untyped'!r}, "
+                                "not 'text/event-stream'", provider=provider, model=model, status=reply.status)
+    decoder = SSEDecoder()
+    async for chunk in reply.chunks():
+        for name, text in decoder.feed(chunk):
+            if spec.done is not None and text.strip() == spec.done:
                 yield StreamEvent(end=True)
                 return
-            if not sse.data:
+            if not text:
                 continue
             try:
-                data = json.loads(sse.data)
-            except ValueError:
-                raise ServerError(f"a stream event is not valid JSON: {redact(repr(sse.data[:120]))}",
-                                  provider=provider, model=model) from None
-            handler = _route(spec, sse.event, data, provider, model)
+                data = decode_json(text)
+            except NotJSON as exc:
+                raise InvalidReplyError(f"a stream event is {exc}: {redact(repr(text[:120]))}",
+                                        provider=provider, model=model) from None
+            handler = _route(spec, name, data, provider, model)
             if handler is None:
                 continue
             if handler.error is not None:
@@ -54,8 +58,6 @@ async def read_events(
             yield event
             if event.end:
                 return
-    except httpx2.SSEError as exc:
-        raise ServerError(f"bad event stream: {redact(str(exc))}", provider=provider, model=model) from None
     if _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
         raise ServerError("the stream ended before its end marker", provider=provider, model=model)
 
