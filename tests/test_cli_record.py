@@ -68,3 +68,21 @@ def test_recorded_error_expects_the_error_class_and_message(server, tmp_path, ca
     assert data["expect"]["error"]["status"] == 400
     assert "Incorrect API key provided: ***" in data["expect"]["error"]["message_contains"]
     assert data["replies"][0]["status"] == 400
+
+
+def test_a_deployments_own_key_is_masked_in_the_recorded_contract(server, tmp_path, capsys, monkeypatch) -> None:
+    own = "sk-deployment-own-key-XYZ123"
+    monkeypatch.setenv("OPENAI_BACKUP_KEY", own)
+    server.route("POST", "/v1/chat/completions",
+                 lambda req: Reply.json({**openai_chat_reply("Hi"), "echo": req.headers["authorization"]}))
+    (tmp_path / "models.d").mkdir(parents=True)
+    (tmp_path / "models.d" / "backup.yaml").write_text(
+        "models:\n  backup-4.1:\n    upstream: gpt-4.1\n    pricing: unknown\n"
+        "    deployments:\n      - {provider: openai, name: backup, key_env: OPENAI_BACKUP_KEY}\n")
+    out = tmp_path / "providers.d" / "contracts" / "backup.yaml"
+    assert main(["record", "backup-4.1", "Hello", "--dir", str(catalog_dir()), "--dir", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    capsys.readouterr()
+    assert server.requests[0].headers["authorization"] == f"Bearer {own}"  # that key went over the wire
+    assert own not in text and SECRET not in text
+    assert yaml.safe_load(text)["request"]["headers"]["authorization"] == "Bearer ***"

@@ -380,7 +380,7 @@ async def test_a_poll_url_that_cannot_be_sent_is_invalid_reply_and_nothing_is_po
         env = {"BFL_API_KEY": KEY, "BFL_BASE_URL": srv.url + "/v1"}
         async with Router.from_dir(env=env) as router:
             with pytest.raises(InvalidReplyError, match="poll URL|refusing to poll") as info:
-                await router.query("flux-pro-1.1", prompt="a cat")
+                await router.query("bfl/flux-pro-1.1", prompt="a cat")  # ad hoc: no fallback
         assert srv.count() == 1  # the submit only
     assert KEY not in str(info.value)
 

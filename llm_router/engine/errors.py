@@ -62,10 +62,13 @@ def _no_constants(name: str) -> Any:
     raise NotJSON(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # made once: json.loads(..., parse_constant=) makes one per call
+
+
 def decode_json(content: bytes | str) -> Any:
-    """Strict JSON (no NaN or Infinity) nested at most MAX_JSON_DEPTH deep, or NotJSON."""
+    """Strict JSON (no NaN or Infinity) in UTF-8, nested at most MAX_JSON_DEPTH deep, or NotJSON."""
     try:
-        data = json.loads(content, parse_constant=_no_constants)
+        data = _DECODER.decode(content.decode("utf-8-sig") if isinstance(content, bytes) else content)
     except RecursionError:
         raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except NotJSON:

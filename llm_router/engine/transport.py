@@ -126,12 +126,17 @@ TransportFactory: TypeAlias = Callable[[ClientSettings], Transport]
 TransportOption: TypeAlias = "TransportFactory | httpx2.AsyncBaseTransport | httpx2.AsyncClient | None"
 
 
+def default_transport(settings: ClientSettings) -> Transport:
+    """aiohttp, imported with the first client (~50 ms): not by `import llm_router`, nor by loading a catalog."""
+    from .transport_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(settings)
+
+
 def transport_factory(option: TransportOption) -> TransportFactory:
     """The factory the engine builds its transports with: aiohttp unless the caller gave another."""
     if option is None:
-        from .transport_aiohttp import AiohttpTransport
-
-        return AiohttpTransport
+        return default_transport
     if callable(option):  # httpx2's transports and clients are not
         return option
     from .transport_httpx import httpx_factory
