@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from ..config.model import Operation, ProviderConfig
-from ..errors import InvalidReplyError, ProviderError, RouterClosedError, StreamInterrupted
+from ..errors import InvalidReplyError
 from ..secrets import Redactor
 from ..types import Usage
 from .clients import LoopClients
 from .conversation import NO_OPTIONS, RequestOptions
 from .extract import extract, text_or_none, usage_of
 from .poll import poll_until_done
-from .reply import StreamAssembler, Turn, read_turn
+from .reply import Turn, read_turn
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
 from .send import open_stream, send_json, transport_error, with_retries
-from .stream import StreamEvent, read_events
-from .transport import TransportClosed, TransportError, TransportOption, transport_factory
+from .stream import Opened, StreamEvent, stream_events
+from .transport import StreamingReply, TransportClosed, TransportOption, transport_factory
 
 __all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "TransportOption"]
 
@@ -56,14 +57,6 @@ class EngineResult:
     status: int
     tries: int
     turn: Turn | None = None  # chat text: tool calls, reasoning, state, the assistant message
-
-
-def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -> None:
-    """The forced tool that carries a structured answer streams as text, as query() returns it."""
-    answer = [d.arguments for d in event.tool_call_deltas if assembler.is_call(d.index, tool)]
-    if answer:
-        event.delta = (event.delta or "") + "".join(answer)
-        event.tool_call_deltas = [d for d in event.tool_call_deltas if not assembler.is_call(d.index, tool)]
 
 
 class Engine:
@@ -148,55 +141,23 @@ class Engine:
         operation = runtime.config.operations.get(call.kind) if runtime else None
         return operation is not None and operation.stream is not None
 
-    async def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
-        """Yield events. Only connecting is retried (error statuses, connection errors); an error
-        before the first delta is raised as it is (the router may fall back), one after it as
-        StreamInterrupted saying how much arrived."""
+    def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
+        """The events of a streamed call (see stream.stream_events); nothing happens before the first is asked for."""
         runtime, operation = self._operation(call)
-        assert operation.stream is not None
+        return stream_events(lambda: self._open_stream(call, runtime, operation), runtime, operation, call.model["name"])
+
+    async def _open_stream(self, call: Call, runtime: ProviderRuntime, operation: Operation) -> Opened:
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True,
                                 options=call.options, reasoning=call.reasoning)
         model = call.model["name"]
-        spec = operation.stream
-        received = 0
-        assembler = StreamAssembler()
         clients = await self._loop_clients()
 
-        async def connect() -> tuple[Any, AsyncIterator[StreamEvent]]:
+        async def connect() -> tuple[AbstractAsyncContextManager[StreamingReply], StreamingReply]:
             context = open_stream(clients.get(runtime), runtime, request, model)
-            reply = await context.__aenter__()
-            return context, read_events(reply, spec, runtime.name, model, runtime.redact, assembler).__aiter__()
+            return context, await context.__aenter__()
 
-        try:
-            (context, events), tries = await with_retries(runtime, model, connect, clients.sleep)
-        except TransportClosed as exc:
-            raise transport_error(exc, runtime, model) from None
-        try:
-            async for event in events:
-                event.tries = tries
-                if request.structured_tool is not None and event.tool_call_deltas:
-                    _as_answer_text(event, assembler, request.structured_tool)
-                if event.delta:
-                    received += len(event.delta)
-                received += sum(len(d.arguments) + 1 for d in event.tool_call_deltas)
-                yield event
-            yield StreamEvent(tries=tries, turn=assembler.turn(operation, request.structured_tool))
-        except ProviderError as exc:
-            if received:
-                raise StreamInterrupted(
-                    f"stream failed after {received} characters were received: {exc.message}",
-                    provider=runtime.name, model=model, status=exc.status,
-                ) from None
-            raise
-        except TransportError as exc:
-            error = transport_error(exc, runtime, model)
-            if not received or isinstance(error, RouterClosedError):  # nothing delivered yet: the router may fall back
-                raise error from None
-            raise StreamInterrupted(f"stream cut after {received} characters were received: {exc}",
-                                    provider=runtime.name, model=model) from None
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-            await context.__aexit__(None, None, None)
+        (context, reply), tries = await with_retries(runtime, model, connect, clients.sleep)
+        return context, reply, tries, request.structured_tool
 
     async def aclose(self) -> None:
         """Close every client. Calls in flight end promptly with RouterClosedError; a later call makes new clients."""

@@ -1,18 +1,26 @@
-"""Read a streamed reply (SSE) as declared: route each event to its handler, take deltas and usage."""
+"""Read a streamed reply (SSE) as declared: route each event to its handler, take deltas and usage.
+
+One generator does it all, from the reply's chunks to the events the router reads: a stream
+yields a few hundred events, and each generator layer costs microseconds on every one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
-from ..config.model import StreamHandler, StreamSpec
-from ..errors import InvalidReplyError, ProviderError, ServerError
+from ..config.model import Operation, StreamHandler, StreamSpec
+from ..errors import InvalidReplyError, ProviderError, RouterClosedError, ServerError, StreamInterrupted
 from ..types import ToolCallDelta, Usage
 from .errors import NotJSON, decode_json
 from .extract import text_or_none, usage_of
 from .reply import StreamAssembler, Turn, extras_of, joined
+from .request import ProviderRuntime
+from .send import transport_error
 from .sse import SSEDecoder
-from .transport import StreamingReply
+from .transport import StreamingReply, TransportError
 
 
 @dataclass(slots=True)
@@ -27,39 +35,95 @@ class StreamEvent:
     turn: Turn | None = None  # on the engine's last event: the whole turn assembled
 
 
-async def read_events(
-    reply: StreamingReply, spec: StreamSpec, provider: str, model: str, redact: Callable[[str], str],
-    assembler: StreamAssembler,
-) -> AsyncIterator[StreamEvent]:
-    content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type != "text/event-stream":
-        raise InvalidReplyError(f"a stream was asked for, but the reply is {content_type or 'untyped'!r}, "
-                                "not 'text/event-stream'", provider=provider, model=model, status=reply.status)
-    decoder = SSEDecoder()
-    async for chunk in reply.chunks():
-        for name, text in decoder.feed(chunk):
-            if spec.done is not None and text.strip() == spec.done:
-                yield StreamEvent(end=True)
-                return
-            if not text:
-                continue
-            try:
-                data = decode_json(text)
-            except NotJSON as exc:
-                raise InvalidReplyError(f"a stream event is {exc}: {redact(repr(text[:120]))}",
-                                        provider=provider, model=model) from None
-            handler = _route(spec, name, data, provider, model)
-            if handler is None:
-                continue
-            if handler.error is not None:
-                message = text_or_none(handler.error, data) or "error event in the stream"
-                raise ServerError(redact(message), provider=provider, model=model)
-            event = _event(handler, data, assembler)
-            yield event
-            if event.end:
-                return
-    if _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
-        raise ServerError("the stream ended before its end marker", provider=provider, model=model)
+# What opening a stream gives: the exchange to leave at the end, its reply, the requests it took
+# (retries included), and the forced tool that carries a structured answer, if any.
+Opened: TypeAlias = tuple[AbstractAsyncContextManager[StreamingReply], StreamingReply, int, "str | None"]
+
+
+async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: ProviderRuntime, operation: Operation,
+                        model: str) -> AsyncIterator[StreamEvent]:
+    """Open the stream (only opening is retried: error statuses, connection errors), then yield its
+    events and, last, one carrying the assembled turn. An error before the first delta is raised as
+    it is (the router may fall back), one after it as StreamInterrupted saying how much arrived."""
+    spec = operation.stream
+    assert spec is not None
+    try:
+        context, reply, tries, structured_tool = await open_reply()
+    except TransportError as exc:  # the engine closed during a retry's wait
+        raise transport_error(exc, runtime, model) from None
+    assembler = StreamAssembler()
+    received = 0
+    try:
+        content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "text/event-stream":
+            raise InvalidReplyError(f"a stream was asked for, but the reply is {content_type or 'untyped'!r}, "
+                                    "not 'text/event-stream'", provider=runtime.name, model=model, status=reply.status)
+        decoder = SSEDecoder()
+        ended = False
+        async for chunk in reply.chunks():
+            for name, text in decoder.feed(chunk):
+                if spec.done is not None and text.strip() == spec.done:
+                    ended = True
+                    break
+                event = _parse(spec, name, text, runtime, model, assembler)
+                if event is None:
+                    continue
+                event.tries = tries
+                if event.tool_call_deltas:
+                    if structured_tool is not None:
+                        _as_answer_text(event, assembler, structured_tool)
+                    received += sum(len(d.arguments) + 1 for d in event.tool_call_deltas)
+                if event.delta:
+                    received += len(event.delta)
+                yield event
+                if event.end:
+                    ended = True
+                    break
+            if ended:
+                break
+        if not ended and _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
+            raise ServerError("the stream ended before its end marker", provider=runtime.name, model=model)
+        yield StreamEvent(tries=tries, turn=assembler.turn(operation, structured_tool))
+    except ProviderError as exc:
+        if received:
+            raise StreamInterrupted(f"stream failed after {received} characters were received: {exc.message}",
+                                    provider=runtime.name, model=model, status=exc.status) from None
+        raise
+    except TransportError as exc:
+        error = transport_error(exc, runtime, model)
+        if not received or isinstance(error, RouterClosedError):  # nothing delivered yet: the router may fall back
+            raise error from None
+        raise StreamInterrupted(f"stream cut after {received} characters were received: {exc}",
+                                provider=runtime.name, model=model) from None
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+def _parse(spec: StreamSpec, name: str, text: str, runtime: ProviderRuntime, model: str,
+           assembler: StreamAssembler) -> StreamEvent | None:
+    """The event one SSE message makes, or None for one that carries nothing (no data, an ignored event)."""
+    if not text:
+        return None
+    try:
+        data = decode_json(text)
+    except NotJSON as exc:
+        raise InvalidReplyError(f"a stream event is {exc}: {runtime.redact(repr(text[:120]))}",
+                                provider=runtime.name, model=model) from None
+    handler = _route(spec, name, data, runtime.name, model)
+    if handler is None:
+        return None
+    if handler.error is not None:
+        message = text_or_none(handler.error, data) or "error event in the stream"
+        raise ServerError(runtime.redact(message), provider=runtime.name, model=model)
+    return _event(handler, data, assembler)
+
+
+def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -> None:
+    """The forced tool that carries a structured answer streams as text, as query() returns it."""
+    answer = [d.arguments for d in event.tool_call_deltas if assembler.is_call(d.index, tool)]
+    if answer:
+        event.delta = (event.delta or "") + "".join(answer)
+        event.tool_call_deltas = [d for d in event.tool_call_deltas if not assembler.is_call(d.index, tool)]
 
 
 def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> StreamEvent:
