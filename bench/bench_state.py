@@ -1,6 +1,6 @@
 """Per-request cost of the state backends: `Router.query` of a model with `limits: {rpm: 10_000_000}`
 (so every call takes a slot, never waits) with its limits on `LocalState` vs `RedisState`, next
-to a raw httpx2 call, at 16 in flight, against the loopback mock.
+to a raw aiohttp call, at 16 in flight, against the loopback mock.
 
     python bench/bench_state.py                      # 2000 requests / 10 s per kind, 3 rounds
     python bench/bench_state.py --quick              # 300 requests / 3 s, 1 round

@@ -9,7 +9,7 @@ in-process, both against the loopback mock, at 1, 16 and 64 requests in flight.
 
 Processes: the mock (bench/mock_openai.py), the gateway (`python -m llm_router serve`), and one client
 process per kind: `direct` runs `router.query` in-process; `gateway` POSTs /v1/chat/completions with
-httpx2 (the same client stack the library uses). Both use one registered model with a price, an
+httpx2 (the load client; the library itself sends with aiohttp). Both use one registered model with a price, an
 allow-list and an rpm limit it never reaches; the gateway's virtual key has an rpm limit too, so every
 gateway call also takes a slot on the state backend. `added` = gateway minus direct at the same
 in-flight count: the extra hop (client → gateway over loopback HTTP) plus the gateway's own work.

@@ -3,7 +3,9 @@
 Raw asyncio protocol (stdlib only; uvloop is used when importable), HTTP/1.1 keep-alive, minimal
 parsing: the request line, Content-Length, and whether the body asks for `"stream": true`.
 
-    python bench/mock_openai.py [--port 0] [--chunks 200] [--no-uvloop]
+    python bench/mock_openai.py [--port 0] [--chunks 200] [--hold] [--no-uvloop]
+
+--hold: a stream sends its first delta and then nothing, until the client goes (idle open streams).
 
 prints `READY http://127.0.0.1:PORT` on stdout once listening, then serves until killed (or, with
 --until-stdin-closes, until its stdin pipe closes, so it never outlives the benchmark that
@@ -64,8 +66,9 @@ def response_head(status: str, ctype: bytes, length: int | None) -> bytes:
 
 
 class MockProtocol(asyncio.Protocol):
-    def __init__(self, events: list[bytes]) -> None:
+    def __init__(self, events: list[bytes], hold: bool = False) -> None:
         self.events = events
+        self.hold = hold
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.busy = False  # a stream is being written; later pipelined requests wait in the buffer
@@ -115,6 +118,10 @@ class MockProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         transport.write(response_head("200 OK", b"text/event-stream", None))
+        if self.hold:  # the role event and one delta, then silence: the connection stays open, busy
+            for event in self.events[:2]:
+                transport.write(b"%x\r\n%s\r\n" % (len(event), event))
+            return
         for event in self.events:
             if transport.is_closing():
                 return
@@ -126,10 +133,10 @@ class MockProtocol(asyncio.Protocol):
             self.process()
 
 
-async def serve(port: int, chunks: int, until_stdin_closes: bool) -> None:
+async def serve(port: int, chunks: int, until_stdin_closes: bool, hold: bool = False) -> None:
     loop = asyncio.get_running_loop()
     events = sse_events(chunks)
-    server = await loop.create_server(lambda: MockProtocol(events), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: MockProtocol(events, hold), "127.0.0.1", port, backlog=4096)
     bound = server.sockets[0].getsockname()[1]
     print(f"READY http://127.0.0.1:{bound}", flush=True)
     stdin_closed = loop.create_future()
@@ -150,6 +157,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200, help="content deltas in a streamed reply")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--until-stdin-closes", action="store_true")
+    parser.add_argument("--hold", action="store_true", help="streams send one delta, then stay open and silent")
     args = parser.parse_args()
     runner = asyncio.run
     if not args.no_uvloop:
@@ -160,7 +168,7 @@ def main() -> None:
         except ImportError:
             pass
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(args.port, args.chunks, args.until_stdin_closes))
+        runner(serve(args.port, args.chunks, args.until_stdin_closes, args.hold))
 
 
 if __name__ == "__main__":

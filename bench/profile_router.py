@@ -3,9 +3,9 @@ pyinstrument, when installed) over N calls.
 
     python bench/profile_router.py [-n 2000] [--in-flight 16] [--model openai/gpt-4o-mini] [--top 25]
 
-"CPU per request" is process CPU time (user+sys) divided by requests, for the raw httpx2 call and
-for router.query in the same process, same mock, same concurrency; the difference is what the
-router adds on top of the HTTP client.
+"CPU per request" is process CPU time (user+sys) divided by requests, for the raw aiohttp call (the
+client the router sends with) and for router.query in the same process, same mock, same
+concurrency; the difference is what the router adds on top of the HTTP client.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
         raw = asyncio.run(cpu_per_request("raw", url, args.n, args.in_flight))
         routed = asyncio.run(cpu_per_request("router", url, args.n, args.in_flight))
         print(f"CPU per request, {args.n} calls, {args.in_flight} in flight:")
-        print(f"  raw httpx2 + json   {raw * 1e6:8.0f} us")
+        print(f"  raw aiohttp + json  {raw * 1e6:8.0f} us")
         print(f"  router.query        {routed * 1e6:8.0f} us")
         print(f"  router's own work   {(routed - raw) * 1e6:8.0f} us  ({routed / raw:.2f}x raw)")
         print(json.dumps({"raw_us": raw * 1e6, "router_us": routed * 1e6}), file=sys.stderr)

@@ -1,6 +1,7 @@
 """The router's own CPU per call, without a network: router.query through an in-memory transport
-that answers at once, against the same transport called through a bare httpx2 client. The
-difference is what the router adds (templates, checks, extraction, pricing, bookkeeping).
+(the engine's seam, engine/transport.py) that answers at once, against the same transport called
+directly with a JSON parse. The difference is what the router adds (templates, checks, extraction,
+pricing, bookkeeping).
 
     python bench/router_overhead.py            # a plain chat call, a tool call, an Anthropic call with thinking
 """
@@ -9,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import ClassVar
 
-import httpx2
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's llm_router
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
+from llm_router.engine.request import PreparedRequest
+from llm_router.engine.transport import ClientSettings, Reply
 
 OPENAI = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {
     "role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}).encode()
@@ -27,11 +34,24 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
     "city": {"type": "string"}}}}}]
 
 
-class Instant(httpx2.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        await request.aread()
-        body = ANTHROPIC if request.url.path.endswith("/messages") else OPENAI
-        return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+class Instant:
+    """A seam transport for every provider that answers at once."""
+
+    headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
+
+    def __call__(self, settings: ClientSettings) -> Instant:
+        return self
+
+    async def send(self, request: PreparedRequest) -> Reply:
+        return Reply(200, self.headers, ANTHROPIC if request.url.endswith("/messages") else OPENAI)
+
+    @asynccontextmanager
+    async def stream(self, request: PreparedRequest) -> AsyncIterator[Reply]:
+        raise NotImplementedError
+        yield
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def per_call_us(call, count: int = 2000, rounds: int = 5) -> float:
@@ -49,17 +69,18 @@ async def per_call_us(call, count: int = 2000, rounds: int = 5) -> float:
 async def main() -> None:
     env = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}
     catalog, _ = load_catalog([catalog_dir()], env)
-    router = Router(catalog, env, transport=Instant())
-    client = httpx2.AsyncClient(transport=Instant())
+    instant = Instant()
+    router = Router(catalog, env, transport=instant)
     payload = json.dumps({"model": "gpt-4.1", "messages": MESSAGES}).encode()
+    request = PreparedRequest("POST", "https://api.openai.com/v1/chat/completions",
+                              {"authorization": "Bearer k", "content-type": "application/json"}, {}, None, payload)
 
     async def raw() -> None:
-        response = await client.post("https://api.openai.com/v1/chat/completions", content=payload,
-                                     headers={"authorization": "Bearer k", "content-type": "application/json"})
-        json.loads(response.content)["choices"][0]["message"]["content"]
+        reply = await instant.send(request)
+        json.loads(reply.body)["choices"][0]["message"]["content"]
 
     baseline = await per_call_us(raw)
-    print(f"bare httpx2 client + json           {baseline:7.1f} us")
+    print(f"the transport alone + json          {baseline:7.1f} us")
     for label, call in [
         ("router.query openai/gpt-4.1", lambda: router.query("openai/gpt-4.1", MESSAGES)),
         ("router.query openai/gpt-4.1, tools", lambda: router.query("openai/gpt-4.1", MESSAGES, tools=TOOLS)),
@@ -67,7 +88,6 @@ async def main() -> None:
     ]:
         us = await per_call_us(call)
         print(f"{label:<36}{us:7.1f} us   router's own work {us - baseline:6.1f} us")
-    await client.aclose()
     await router.aclose()
 
 

@@ -7,7 +7,9 @@
 
 Each client kind runs in its own subprocess (so imports don't interfere: LiteLLM pulls in httpx
 and aiohttp, the openai SDK its own client stack); the mock server runs in another. Every run is
-capped by count and by time. Ratios compare each kind with the raw httpx2 call in the same round.
+capped by count and by time. Ratios compare each kind with the raw aiohttp call (`raw`, the
+client the router sends with) in the same round. `raw-*` kinds are the other raw clients; one
+that is not installed is reported as not measured.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import inspect
 import json
 import os
 import statistics
@@ -28,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("raw", "router", "router-catalog", "openai", "litellm", "litellm-router")
+sys.path.insert(0, str(HERE.parent))  # this checkout's llm_router (workers get it through PYTHONPATH)
+RAW_KINDS = ("raw", "raw-httpx2", "raw-httpx2-aiohttp", "raw-pyreqwest", "raw-rnet")
+KINDS = (*RAW_KINDS, "router", "router-catalog", "openai", "litellm", "litellm-router")
 STREAM_KINDS = ("stream-raw", "stream-router")
 CONCURRENCY = (1, 16, 64)
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello in one sentence."}]
@@ -39,8 +44,8 @@ KEY = "sk-bench"
 # --- the mock, in its own process ------------------------------------------------------------------
 
 @contextmanager
-def mock_server(python: str = sys.executable) -> Iterator[str]:
-    proc = subprocess.Popen([python, str(HERE / "mock_openai.py"), "--until-stdin-closes"],
+def mock_server(python: str = sys.executable, *args: str) -> Iterator[str]:
+    proc = subprocess.Popen([python, str(HERE / "mock_openai.py"), "--until-stdin-closes", *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -63,33 +68,92 @@ def mock_server(python: str = sys.executable) -> Iterator[str]:
 async def make_call(kind: str, url: str) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
     """(one request, close) for a client kind; the request returns the reply text."""
     body = {"model": MODEL, "messages": MESSAGES}
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    endpoint = url + "/v1/chat/completions"
     if kind in ("raw", "stream-raw"):
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=30))
+
+        async def raw() -> Any:
+            async with session.post(endpoint, data=json.dumps(body).encode(), headers=headers) as response:
+                response.raise_for_status()
+                return json.loads(await response.read())["choices"][0]["message"]["content"]
+
+        async def raw_stream() -> Any:
+            stream_body = json.dumps(body | {"stream": True, "stream_options": {"include_usage": True}}).encode()
+            parts, tail = [], b""
+            async with session.post(endpoint, data=stream_body, headers=headers) as response:
+                response.raise_for_status()
+                async for chunk in response.content.iter_any():  # a minimal SSE reader: data lines, blank-line framed
+                    *lines, tail = (tail + chunk).split(b"\n")
+                    for line in lines:
+                        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                            continue
+                        choices = json.loads(line[6:])["choices"]
+                        if choices and choices[0]["delta"].get("content"):
+                            parts.append(choices[0]["delta"]["content"])
+                            yield_first()
+            return "".join(parts)
+
+        return (raw_stream if kind == "stream-raw" else raw), session.close
+    if kind == "raw-httpx2":
         import httpx2
 
         client = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=100, max_keepalive_connections=100),
                                     timeout=30, trust_env=False)
-        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-        endpoint = url + "/v1/chat/completions"
 
-        async def raw() -> Any:
+        async def raw_httpx2() -> Any:
             response = await client.post(endpoint, content=json.dumps(body).encode(), headers=headers)
             response.raise_for_status()
             return json.loads(response.content)["choices"][0]["message"]["content"]
 
-        async def raw_stream() -> Any:
-            stream_body = json.dumps(body | {"stream": True, "stream_options": {"include_usage": True}}).encode()
-            parts = []
-            async with client.stream("POST", endpoint, content=stream_body, headers=headers) as response:
-                async for sse in httpx2.EventSource(response):
-                    if sse.data == "[DONE]":
-                        break
-                    choices = json.loads(sse.data)["choices"]
-                    if choices and choices[0]["delta"].get("content"):
-                        parts.append(choices[0]["delta"]["content"])
-                        yield_first()
-            return "".join(parts)
+        return raw_httpx2, client.aclose
+    if kind == "raw-httpx2-aiohttp":
+        import aiohttp
+        import httpx2
 
-        return (raw_stream if kind == "stream-raw" else raw), client.aclose
+        httpx2.alias_httpx()
+        from httpx_aiohttp import AiohttpTransport
+
+        client = httpx2.AsyncClient(timeout=30, transport=AiohttpTransport(
+            client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))))
+
+        async def raw_bridge() -> Any:
+            response = await client.post(endpoint, content=json.dumps(body).encode(), headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)["choices"][0]["message"]["content"]
+
+        return raw_bridge, client.aclose
+    if kind == "raw-pyreqwest":
+        from pyreqwest.client import ClientBuilder
+
+        reqwest = ClientBuilder().max_connections(100).build()
+
+        async def raw_reqwest() -> Any:
+            async with reqwest.post(endpoint).body_bytes(json.dumps(body).encode()).headers(headers).build_streamed() as response:
+                data = bytes(await response.bytes())
+            return json.loads(data)["choices"][0]["message"]["content"]
+
+        async def reqwest_close() -> None:
+            closing = reqwest.close()
+            if inspect.isawaitable(closing):
+                await closing
+
+        return raw_reqwest, reqwest_close
+    if kind == "raw-rnet":
+        import rnet
+
+        rclient = rnet.Client()
+
+        async def raw_rnet() -> Any:
+            response = await rclient.post(endpoint, json=body, headers=headers)  # as /work/shared/bench/http_clients.py does
+            return (await response.json())["choices"][0]["message"]["content"]
+
+        async def rnet_close() -> None:
+            return None
+
+        return raw_rnet, rnet_close
     if kind in ("router", "router-catalog", "stream-router"):
         from llm_router import Router
 
@@ -194,28 +258,32 @@ async def load(call: Callable[[], Awaitable[Any]], in_flight: int, count: int, s
                 raise RuntimeError("empty reply")
             latencies.append(time.perf_counter() - t0)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     async with asyncio.timeout(seconds + 30):
         await asyncio.gather(*(worker() for _ in range(in_flight)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"in_flight": in_flight, "n": len(latencies), "rps": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.50) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3}
+            "p50_ms": percentile(latencies, 0.50) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3,
+            "cpu_us": cpu / max(1, len(latencies)) * 1e6}
 
 
 async def stream_load(call: Callable[[], Awaitable[Any]], in_flight: int, count: int, seconds: float) -> dict[str, float]:
     """Time to first chunk and total per stream; with several in flight, each task times its own."""
     firsts: list[float] = []
     totals: list[float] = []
+    chunks = 0
     remaining = count
     deadline = time.perf_counter() + seconds
 
     async def one() -> None:
         seen: list[float] = []
         _first_chunk_at.set(seen)
+        nonlocal chunks
         t0 = time.perf_counter()
         text = await call()
         if not text:
             raise RuntimeError("empty stream")
+        chunks += text.count("tok")
         totals.append(time.perf_counter() - t0)
         firsts.append(seen[0] - t0)
 
@@ -226,12 +294,12 @@ async def stream_load(call: Callable[[], Awaitable[Any]], in_flight: int, count:
             await asyncio.create_task(one())  # a task of its own, so its ContextVar is its own
 
     async with asyncio.timeout(seconds + 30):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
-        elapsed = time.perf_counter() - started
-    return {"in_flight": in_flight, "n": len(totals), "streams_s": len(totals) / elapsed,
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"in_flight": in_flight, "n": len(totals), "streams_s": len(totals) / elapsed, "chunks_s": chunks / elapsed,
             "ttfc_p50_ms": percentile(firsts, 0.5) * 1e3, "total_p50_ms": percentile(totals, 0.5) * 1e3,
-            "total_p99_ms": percentile(totals, 0.99) * 1e3}
+            "total_p99_ms": percentile(totals, 0.99) * 1e3, "cpu_us_per_chunk": cpu / max(1, chunks) * 1e6}
 
 
 async def worker_main(kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]]:
@@ -249,7 +317,9 @@ async def worker_main(kind: str, url: str, count: int, seconds: float, warmup: i
 # --- the driver ------------------------------------------------------------------------------------
 
 def run_worker(python: str, kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]] | str:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+    # the checkout's llm_router, whatever is installed
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PYTHONPATH=path)
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--url", url, "--count", str(count),
            "--seconds", str(seconds), "--warmup", str(warmup)]
     budget = (seconds + 30) * 4 + 120
@@ -315,23 +385,32 @@ def main() -> None:
     request_kinds = [k for k in kinds if not k.startswith("stream-") and k in table]
     if request_kinds:
         base = {row["in_flight"]: row for row in table.get("raw", [])}
-        print(f"\nchat calls, median of {args.repeat} round(s)"
-              f" (x raw = throughput / raw httpx2 throughput at the same in-flight count)")
-        print(f"{'kind':16s}{'in flight':>10s}{'req/s':>10s}{'x raw':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'n':>7s}")
+        print(f"\nchat calls, median of {args.repeat} round(s): x raw = req/s over raw aiohttp's at the same in-flight"
+              " count; CPU = process CPU per request; +CPU = that minus raw aiohttp's")
+        print(f"{'kind':20s}{'in flight':>10s}{'req/s':>9s}{'x raw':>7s}{'CPU us':>8s}{'+CPU us':>9s}{'p50 ms':>9s}"
+              f"{'p99 ms':>9s}{'n':>7s}")
         for kind in request_kinds:
             for row in table[kind]:
                 ref = base.get(row["in_flight"])
                 ratio = f"{row['rps'] / ref['rps']:.2f}" if ref else "-"
-                print(f"{kind:16s}{row['in_flight']:>10.0f}{row['rps']:>10.0f}{ratio:>8s}"
+                extra = f"{row['cpu_us'] - ref['cpu_us']:.0f}" if ref else "-"
+                print(f"{kind:20s}{row['in_flight']:>10.0f}{row['rps']:>9.0f}{ratio:>7s}{row['cpu_us']:>8.0f}{extra:>9s}"
                       f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['n']:>7.0f}")
     stream_kinds = [k for k in kinds if k.startswith("stream-") and k in table]
     if stream_kinds:
-        print(f"\n200-chunk streams, median of {args.repeat} round(s)")
-        print(f"{'kind':16s}{'in flight':>10s}{'streams/s':>11s}{'first ms':>10s}{'total p50':>11s}{'total p99':>11s}")
+        base = {row["in_flight"]: row for row in table.get("stream-raw", [])}
+        print(f"\n200-chunk streams, median of {args.repeat} round(s): x raw = over stream-raw (aiohttp + a minimal SSE"
+              " reader) at the same in-flight count; first = time to the first content chunk")
+        print(f"{'kind':16s}{'in flight':>10s}{'streams/s':>11s}{'chunks/s':>10s}{'x raw':>7s}{'first ms':>10s}"
+              f"{'raw/first':>10s}{'total p50':>11s}{'total p99':>11s}{'CPU us/chunk':>14s}")
         for kind in stream_kinds:
             for row in table[kind]:
-                print(f"{kind:16s}{row['in_flight']:>10.0f}{row['streams_s']:>11.1f}{row['ttfc_p50_ms']:>10.2f}"
-                      f"{row['total_p50_ms']:>11.2f}{row['total_p99_ms']:>11.2f}")
+                ref = base.get(row["in_flight"])
+                ratio = f"{row['chunks_s'] / ref['chunks_s']:.2f}" if ref else "-"
+                first = f"{ref['ttfc_p50_ms'] / row['ttfc_p50_ms']:.2f}" if ref else "-"
+                print(f"{kind:16s}{row['in_flight']:>10.0f}{row['streams_s']:>11.1f}{row['chunks_s']:>10.0f}{ratio:>7s}"
+                      f"{row['ttfc_p50_ms']:>10.2f}{first:>10s}{row['total_p50_ms']:>11.2f}{row['total_p99_ms']:>11.2f}"
+                      f"{row['cpu_us_per_chunk']:>14.1f}")
     for kind, message in errors.items():
         print(f"\n{kind}: not measured ({message})")
 
