@@ -518,3 +518,19 @@ async def test_bfl_poll_through_the_httpx2_transport(write_config) -> None:
         async with Router(catalog, env, transport=httpx2.AsyncHTTPTransport()) as router:
             result = await router.query("flux-pro-1.1", prompt="a cat")
         assert result.content.endswith(".png") and bfl.polls == 2
+
+
+async def test_a_callers_httpx2_client_serves_every_provider_and_stays_open(write_config) -> None:
+    with MockServer() as srv:
+        srv.route("POST", CHAT, _chat)
+        seen: list[str] = []
+
+        async def hook(request: httpx2.Request) -> None:
+            seen.append(request.url.path)
+
+        client = httpx2.AsyncClient(event_hooks={"request": [hook]})
+        async with make_router(write_config, srv.url, transport=client) as router:
+            assert (await router.query(MODEL, MSG)).content == "ok"
+            assert await collect(router) == ["Hel", "lo"]
+        assert seen == [CHAT, CHAT] and not client.is_closed  # its owner closes it
+        await client.aclose()

@@ -24,7 +24,7 @@ from .reply import Turn, read_turn
 from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
 from .send import open_stream, send_json, transport_error, with_retries
 from .stream import Opened, StreamEvent, stream_events
-from .transport import StreamingReply, TransportClosed, TransportOption, transport_factory
+from .transport import StreamingReply, TransportClosed, TransportOption, transport_factory, warm
 
 __all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "TransportOption"]
 
@@ -75,9 +75,12 @@ class Engine:
         loop = asyncio.get_running_loop()
         clients = self._clients.get(loop)
         if clients is None:
-            self._clients = {other: c for other, c in self._clients.items() if not other.is_closed()}
-            clients = self._clients[loop] = LoopClients(loop, self._factory)
-            await clients.start()
+            await warm(self._factory)
+            clients = self._clients.get(loop)  # another call may have made them during that wait
+            if clients is None:
+                self._clients = {other: c for other, c in self._clients.items() if not other.is_closed()}
+                clients = self._clients[loop] = LoopClients(loop, self._factory)
+                await clients.start()
         return clients
 
     def runtime(self, call: Call) -> ProviderRuntime:

@@ -21,9 +21,12 @@ The seam imports no HTTP library: `import llm_router` stays light, the client lo
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import importlib
 import re
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -127,10 +130,25 @@ TransportOption: TypeAlias = "TransportFactory | httpx2.AsyncBaseTransport | htt
 
 
 def default_transport(settings: ClientSettings) -> Transport:
-    """aiohttp, imported with the first client (~50 ms): not by `import llm_router`, nor by loading a catalog."""
+    """aiohttp: not imported by `import llm_router`, nor by loading a catalog (see `warm`)."""
     from .transport_aiohttp import AiohttpTransport
 
     return AiohttpTransport(settings)
+
+
+async def warm(factory: TransportFactory) -> None:
+    """Before the first client on a loop: import aiohttp and build the TLS context in a worker thread.
+    Both take from tens to hundreds of milliseconds cold (aiohttp builds SSL contexts as it is
+    imported); done on the event loop, they would stall every other task on it, a gateway's state
+    calls included. Later calls find both done."""
+    if factory is default_transport and (tls_context.cache_info().currsize == 0 or __package__ + ".transport_aiohttp"
+                                         not in sys.modules):
+        await asyncio.to_thread(_load_default)
+
+
+def _load_default() -> None:
+    importlib.import_module(".transport_aiohttp", __package__)
+    tls_context()
 
 
 def transport_factory(option: TransportOption) -> TransportFactory:
