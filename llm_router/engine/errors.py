@@ -68,7 +68,8 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constants)  # made once: json.loa
 def decode_json(content: bytes | str) -> Any:
     """Strict JSON (no NaN or Infinity) in UTF-8, nested at most MAX_JSON_DEPTH deep, or NotJSON."""
     try:
-        data = _DECODER.decode(content.decode("utf-8-sig") if isinstance(content, bytes) else content)
+        text = content.decode() if isinstance(content, bytes) else content  # UTF-8, as RFC 8259 says
+        data = _DECODER.decode(text[1:] if text[:1] == "\ufeff" else text)  # (a BOM tolerated)
     except RecursionError:
         raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except NotJSON:
