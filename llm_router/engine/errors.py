@@ -51,29 +51,24 @@ def default_kind(status: int) -> str:
     return "invalid_request"
 
 
-MAX_JSON_DEPTH = 128  # deeper than any real reply; deep enough data makes recursive code (repr, paths) fail
+# Deeper than any real reply, and far enough under the interpreter's recursion limit (1000) that code
+# walking an accepted reply recursively (repr, json.dumps) cannot hit it.
+MAX_JSON_DEPTH = 512
+_DECODER = json.JSONDecoder()
 
 
 class NotJSON(ValueError):
     """A body that is not JSON this engine accepts; the message says why."""
 
 
-def _no_constants(name: str) -> Any:
-    raise NotJSON(f"{name} is not a JSON number")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # made once: json.loads(..., parse_constant=) makes one per call
-
-
 def decode_json(content: bytes | str) -> Any:
-    """Strict JSON (no NaN or Infinity) in UTF-8, nested at most MAX_JSON_DEPTH deep, or NotJSON."""
+    """JSON in UTF-8 nested at most MAX_JSON_DEPTH deep, or NotJSON. (`NaN` and `Infinity` are read
+    as Python reads them: where a count should be, extraction ignores them.)"""
     try:
         text = content.decode() if isinstance(content, bytes) else content  # UTF-8, as RFC 8259 says
         data = _DECODER.decode(text[1:] if text[:1] == "\ufeff" else text)  # (a BOM tolerated)
     except RecursionError:
         raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except NotJSON:
-        raise
     except (ValueError, UnicodeDecodeError):
         raise NotJSON("not valid JSON") from None
     openers = content.count(b"[") + content.count(b"{") if isinstance(content, bytes) else content.count("[") + content.count("{")

@@ -8,6 +8,7 @@ thread pool), takes a Python `ssl.SSLContext`, and decompresses in bounded steps
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NoReturn
@@ -143,11 +144,21 @@ class AiohttpTransport:
         await self._session.close()
 
 
-def _url(request: PreparedRequest) -> str | yarl.URL:
-    if not request.query:
-        return request.url
-    url = yarl.URL(request.url)  # the path encoded as yarl does; the query appended as the seam encodes it
-    return yarl.URL(f"{url}{'&' if url.raw_query_string else '?'}{query_string(request.query)}", encoded=True)
+def _url(request: PreparedRequest) -> yarl.URL:
+    """The URL as the engine wrote it: a percent-escape it made (`%3D` in a path segment) is sent as it is.
+    Only a URL holding characters a URL cannot (a space, non-ASCII text from config) is quoted by yarl."""
+    url = request.url
+    if _UNQUOTED.search(url):
+        url = str(yarl.URL(url))
+    if "@" in url and any(name.lower() == "authorization" for name in request.headers):
+        # user:password in a base URL is Basic auth, unless the provider sends its own Authorization (as httpx2 does)
+        url = str(yarl.URL(url, encoded=True).with_user(None))
+    if request.query:
+        url += ("&" if "?" in url else "?") + query_string(request.query)
+    return yarl.URL(url, encoded=True)
+
+
+_UNQUOTED = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")  # anything outside RFC 3986's characters
 
 
 def _translate(exc: Exception, timeout: aiohttp.ClientTimeout) -> TransportError:
