@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -73,6 +74,7 @@ def mask_userinfo(url: str) -> str:
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])|%([0-7][0-9a-fA-F])")
 _JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # What an excerpt's cut may leave after a key's prefix: half an escape (then an ellipsis, blank space).
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
 _HALF_ESCAPE = re.compile(r"(?:\\(?:u[0-9a-fA-F]{0,3})?|%[0-9a-fA-F]?)\Z")
 
 
@@ -81,12 +83,14 @@ class Redactor:
     of one (at least MIN_CUT_CHARS long) that ends the text, where an excerpt's cut fell inside it.
 
     `redactor(text)` masks a text, `redactor.url(url)` a URL (its user:password too, whatever its
-    length), `redactor.data(value)` every string in a JSON-like value (a copy)."""
+    length), `redactor.data(value)` every string in a JSON-like value (a copy), and
+    `redactor.echoed_in(body)` says, cheaply, whether a reply's bytes may hold a secret at all."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_needles", "_values")
 
     def __init__(self, secrets: Iterable[Secret] = ()) -> None:
         self._values: list[str] = []  # longest first, so that a key is masked whole before any shorter one
+        self._needles: tuple[bytes, ...] = ()
         for secret in secrets:
             self.add(secret)
 
@@ -97,6 +101,7 @@ class Redactor:
             if len(form) >= MIN_SECRET_CHARS and form not in self._values:
                 self._values.append(form)
         self._values.sort(key=len, reverse=True)
+        self._needles = tuple({needle for value in self._values for needle in _needles(value)})
 
     def add_url(self, url: str) -> None:
         """The credentials in a URL's `user:password@` (a base-URL override may carry them): the
@@ -154,6 +159,12 @@ class Redactor:
                     start = tail.find(head, start + 1)
         return spans
 
+    def echoed_in(self, body: bytes) -> bool:
+        """Whether a reply's bytes hold the start of a secret (its first MIN_CUT_CHARS characters) in
+        any form a JSON body carries it: then its parsed data is worth `data()`. A few substring
+        searches, so a reply that holds no key costs next to nothing."""
+        return any(needle in body for needle in self._needles)
+
     def url(self, url: str) -> str:
         """A URL as it may be shown: user:password masked by position, any known secret by value."""
         return self(mask_userinfo(url))
@@ -181,6 +192,16 @@ class Redactor:
                 parent[key] = items
                 stack.extend((items, i, v) for i, v in enumerate(items))
         return root[0]
+
+
+def _needles(value: str) -> set[bytes]:
+    """The bytes that start every occurrence of `value` in a JSON text, a cut one too (of MIN_CUT_CHARS
+    characters or more): its head as written, and as JSON encoders escape it (`\\uXXXX` in lower or
+    upper case for non-ASCII and control characters, `\\/` for a slash)."""
+    head = value[:MIN_CUT_CHARS]
+    escaped = json.dumps(head)[1:-1]
+    forms = {head, json.dumps(head, ensure_ascii=False)[1:-1], escaped, _UNICODE_ESCAPE.sub(lambda m: "\\u" + m[1].upper(), escaped)}
+    return {text.encode(errors="replace") for form in forms for text in (form, form.replace("/", "\\/"))}
 
 
 def _cut_ends(text: str) -> set[int]:

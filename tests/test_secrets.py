@@ -181,8 +181,7 @@ def _secret_free(exc: BaseException, *secrets: str) -> None:
 @pytest.mark.parametrize("status", [400, 401, 500])
 async def test_a_failing_call_renders_no_key_in_a_traceback_with_locals(status: int) -> None:
     with MockServer() as srv:
-        # (a reply that echoes the key is masked in the error's text: test_security.py; the send path's
-        # local copy of such a reply is the HTTP stack's to drop)
+        # (a reply that echoes the key: test_secret_echoes.py)
         srv.route("POST", "/v1/chat/completions", Reply.json({"error": {"message": "no"}}, status=status))
         env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": srv.url + "/v1"}
         async with Router.from_dir(env=env) as router:

@@ -154,6 +154,6 @@ def error_from_reply(
         model=model,
         status=status,
         body_excerpt=redact(excerpt(content)),
-        code=None if code is None else str(code),
+        code=None if code is None else redact(str(code)),
         retry_after_s=retry_after_s(headers, policy.retry.retry_after),
     )

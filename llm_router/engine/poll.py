@@ -96,9 +96,10 @@ async def poll_until_done(
         if status in spec.failed or (status not in spec.pending and spec.unknown == "fail"):
             detail = text_or_none(spec.message, data)
             known = "" if status in spec.failed else " (a status the provider file does not list)"
+            shown = None if status is None else runtime.redact(status)  # masked before repr() escapes it
             raise ProviderError(
-                f"job ended with status {status!r}{known}" + (f": {runtime.redact(detail)}" if detail else ""),
-                provider=runtime.name, model=model, code=status,
+                f"job ended with status {shown!r}{known}" + (f": {runtime.redact(detail)}" if detail else ""),
+                provider=runtime.name, model=model, code=shown,
             )
         if spec.backoff is not None:
             interval = min(spec.backoff.max_s, interval * spec.backoff.factor)

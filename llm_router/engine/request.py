@@ -53,6 +53,9 @@ class ProviderRuntime:
         if self.key_env is not None and env.get(self.key_env):
             self.key = Secret(env[self.key_env])
             redactor.add(self.key)
+        # What this provider is sent, so what its replies may echo: searched for in each reply (send.py)
+        self.sent_secrets = Redactor([self.key] if self.key is not None else [])
+        self.sent_secrets.add_url(self.base_url)
         self.static_headers = dict(config.headers)  # checked once, here: the schema allows printable ASCII only
         # lower-case names a caller's extra headers may not set: the provider's own and its key's
         self.own_header_names = frozenset(

@@ -97,12 +97,15 @@ async def send_json(transport: Transport, runtime: ProviderRuntime, request: Pre
     if reply.status >= 300:
         raise redirect_error(reply.status, reply.headers, runtime, model)
     try:
-        return reply.status, decode_json(reply.body)
+        data = decode_json(reply.body)
     except NotJSON as exc:
         # Served, maybe billed: not retried here (InvalidReplyError's kind is not retryable); the router may fall back.
         raise InvalidReplyError(f"the reply is {exc} ({len(reply.body)} bytes)", provider=runtime.name, model=model,
                                 status=reply.status,
                                 body_excerpt=runtime.redact(reply.body[:200].decode("utf-8", "replace"))) from None
+    # A provider that echoes its key: masked before anything reads the reply (raw, content, hooks). The
+    # bytes are searched once for the secrets this provider was sent; a reply that holds none is not walked.
+    return reply.status, runtime.redact.data(data) if runtime.sent_secrets.echoed_in(reply.body) else data
 
 
 @asynccontextmanager
@@ -112,9 +115,8 @@ async def open_stream(
     """Open a streaming exchange; an error status is read and raised before anything is yielded."""
     try:
         async with transport.stream(request) as reply:
-            if reply.status >= 400:
-                content = await reply.read()
-                raise error_from_reply(runtime.config.errors, reply.status, reply.headers, content,
+            if reply.status >= 400:  # the body is read into no local variable: it may echo the key
+                raise error_from_reply(runtime.config.errors, reply.status, reply.headers, await reply.read(),
                                        runtime.name, model, runtime.redact)
             if reply.status >= 300:
                 raise redirect_error(reply.status, reply.headers, runtime, model)

@@ -89,11 +89,16 @@ class ClientSettings:
         return cls(provider.timeouts, provider.max_connections)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Reply:
     status: int
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
+
+    def __repr__(self) -> str:
+        """Sizes, never text: a provider may echo the key in a body or a header, and a traceback rendered
+        with its frames' local variables shows this repr."""
+        return f"Reply({self.status}, {len(self.headers)} headers, {len(self.body)} bytes)"
 
 
 class StreamingReply(Protocol):
