@@ -62,7 +62,8 @@ BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in rang
     ("a: &x [*x]\n", "recursive alias", 1),
     ("a: &x {b: {c: *x}}\n", "recursive alias", 1),
     ("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + BOMB, f"more than {MAX_VALUES:,} values", 5),
-    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", f"nested deeper than {MAX_DEPTH} levels", 1),
+    # PyYAML >= 6.0.4's own parser stops at its nesting limit first; either way a problem at line 1
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", (f"nested deeper than {MAX_DEPTH} levels", "maximum nesting depth"), 1),
     ("".join("  " * i + f"k{i}:\n" for i in range(100)) + "  " * 100 + "v\n", f"deeper than {MAX_DEPTH}", MAX_DEPTH + 1),
     ("a: *nowhere\n", "names no anchor", 1),
     ("name: evil\n---\nname: other\n", "one YAML document", 2),
@@ -70,12 +71,14 @@ BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in rang
     ("name: evil\ntimeouts:\n  read_s: .inf\n", "'.inf' is not a finite number", 3),
     ("name: evil\nmax_connections: -.Inf\n", "'-.Inf' is not a finite number", 2),
 ])
-def test_a_hostile_yaml_file_is_a_configuration_error_with_its_line(write_config, text: str, fragment: str, line: int) -> None:
+def test_a_hostile_yaml_file_is_a_configuration_error_with_its_line(write_config, text: str, fragment: str | tuple[str, ...],
+                                                                    line: int) -> None:
+    fragments = fragment if isinstance(fragment, tuple) else (fragment,)
     cfg = write_config({"providers.d/evil.yaml": text, "models.d/m.yaml": MODEL})
     started = time.monotonic()
     problems = _problems(cfg)
     assert time.monotonic() - started < 10
-    assert any(fragment in p.message and p.line == line for p in problems), problems
+    assert any(f in p.message and p.line == line for p in problems for f in fragments), problems
 
 
 def test_a_nan_price_is_a_configuration_error_at_its_line(write_config) -> None:
