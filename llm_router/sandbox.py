@@ -13,8 +13,9 @@ from it, but nothing more. Besides Jinja's own sandbox (no private attributes, n
   compiled, and so is `attr()` with a name built at render time; private names built at render
   time are refused by the sandbox.
 - str methods outside a fixed list (and all methods of numbers and bytes) are refused.
-- in a URL template (`URL_ENV`) every value an expression places in the URL is percent-encoded;
-  a value holding '/' or '\\', an empty value and a dot segment are refused.
+- in a URL template (`URL_ENV`) every value an expression places in the URL is percent-encoded
+  segment by segment ('/' separates segments); an empty or dot segment, a backslash and an encoded
+  separator are refused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from jinja2 import ChainableUndefined, Undefined, nodes, pass_context
 from jinja2.exceptions import SecurityError
@@ -441,18 +442,27 @@ def _filter_checks() -> dict[str, Callable[..., None]]:
 # --- URL templates ---------------------------------------------------------------------------------------
 
 
+_PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.~:@-]+"  # URL-safe characters, not a dot segment
+_PLAIN_URL_VALUE = re.compile(rf"{_PLAIN_SEGMENT}(?:/{_PLAIN_SEGMENT})*")
+
+
 def url_value(value: Any) -> str:
-    """A value as an expression places it in a URL path or query: percent-encoded, never changing
-    the URL's structure."""
+    """A value as an expression places it in a URL path or query: each '/'-separated segment
+    percent-encoded, so a multi-segment name (`fal-ai/flux/schnell`, `owner/model`) keeps its
+    separators but can never change the URL's structure. An empty, '.' or '..' segment, a backslash,
+    and a segment that decodes to one of those or holds a separator (`%2F`, `%2e%2e`) are refused."""
     if isinstance(value, (Mapping, list, tuple)):
         raise UnsafeUrlValue(f"a {type(value).__name__} cannot be placed in a URL")
     text = "" if value is None or isinstance(value, Undefined) else str(value)
-    if text in ("", ".", ".."):
-        raise UnsafeUrlValue(f"the value {text!r} cannot be placed in a URL (empty, or a dot segment)")
-    if "/" in text or "\\" in text:
-        raise UnsafeUrlValue(f"the value {text[:80]!r} cannot be placed in a URL: it holds '/' or '\\', "
-                             "which would change the URL's path")
-    return quote(text, safe="-._~:@")
+    if _PLAIN_URL_VALUE.fullmatch(text):  # the usual name: nothing to encode, nothing to refuse
+        return text
+    for segment in text.split("/"):
+        decoded = unquote(segment)
+        if decoded in ("", ".", "..") or "/" in decoded or "\\" in decoded:
+            raise UnsafeUrlValue(f"the value {text[:80]!r} cannot be placed in a URL: its segment {segment[:40]!r} is "
+                                 "empty, a dot segment, or holds a backslash or an encoded separator, which would "
+                                 "change the URL's path")
+    return quote(text, safe="-._~:@/")
 
 
 def _url_text(value: Any) -> str:

@@ -97,8 +97,8 @@ async def _refused(router: Router, srv: MockServer, fragment: str, model: str = 
 # --- values placed in a URL --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["bfl/../../admin", "bfl/..", "bfl/.", "bfl/a/b", "bfl/a\\b", "bfl/x/../../y",
-                                  "gemini/../../v1/files", "gemini/a/b"])
+@pytest.mark.parametrize("name", ["bfl/../../admin", "bfl/..", "bfl/.", "bfl/a//b", "bfl/a\\b", "bfl/x/../../y",
+                                  "bfl/a%2Fb", "bfl/%2e%2e", "gemini/../../v1/files", "gemini/a/"])
 async def test_a_model_name_that_would_move_the_path_is_refused_before_sending(router, srv, name: str) -> None:
     call = {"prompt": "a cat"} if name.startswith("bfl") else {"messages": HI}
     message = await _refused(router, srv, "cannot be placed in a URL", name, **call)
@@ -107,7 +107,7 @@ async def test_a_model_name_that_would_move_the_path_is_refused_before_sending(r
 
 @pytest.mark.parametrize(("upstream", "path"), [
     ("x?y=1", "/v1/x%3Fy%3D1"), ("a#b", "/v1/a%23b"), ("a b", "/v1/a%20b"), ("é", "/v1/%C3%A9"),
-    ("%2e%2e", "/v1/%252e%252e"), ("a;b&c", "/v1/a%3Bb%26c"), ("flux:1@2", "/v1/flux:1@2"), ("..x", "/v1/..x"),
+    ("%41", "/v1/%2541"), ("a;b&c", "/v1/a%3Bb%26c"), ("flux:1@2", "/v1/flux:1@2"), ("..x", "/v1/..x"),
 ])
 async def test_other_characters_in_a_model_name_are_percent_encoded_into_one_path_segment(router, srv, upstream, path) -> None:
     srv.route("POST", re.compile(r".*"), Reply.json({"id": "j", "polling_url": srv.url + "/v1/get_result?id=j"}))
@@ -130,7 +130,7 @@ async def test_a_param_placed_in_the_path_or_query_is_encoded_and_not_merged_int
     assert "deployment" not in body and "api_version" not in body
 
 
-@pytest.mark.parametrize("deployment", ["../admin", "a/b", "", ".", {"a": 1}, [1]])
+@pytest.mark.parametrize("deployment", ["../admin", "a//b", "", ".", {"a": 1}, [1]])
 async def test_a_param_that_would_move_the_path_is_refused(router, srv, deployment) -> None:
     await _refused(router, srv, "cannot be placed in a URL", "placed", deployment=deployment)
 
@@ -146,7 +146,7 @@ async def test_a_poll_url_built_from_a_reply_encodes_the_value(router, srv, job_
     assert srv.requests[1].path == "/v1/jobs" and srv.requests[1].query == query
 
 
-@pytest.mark.parametrize("job_id", ["../../admin", "a/b", ""])
+@pytest.mark.parametrize("job_id", ["../../admin", "a//b", ""])
 async def test_a_poll_id_that_would_move_the_path_is_a_provider_error_and_no_poll_is_sent(router, srv, job_id) -> None:
     srv.route("POST", "/v1/images/flux", Reply.json({"id": job_id}))
     with pytest.raises(ProviderError, match="poll URL"):

@@ -9,6 +9,7 @@ from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from ..errors import Problem
+from ..sandbox import UnsafeUrlValue, url_value
 from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
 
@@ -123,9 +124,10 @@ def check_models(
         problems.append(Problem(file, line, f"model {model.name!r}: {message}", key=key))
 
     for model in models.values():
-        served_by = [(d.provider, f"deployments.{i}.provider") for i, d in enumerate(model.deployments)] or [(model.provider, "provider")]
-        for provider_name, at in served_by:
-            _check_served_by(model, provider_name, at, providers, broken_providers, usable, fail)
+        served_by = [(d.provider, f"deployments.{i}.", d.upstream) for i, d in enumerate(model.deployments)] \
+            or [(model.provider, "", model.upstream)]
+        for provider_name, at, upstream in served_by:
+            _check_served_by(model, provider_name, at, upstream, providers, broken_providers, usable, fail)
         names = [d.name for d in model.deployments]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -169,21 +171,30 @@ def _check_reasoning(model: ModelConfig, reasoning: Reasoning, fail: Callable[[M
 
 
 def _check_served_by(
-    model: ModelConfig, provider_name: str, at: str, providers: Mapping[str, ProviderConfig],
+    model: ModelConfig, provider_name: str, at: str, upstream: str, providers: Mapping[str, ProviderConfig],
     broken_providers: AbstractSet[str], usable: list[str], fail: Callable[[ModelConfig, str, str], None],
 ) -> None:
+    """`at`: the key prefix of a deployment (`deployments.0.`), or "" for the model itself."""
     provider = providers.get(provider_name)
     if provider_name in broken_providers:
         return  # its own errors are reported; what it would say of this model may be wrong
     if provider is None or provider.abstract:
         reason = "is abstract (a base for `extends`)" if provider else "does not exist"
-        fail(model, at, f"names provider {provider_name!r}, which {reason}; {_hint(provider_name, usable, 'providers')}")
+        fail(model, at + "provider", f"names provider {provider_name!r}, which {reason}; {_hint(provider_name, usable, 'providers')}")
         return
     operation = provider.operations.get(OPERATION_FOR_KIND[model.kind])
     if operation is None:
         fail(model, "kind", f"is a {model.kind} model but provider {provider.name!r} has no `{model.kind}` operation "
              f"(it has: {', '.join(provider.operations) or 'none'})")
         return
+    urls = (operation.path, operation.stream.path if operation.stream else None,
+            operation.poll.url.template if operation.poll else None)
+    if any(url is not None and "model" in url.variables for url in urls):
+        try:
+            url_value(upstream)
+        except UnsafeUrlValue as exc:
+            fail(model, at + "upstream", f"provider {provider.name!r} places the upstream name in its URL, and {exc}; "
+                 "every call would be refused before sending")
     sent = set(operation.body.param_names) if operation.body else set()
     for template in (operation.path, operation.query, operation.headers):
         if template is not None:
