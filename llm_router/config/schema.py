@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
@@ -44,9 +45,31 @@ def _inline(node: Any, root: Any, seen: tuple[str, ...], done: dict[tuple[str, t
 @cache
 def validator(name: str) -> Any:
     """One validator per schema for the life of the process (building one costs more than using it)."""
+    return _validator_class()(_schema(name))
+
+
+@cache
+def _validator_class() -> Any:
+    """Draft 2020-12, with `pattern` read as ECMA-262 reads it (see `_ecma`)."""
     import jsonschema  # imported at load time only: `import llm_router` stays light
 
-    return jsonschema.Draft202012Validator(_schema(name))
+    def pattern(validator: Any, regex: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string") and not _ecma(regex).search(instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {regex!r}")
+
+    return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})  # type: ignore[no-untyped-call]
+
+
+# A `$` outside a character class; escapes and classes are matched first so that their `$` stays.
+_DOLLAR = re.compile(r"\\.|\[(?:\\.|[^\]\\])*\]|\$", re.S)
+
+
+@cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """A schema pattern as ECMA-262 (which JSON Schema names, and editors use) reads it: `$` ends the
+    text. Python's `$` also matches before a final newline, so `^https://[^/]+$` would take
+    "https://host\\n"; `\\Z` does not."""
+    return re.compile(_DOLLAR.sub(lambda m: r"\Z" if m[0] == "$" else m[0], pattern))
 
 
 def check(doc: Doc, schema: str, data: Any = None, strip: int = 0, partial: bool = False) -> list[Problem]:
