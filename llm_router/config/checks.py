@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from ..errors import Problem
 from ..sandbox import UnsafeUrlValue, url_value
+from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
 
 OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
-# The engine sends JSON bodies: a provider may declare a JSON content type of its own (a charset, a
-# +json type), never another one.
-JSON_CONTENT_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json\s*(?:;.*)?", re.I | re.S)
 
 
 def _hint(name: str, known: list[str], what: str) -> str:
@@ -24,18 +21,6 @@ def _hint(name: str, known: list[str], what: str) -> str:
     if close:
         return f"did you mean {', '.join(repr(c) for c in close)}?"
     return f"known {what}: {', '.join(sorted(known)) or 'none'}"
-
-
-def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    host = host.lower()
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) or host == pattern[2:]:
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def check_extends(doc: Doc, providers: Mapping[str, Doc]) -> list[Problem]:

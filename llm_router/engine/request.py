@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config.checks import JSON_CONTENT_TYPE, host_allowed
 from ..config.model import Operation, ProviderConfig
 from ..errors import InvalidRequestError, MissingCredentialError
 from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
+from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
 
 

@@ -1,0 +1,24 @@
+"""Rules for what goes on the wire, shared by the config checks (which report a breach at its file
+and line) and the engine (which refuses to send it), so that neither imports the other."""
+
+from __future__ import annotations
+
+import re
+
+# The engine sends JSON bodies: a provider may declare a JSON content type of its own (a charset, a
+# +json type), never another one.
+JSON_CONTENT_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json\s*(?:;.*)?", re.I | re.S)
+
+
+def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a key may go to `host`: a pattern names it exactly, or is `*.domain` and the host is
+    that domain or one of its subdomains (never `evildomain`)."""
+    host = host.lower()
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) or host == pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
