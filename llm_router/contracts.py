@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
@@ -28,12 +28,14 @@ from .config import load_catalog
 from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
-from .engine.request import PreparedRequest
-from .engine.transport import ClientSettings, Reply
 from .errors import Problem, RouterError
-from .router import Router
 from .secrets import MASK
 from .types import CostBreakdown, ToolCall
+
+if TYPE_CHECKING:  # `validate` imports this module: it must not load the router or the engine
+    from .engine.request import PreparedRequest
+    from .engine.transport import ClientSettings, Reply
+    from .router import Router
 
 REPLAY_KEY = "sk-contract-replay-key-000"
 REPLY_BODIES = ("body", "text", "sse")
@@ -218,6 +220,8 @@ class _Replay:
         return self
 
     async def send(self, request: PreparedRequest) -> Reply:
+        from .engine.transport import Reply
+
         self.requests.append(request)
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
         headers = CIMultiDict(reply.get("headers", {}))
@@ -309,6 +313,8 @@ async def run_contract(contract: Contract, catalog: Catalog) -> ContractResult:
 
 
 async def _replay_diffs(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    from .router import Router
+
     replay = _Replay(data["replies"])
     env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
     try:

@@ -27,14 +27,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
+from .config.model import Cooldown, StateSettings
 from .errors import ConfigurationError, Problem, StateUnavailableError
 from .limits import LimitExceeded, Reservation, Window
-
-if TYPE_CHECKING:  # config.model imports this module
-    from .config.model import StateSettings
 
 __all__ = [
     "Cooldown", "Health", "LimitExceeded", "LocalState", "Outcome", "Slot", "StateBackend", "StateUnavailableError",
@@ -58,15 +56,6 @@ class Slot:
     def holds(self) -> bool:
         """Whether `acquire` takes anything on this slot (a limit, or an in-flight count)."""
         return self.rpm is not None or self.tpm is not None or self.track_in_flight
-
-
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """Skip a deployment for `cooldown_s` after `failures` counted failures within `window_s`."""
-
-    failures: int = 3
-    window_s: float = 60.0
-    cooldown_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,21 @@ def _loaded(code: str, modules: list[str]) -> list[str]:
 
 
 VALIDATOR = ["llm_router.config.checks", "llm_router.config.schema", "llm_router.config.build", "jsonschema"]
+RUNTIME = ["llm_router.state", "llm_router.router", "llm_router.lease", "llm_router.engine", "llm_router.balance"]
 
 
 def test_the_engine_imports_no_part_of_the_validator() -> None:
     code = "import llm_router.engine, llm_router.engine.request, llm_router.engine.send, llm_router.engine.poll"
     assert _loaded(code, VALIDATOR) == []
+
+
+def test_the_config_layer_imports_no_runtime_state() -> None:
+    code = "from llm_router.config import load_catalog\nfrom llm_router._resources import catalog_dir\n" \
+           "catalog, problems = load_catalog([catalog_dir()], {})\nassert catalog.models"
+    assert _loaded(code, RUNTIME) == []
+
+
+def test_validate_does_not_go_through_the_router_or_the_engine() -> None:
+    code = "import io, contextlib\nfrom llm_router.cli import main\n" \
+           "with contextlib.redirect_stdout(io.StringIO()): assert main(['validate']) == 0"
+    assert _loaded(code, RUNTIME) == []

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..errors import Problem
 from ..paths import JSONPath, PathSyntaxError
-from ..state import Cooldown
 from ..templating import CompiledTemplate, TemplateCompileError, compile_structure
 from . import model as m
 from .load import Doc, KeyPath, merge
@@ -342,8 +341,8 @@ def _reasoning(data: dict[str, Any] | None) -> m.Reasoning | None:
     )
 
 
-def _cooldown(data: dict[str, Any] | None) -> Cooldown | None:
-    return Cooldown(**data) if data is not None else None
+def _cooldown(data: dict[str, Any] | None) -> m.Cooldown | None:
+    return m.Cooldown(**data) if data is not None else None
 
 
 def build_model(doc: Doc) -> m.ModelConfig:

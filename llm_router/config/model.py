@@ -14,7 +14,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DEFAULT_FALLBACK_ON
-from ..state import Cooldown
 
 if TYPE_CHECKING:  # annotations only: importing the config types pulls in neither Jinja nor the JSONPath library
     from ..paths import JSONPath
@@ -344,6 +343,15 @@ class Reasoning:
     budget: ReasoningBudget | None = None
     max_tokens: ReasoningMaxTokens | None = None
     drops: frozenset[str] = frozenset()  # params left out when the call reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """Skip a deployment for `cooldown_s` after `failures` counted failures within `window_s`."""
+
+    failures: int = 3
+    window_s: float = 60.0
+    cooldown_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
