@@ -232,7 +232,9 @@ operations:
     srv.route("*", re.compile(".*"), Reply.json({"text": "x"}))
     router = Router.from_dir(config, env={"RAWPATH_KEY": KEY, "RAWPATH_BASE_URL": srv.url})
     with pytest.raises(InvalidRequestError, match="cannot be placed in a URL"):  # a value never changes the URL's structure
-        await router.query(f"rawpath/@localhost:{srv.port}/x", MESSAGES)
+        await router.query(f"rawpath//@localhost:{srv.port}/x", MESSAGES)  # (an empty segment: `//` would start an authority)
     assert srv.requests == []
     assert (await router.query("rawpath/fine", MESSAGES)).content == "x"
+    assert (await router.query(f"rawpath/@localhost:{srv.port}/x", MESSAGES)).content == "x"  # a path on the base host
+    assert [r.path for r in srv.requests] == ["/fine", f"/@localhost:{srv.port}/x"]
     await router.aclose()
