@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._resources import catalog_dir
 from .errors import (
     AllAttemptsFailed,
     AuthenticationError,
@@ -85,4 +86,5 @@ __all__ = [
     "UnsupportedCapabilityError",
     "UnsupportedParamError",
     "Usage",
+    "catalog_dir",
 ]

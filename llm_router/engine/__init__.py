@@ -21,7 +21,7 @@ from .conversation import NO_OPTIONS, RequestOptions
 from .extract import extract, text_or_none, usage_of
 from .poll import poll_until_done
 from .reply import Turn, read_turn
-from .request import PreparedRequest, ProviderRuntime, build_request, redacted_view
+from .request import ProviderRuntime, build_request, redacted_view
 from .send import open_stream, send_json, transport_error, with_retries
 from .stream import Opened, StreamEvent, stream_events
 from .transport import StreamingReply, TransportClosed, TransportOption, transport_factory, warm
@@ -97,11 +97,6 @@ class Engine:
         runtime = self.runtime(call)
         return runtime, runtime.config.operations[call.kind]
 
-    def prepare(self, call: Call, stream: bool = False) -> PreparedRequest:
-        runtime, operation = self._operation(call)
-        return build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream,
-                             options=call.options, reasoning=call.reasoning)
-
     def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
         runtime, operation = self._operation(call)
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True,
@@ -119,7 +114,7 @@ class Engine:
                                                        clients.sleep)
             spec = operation.response
             if operation.poll is not None:
-                data, _ = await poll_until_done(transport, runtime, operation.poll, data, dict(call.model), call.params,
+                data = await poll_until_done(transport, runtime, operation.poll, data, dict(call.model), call.params,
                                                 clients.sleep)
                 spec = operation.poll.result
         except TransportClosed as exc:  # closed during a retry or poll sleep, or before the first send

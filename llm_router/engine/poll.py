@@ -70,8 +70,8 @@ def _host(url: str) -> str | None:
 async def poll_until_done(
     transport: Transport, runtime: ProviderRuntime, spec: PollSpec, submit: Any, model_ctx: dict[str, Any], params: Any,
     sleep: Sleep,
-) -> tuple[Any, int]:
-    """Poll until a done status → (final reply, polls made). Raises on failure, deadline or max_polls."""
+) -> Any:
+    """Poll until a done status → the final reply. Raises on failure, deadline or max_polls."""
     model = model_ctx["name"]
     request = poll_request(runtime, spec, submit, model_ctx, params)
     loop = asyncio.get_running_loop()
@@ -92,7 +92,7 @@ async def poll_until_done(
         status = text_or_none(spec.status, data)
         log.debug("poll %d of %s (%s): status %s", polls, runtime.name, model, status)
         if status in spec.done:
-            return data, polls
+            return data
         if status in spec.failed or (status not in spec.pending and spec.unknown == "fail"):
             detail = text_or_none(spec.message, data)
             known = "" if status in spec.failed else " (a status the provider file does not list)"
