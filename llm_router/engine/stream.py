@@ -56,7 +56,7 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
     try:
         content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != "text/event-stream":
-            raise InvalidReplyError(f"a stream was asked for, but the reply is {content_type or 'untyped'!r}, "
+            raise InvalidReplyError(f"a stream was asked for, but the reply is {runtime.redact(content_type or 'untyped')!r}, "
                                     "not 'text/event-stream'", provider=runtime.name, model=model, status=reply.status)
         decoder = SSEDecoder()
         ended = False
@@ -109,7 +109,7 @@ def _parse(spec: StreamSpec, name: str, text: str, runtime: ProviderRuntime, mod
     except NotJSON as exc:
         raise InvalidReplyError(f"a stream event is {exc}: {runtime.redact(repr(text[:120]))}",
                                 provider=runtime.name, model=model) from None
-    handler = _route(spec, name, data, runtime.name, model)
+    handler = _route(spec, name, data, runtime, model)
     if handler is None:
         return None
     if handler.error is not None:
@@ -159,11 +159,12 @@ def _declares_an_end(spec: StreamSpec) -> bool:
     return spec.done is not None or any(h is not None and h.end for h in handlers)
 
 
-def _route(spec: StreamSpec, event_name: str, data: object, provider: str, model: str) -> StreamHandler | None:
+def _route(spec: StreamSpec, event_name: str, data: object, runtime: ProviderRuntime, model: str) -> StreamHandler | None:
     if spec.route_by is None:
         return spec.handler
     key = event_name if spec.route_by == "event" else text_or_none(spec.route_path, data)
     handler = spec.on.get(key or "")
     if handler is None and spec.unknown_event == "fail":
-        raise ProviderError(f"unexpected stream event {key!r}", provider=provider, model=model)
+        shown = None if key is None else runtime.redact(key)  # the provider's text: masked before repr() escapes it
+        raise ProviderError(f"unexpected stream event {shown!r}", provider=runtime.name, model=model)
     return handler
