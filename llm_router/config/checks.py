@@ -13,8 +13,6 @@ from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
 
-OPERATION_FOR_KIND = {"chat": "chat", "image": "image"}
-
 
 def _hint(name: str, known: list[str], what: str) -> str:
     close = difflib.get_close_matches(name, known, n=3)
@@ -167,7 +165,7 @@ def _check_served_by(
         reason = "is abstract (a base for `extends`)" if provider else "does not exist"
         fail(model, at + "provider", f"names provider {provider_name!r}, which {reason}; {_hint(provider_name, usable, 'providers')}")
         return
-    operation = provider.operations.get(OPERATION_FOR_KIND[model.kind])
+    operation = provider.operations.get(model.kind)  # a model's kind names the operation that serves it
     if operation is None:
         fail(model, "kind", f"is a {model.kind} model but provider {provider.name!r} has no `{model.kind}` operation "
              f"(it has: {', '.join(provider.operations) or 'none'})")
