@@ -15,6 +15,7 @@ from ..errors import (
     BadRequestError,
     ContentFilterError,
     ContextLengthError,
+    ErrorKind,
     NotFoundError,
     OverloadedError,
     ProviderError,
@@ -23,32 +24,34 @@ from ..errors import (
 )
 from ..paths import JSONPath
 
+_K = ErrorKind
+# The kinds an error reply may be classified as (the provider schema's `error_kind`), and their classes.
 KIND_CLASSES: dict[str, type[ProviderError]] = {
-    "authentication": AuthenticationError,
-    "invalid_request": BadRequestError,
-    "not_found": NotFoundError,
-    "context_length": ContextLengthError,
-    "content_filter": ContentFilterError,
-    "rate_limited": RateLimitError,
-    "overloaded": OverloadedError,
-    "server_error": ServerError,
+    _K.AUTHENTICATION: AuthenticationError,
+    _K.INVALID_REQUEST: BadRequestError,
+    _K.NOT_FOUND: NotFoundError,
+    _K.CONTEXT_LENGTH: ContextLengthError,
+    _K.CONTENT_FILTER: ContentFilterError,
+    _K.RATE_LIMITED: RateLimitError,
+    _K.OVERLOADED: OverloadedError,
+    _K.SERVER_ERROR: ServerError,
 }
 # Retried on the same deployment. Not `invalid_reply`: that request was served (and maybe billed).
-RETRYABLE_KINDS = frozenset({"rate_limited", "overloaded", "server_error", "timeout", "connection"})
+RETRYABLE_KINDS = frozenset({_K.RATE_LIMITED, _K.OVERLOADED, _K.SERVER_ERROR, _K.TIMEOUT, _K.CONNECTION})
 _DEFAULT_MESSAGE_PATHS = tuple(JSONPath(p) for p in ("$.error.message", "$.message", "$.detail", "$.error"))
 EXCERPT_CHARS = 500
 
 
-def default_kind(status: int) -> str:
+def default_kind(status: int) -> ErrorKind:
     if status in (401, 403):
-        return "authentication"
+        return _K.AUTHENTICATION
     if status == 404:
-        return "not_found"
+        return _K.NOT_FOUND
     if status == 429:
-        return "rate_limited"
+        return _K.RATE_LIMITED
     if status in (408, 409) or status >= 500:
-        return "server_error"
-    return "invalid_request"
+        return _K.SERVER_ERROR
+    return _K.INVALID_REQUEST
 
 
 # Deeper than any real reply, and far enough under the interpreter's recursion limit (1000) that code
