@@ -142,10 +142,17 @@ async def record(
 
 
 def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
-    """Every key a call could send: each provider's `auth.env` and each deployment's own `key_env`."""
+    """Every secret a call could send: each provider's `auth.env`, each deployment's own `key_env`, and
+    the `user:password@` of a base URL (a provider's or a deployment's override, or the file's own)."""
     names = {p.auth.env for p in catalog.providers.values() if p.auth is not None and p.auth.env}
     names |= {d.key_env for m in catalog.models.values() for d in m.deployments if d.key_env}
-    return Redactor(Secret(env[name]) for name in sorted(names) if env.get(name))
+    redactor = Redactor(Secret(env[name]) for name in sorted(names) if env.get(name))
+    urls = [p.base_url for p in catalog.providers.values()]
+    urls += [env.get(n, "") for n in {p.base_url_env for p in catalog.providers.values()}
+             | {d.base_url_env for m in catalog.models.values() for d in m.deployments} if n]
+    for url in urls:
+        redactor.add_url(url)
+    return redactor
 
 
 def _redacted(value: Any, redact: Redactor) -> Any:
