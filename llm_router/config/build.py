@@ -223,6 +223,9 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     if route_by == "event" and framing == "ndjson":
         b.fail((*at, "route_by"), "stream.route_by: `event` is the framing's event name, and NDJSON lines have none; "
                                   "route by a JSONPath into each line instead (e.g. route_by: $.type)")
+    if "done" in data and framing != "sse":
+        b.fail((*at, "done"), f"stream.done is an SSE data value; a {framing} stream ends with its body (or an event "
+                              "whose handler says `end: true`)")
     if "max_frame_bytes" in data and framing == "sse":
         b.fail((*at, "max_frame_bytes"), "stream.max_frame_bytes applies to the ndjson and aws_eventstream framings; "
                                          "remove it, or set `format`")
@@ -235,6 +238,7 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
         route_path=b.path(route_by, (*at, "route_by")) if route_by and route_by != "event" else None,
         on=MappingProxyType({k: _handler(b, v, (*at, "on", k)) for k, v in data.get("on", {}).items()}),
         handler=_handler(b, data["handler"], (*at, "handler")) if "handler" in data else None,
+        error=b.path(data.get("error"), (*at, "error")),
         done=data.get("done"),
         **_given(data, "format", "max_frame_bytes", "unknown_event"),
     )

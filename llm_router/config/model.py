@@ -149,6 +149,7 @@ class StreamSpec:
     route_path: JSONPath | None = None  # derived: route_by compiled, when it is a JSONPath
     on: Mapping[str, StreamHandler] = field(default_factory=_empty)
     handler: StreamHandler | None = None
+    error: JSONPath | None = None  # an event with a value here is an error, whatever its route
     done: str | None = None
     unknown_event: str = "ignore"
 

@@ -29,6 +29,14 @@ DEFAULT_MAX_FRAME_BYTES = 8 * 2**20  # Ollama's own client reads lines of up to 
 _MAX_HEADERS_BYTES = 128 * 2**10  # botocore's cap on an event-stream message's headers
 _PRELUDE = struct.Struct("!III")  # total length, headers length, prelude CRC
 _OVERHEAD = 16  # prelude and message CRC
+# The reply's media types each framing accepts (NDJSON goes by several names, and some servers say JSON);
+# the first is what a request's Accept asks for.
+MEDIA_TYPES = {
+    "sse": ("text/event-stream",),
+    "ndjson": ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
+               "application/json"),
+    "aws_eventstream": ("application/vnd.amazon.eventstream",),
+}
 HeaderValue = bool | int | bytes | str
 _NO_HEADERS: Mapping[str, HeaderValue] = MappingProxyType({})
 
