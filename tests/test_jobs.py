@@ -313,3 +313,16 @@ def test_job_config_mistakes_are_reported_with_file_line_and_fix(write_config, o
 def test_true_and_1_are_different_statuses(write_config):
     poll = "    poll: {url: {from: $.p}, status: $.s, pending: [1], done: [true], result: {content: $.u}}\n"
     assert problems_of(write_config, HEAD + "  image:\n    path: /i\n" + poll) == []
+
+
+# ----------------------------------------------------------------------------------- bundled: fal
+
+
+async def test_bundled_fal_runs_flux_schnell_through_the_queue(srv):
+    fal = FalQueue(srv, key="fal-key-123456", progress_polls=0)
+    async with Router.from_dir(env={"FAL_API_KEY": "fal-key-123456", "FAL_BASE_URL": srv.url}) as router:
+        resp = await router.query("flux-schnell", prompt="a tiger eye", image_size="landscape_4_3")
+    (job,) = fal.jobs
+    assert fal.jobs[job]["input"] == {"prompt": "a tiger eye", "image_size": "landscape_4_3"}
+    assert paths(srv)[0] == ("POST", "/fal-ai/flux/schnell") and paths(srv)[-1] == ("GET", f"/fal-ai/flux/requests/{job}")
+    assert resp.content == f"https://v3.fal.media/files/{job}.png" and resp.cost == pytest.approx(0.003)

@@ -297,3 +297,37 @@ def test_framing_config_mistakes_are_reported_with_file_line_and_fix(write_confi
     _, problems = load_catalog([config], {"P_KEY": "k"})
     errors = [str(p) for p in problems if p.severity == "error"]
     assert any(says in e for e in errors), errors
+
+
+# ----------------------------------------------------------------------------------- bundled: ollama-native
+
+
+async def test_bundled_ollama_native_maps_a_conversation_and_streams_without_a_key(srv):
+    """Ollama's message shape (api/types.go Message): content one string, images bare base64 beside it,
+    tool-call arguments an object, a tool result naming its tool; no key on localhost."""
+    srv.route("POST", "/api/chat", chunked(OLLAMA_STREAM, NDJSON, 9))
+    conversation = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    async with Router.from_dir(env={"OLLAMA_NATIVE_BASE_URL": srv.url}) as router:
+        chunks = await collect(router.stream("ollama-native/llama3.2", conversation, temperature=0.2, max_tokens=50))
+    assert "".join(c.delta for c in chunks) == "The sky" and chunks[-1].usage.output_tokens == 282
+    assert chunks[-1].cost is None  # a model reached as provider/name has no price
+    (request,) = srv.requests
+    assert "authorization" not in request.headers and request.headers["accept"] == NDJSON
+    assert request.json() == {
+        "model": "llama3.2",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "what is this?", "images": ["iVBORw0KGgo="]},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        ],
+        "stream": True,
+        "options": {"temperature": 0.2, "num_predict": 50},
+    }
