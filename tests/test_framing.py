@@ -153,8 +153,11 @@ def test_eventstream_a_message_over_the_cap_is_refused_from_its_prelude():
 @pytest.mark.parametrize(("head", "says"), [
     (b"\x01a\x07\x00\x09value", "its headers end in the middle of a header"),  # a string said to be 9 bytes has 5
     (b"\x01a\x05\x00\x01", "its headers end in the middle of a header"),  # an int64 of 2 bytes
+    (b"\x05ab", "its headers end in the middle of a header"),  # a name said to be 5 bytes has 2
+    (b"\x01a\x09" + b"x" * 5, "its headers end in the middle of a header"),  # a UUID of 5 bytes
     (b"\x01a\x0a", "header 'a' has the unknown type 10"),
-    (b"\x02\xff\xfe\x00", "a header name is not UTF-8"),
+    (b"\x02\xff\xfe\x00", "a header name or string is not UTF-8"),
+    (b"\x01a\x07\x00\x02\xff\xfe", "a header name or string is not UTF-8"),
 ])
 def test_eventstream_malformed_headers_are_refused(head, says):
     with pytest.raises(FrameError, match=rf"message 1: {says} \(at byte 0\)"):

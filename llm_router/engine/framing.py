@@ -212,40 +212,39 @@ def _headers(data: bytes, number: int, offset: int) -> dict[str, HeaderValue]:
     """name length (1 byte), name, type (1 byte), value: 0/1 true/false, 2-5 signed ints of 1-8
     bytes, 6 bytes and 7 a UTF-8 string (each after a 2-byte length), 8 a timestamp (ms), 9 a UUID."""
     headers: dict[str, HeaderValue] = {}
-    i = 0
-
-    def take(size: int) -> bytes:
-        nonlocal i
-        if i + size > len(data):
-            raise FrameError(f"message {number}: its headers end in the middle of a header", offset)
-        i += size
-        return data[i - size:i]
-
-    while i < len(data):
-        try:
-            name = take(take(1)[0]).decode()
-        except UnicodeDecodeError:
-            raise FrameError(f"message {number}: a header name is not UTF-8", offset) from None
-        kind = take(1)[0]
-        value: HeaderValue
-        if kind in (0, 1):
-            value = kind == 0
-        elif kind in _FIXED:
-            (value,) = _FIXED[kind].unpack(take(_FIXED[kind].size))
-        elif kind == 6:
-            value = take(int.from_bytes(take(2)))
-        elif kind == 7:
-            try:
-                value = take(int.from_bytes(take(2))).decode()
-            except UnicodeDecodeError:
-                raise FrameError(f"message {number}: header {name!r} is not UTF-8", offset) from None
-        elif kind == 9:
-            value = take(16)
-        else:
-            raise FrameError(f"message {number}: header {name!r} has the unknown type {kind}", offset)
-        if name in headers:
-            raise FrameError(f"message {number}: header {name!r} appears twice", offset)
-        headers[name] = value
+    i, end = 0, len(data)
+    try:
+        while i < end:
+            size = data[i]
+            name = data[i + 1:i + 1 + size].decode()
+            i += 1 + size
+            kind = data[i]
+            i += 1
+            value: HeaderValue
+            if kind == 7 or kind == 6:  # the common case first: Bedrock sends strings only
+                size = data[i] << 8 | data[i + 1]
+                raw = data[i + 2:i + 2 + size]
+                i += 2 + size
+                value = raw.decode() if kind == 7 else raw
+            elif kind in _FIXED:
+                (value,) = _FIXED[kind].unpack_from(data, i)
+                i += _FIXED[kind].size
+            elif kind == 0 or kind == 1:
+                value = kind == 0
+            elif kind == 9:
+                value = data[i:i + 16]
+                i += 16
+            else:
+                raise FrameError(f"message {number}: header {name!r} has the unknown type {kind}", offset)
+            if i > end:
+                raise IndexError
+            if name in headers:
+                raise FrameError(f"message {number}: header {name!r} appears twice", offset)
+            headers[name] = value
+    except (IndexError, struct.error):
+        raise FrameError(f"message {number}: its headers end in the middle of a header", offset) from None
+    except UnicodeDecodeError:
+        raise FrameError(f"message {number}: a header name or string is not UTF-8", offset) from None
     return headers
 
 
