@@ -42,15 +42,16 @@ def job_request(
     if not url.startswith(("http://", "https://")):
         url = runtime.base_url + url
     host = _host(url)
+    action = "poll" if what == "poll" else f"send the {what} request to"
     if host is None:
         raise InvalidReplyError(f"the {what} URL {runtime.redact(repr(url[:200]))} is malformed", provider=runtime.name,
                                 model=model)
     if runtime.base_url.startswith("https://") and not url.startswith("https://"):
-        raise InvalidReplyError(f"refusing to send the {what} request to {host!r} over plain http: the key only travels "
-                                "over https here", provider=runtime.name, model=model)
+        raise InvalidReplyError(f"refusing to {action} {host!r} over plain http: the key only travels over https here",
+                                provider=runtime.name, model=model)
     if not url.startswith(("http://", "https://")) or not runtime.may_receive_key(url):
         raise InvalidReplyError(
-            f"refusing to send the {what} request to {host!r}: not one of the provider's hosts "
+            f"refusing to {action} {host!r}: not one of the provider's hosts "
             f"({', '.join(h for h in runtime.hosts if h)})", provider=runtime.name, model=model,
         )
     headers = dict(runtime.static_headers)
