@@ -27,7 +27,7 @@ auth: {header: Authorization, scheme: Key, env: QUEUEY_KEY}
 hosts: [127.0.0.1]
 operations:
   image:
-    path: "{%% for segment in model.upstream.split('/') %%}/{{ segment }}{%% endfor %%}"
+    path: "/{{ model.upstream }}"
     body: {prompt: "{{ prompt }}"}
     poll:
       url: {from: $.status_url}
@@ -57,7 +57,7 @@ operations:
     path: "/models/{{ model.upstream }}:predictLongRunning"
     body: {instances: [{prompt: "{{ prompt }}"}]}
     poll:
-      url: {template: "{%% for segment in submit.name.split('/') %%}/{{ segment }}{%% endfor %%}"}   # operations/op-1
+      url: {template: "/{{ submit.name }}"}   # operations/op-1
       interval_s: 0.01
       deadline_s: 5
       status: $.done
