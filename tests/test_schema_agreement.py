@@ -47,7 +47,10 @@ PAIRS = [
     ("conversation_parts", PROVIDER["$defs"]["conversation"]["properties"]["parts"], m.PartTemplates),
     ("cache_breakpoints", PROVIDER["$defs"]["conversation"]["properties"]["cache"], m.CacheBreakpoints),
     ("poll", PROVIDER["$defs"]["poll"], m.PollSpec),
-    ("poll_url", PROVIDER["$defs"]["poll"]["properties"]["url"], m.PollUrl),
+    ("job_url", PROVIDER["$defs"]["job_url"], m.JobUrl),
+    ("failed_when", PROVIDER["$defs"]["poll"]["properties"]["failed_when"], m.FailedWhen),
+    ("empty_result", PROVIDER["$defs"]["extraction"]["properties"]["empty"], m.EmptyResult),
+    ("cancel", PROVIDER["$defs"]["cancel"], m.CancelSpec),
     ("poll_backoff", PROVIDER["$defs"]["poll"]["properties"]["backoff"], m.PollBackoff),
     ("auth", PROVIDER["properties"]["auth"], m.Auth),
     ("timeouts", PROVIDER["properties"]["timeouts"], m.Timeouts),
@@ -67,7 +70,7 @@ PAIRS = [
 ]
 
 # Schema keys that are Python keywords get a trailing underscore.
-RENAMED = {("poll_url", "from"): "from_", ("classify_when", "in"): "in_"}
+RENAMED = {("job_url", "from"): "from_", ("classify_when", "in"): "in_"}
 # Schema properties with no field: consumed by the loader.
 SCHEMA_ONLY = {("provider", "extends"): "merged away by the loader before the provider is built"}
 # Fields with no schema property: derived while building.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -125,10 +126,20 @@ def _state_block(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.Sta
                         _extra(b, data.get("json"), (*at, "json")))
 
 
-def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction | None:
+def _job_url(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.JobUrl | None:
+    url = m.JobUrl(b.path(data.get("from"), (*at, "from")),
+                   b.template(data.get("template"), (*at, "template"), POLL_VARS, url=True))
+    return url if url.from_ is not None or url.template is not None else None
+
+
+def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath, poll_result: bool = False) -> m.Extraction | None:
     content = b.path(data["content"], (*at, "content"))
     if content is None:
         return None
+    if "url" in data and not poll_result:
+        b.fail((*at, "url"), f"{'.'.join(map(str, at))}.url: a result at another URL needs a job to poll; "
+                             "declare it under `poll.result`, or remove it")
+    empty = data.get("empty")
     return m.Extraction(
         content=content,
         **_given(data, "content_kind"),
@@ -139,6 +150,8 @@ def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Extraction 
         reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
         state=b.path(data.get("state"), (*at, "state")),
         extra=_extra(b, data.get("extra"), (*at, "extra")),
+        url=_job_url(b, data["url"], (*at, "url")) if "url" in data and poll_result else None,
+        empty=m.EmptyResult(empty["kind"], b.path(empty.get("message"), (*at, "empty", "message"))) if empty else None,
     )
 
 
@@ -205,6 +218,16 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     if compiled_body is None:
         return None
     route_by = data.get("route_by")
+    framing = data.get("format", "sse")
+    if route_by == "event" and framing == "ndjson":
+        b.fail((*at, "route_by"), "stream.route_by: `event` is the framing's event name, and NDJSON lines have none; "
+                                  "route by a JSONPath into each line instead (e.g. route_by: $.type)")
+    if "done" in data and framing != "sse":
+        b.fail((*at, "done"), f"stream.done is an SSE data value; a {framing} stream ends with its body (or an event "
+                              "whose handler says `end: true`)")
+    if "max_frame_bytes" in data and framing == "sse":
+        b.fail((*at, "max_frame_bytes"), "stream.max_frame_bytes applies to the ndjson and aws_eventstream framings; "
+                                         "remove it, or set `format`")
     return m.StreamSpec(
         body=compiled_body,
         own_keys=frozenset(str(k) for k in data.get("body") or {}),
@@ -214,40 +237,52 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
         route_path=b.path(route_by, (*at, "route_by")) if route_by and route_by != "event" else None,
         on=MappingProxyType({k: _handler(b, v, (*at, "on", k)) for k, v in data.get("on", {}).items()}),
         handler=_handler(b, data["handler"], (*at, "handler")) if "handler" in data else None,
+        error=b.path(data.get("error"), (*at, "error")),
         done=data.get("done"),
-        **_given(data, "format", "unknown_event"),
+        **_given(data, "format", "max_frame_bytes", "unknown_event"),
     )
 
 
 def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
-    states = {k: data.get(k, []) for k in ("pending", "done", "failed")}
-    seen: dict[str, str] = {}
-    for bucket, values in states.items():
-        for value in values:
-            if value in seen:
-                b.fail((*at, bucket), f"poll status {value!r} is in both `{seen[value]}` and `{bucket}`; each status belongs to one list")
-            seen[value] = bucket
-    url = data["url"]
-    poll_url = m.PollUrl(
-        from_=b.path(url.get("from"), (*at, "url", "from")),
-        template=b.template(url.get("template"), (*at, "url", "template"), POLL_VARS, url=True),
-    )
+    states = {k: frozenset(m.status_key(v) for v in data.get(k, [])) for k in ("pending", "done", "failed")}
+    seen: dict[tuple[bool, Any], str] = {}
+    for bucket, keys in states.items():
+        for key in keys:
+            if key in seen:
+                shown = repr(key[1]) if isinstance(key[1], str) else json.dumps(key[1])
+                b.fail((*at, bucket), f"poll status {shown} is in both `{seen[key]}` and `{bucket}`; each status belongs to one list")
+            seen[key] = bucket
+    poll_url = _job_url(b, data["url"], (*at, "url"))
     status = b.path(data["status"], (*at, "status"))
-    result = _extraction(b, data["result"], (*at, "result"))
-    if status is None or result is None or (poll_url.from_ is None and poll_url.template is None):
+    result = _extraction(b, data["result"], (*at, "result"), poll_result=True)
+    failed_when = data.get("failed_when")
+    if status is None or result is None or poll_url is None:
         return None
     backoff = data.get("backoff")
     return m.PollSpec(
         url=poll_url,
         status=status,
-        pending=frozenset(states["pending"]),
-        done=frozenset(states["done"]),
-        failed=frozenset(states["failed"]),
+        pending=states["pending"],
+        done=states["done"],
+        failed=states["failed"],
         result=result,
         backoff=m.PollBackoff(**backoff) if backoff is not None else None,
-        **_given(data, "method", "interval_s", "deadline_s", "max_polls", "unknown"),
+        **_given(data, "method", "interval_s", "deadline_s", "max_polls", "unknown", "missing"),
         message=b.path(data.get("message"), (*at, "message")),
+        failed_when=_failed_when(b, failed_when, (*at, "failed_when")) if failed_when else None,
     )
+
+
+def _failed_when(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.FailedWhen | None:
+    path = b.path(data["path"], (*at, "path"))
+    if path is None:
+        return None
+    return m.FailedWhen(path, b.path(data.get("message"), (*at, "message")), b.path(data.get("code"), (*at, "code")))
+
+
+def _cancel(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.CancelSpec | None:
+    url = _job_url(b, data["url"], (*at, "url"))
+    return m.CancelSpec(data["method"], url, **_given(data, "timeout_s")) if url is not None else None
 
 
 def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | None:
@@ -273,6 +308,7 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
         response=response,
         stream=stream,
         poll=poll,
+        cancel=_cancel(b, data["cancel"], (*at, "cancel")) if "cancel" in data else None,
         conversation=_conversation(b, data["conversation"], (*at, "conversation")) if "conversation" in data else None,
         call_ids=m.CallIds(**data["call_ids"]) if "call_ids" in data else None,
         finish_reasons=MappingProxyType(dict(data.get("finish_reasons", {}))),

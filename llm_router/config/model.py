@@ -47,6 +47,20 @@ class ToolCallPaths:
 
 
 @dataclass(frozen=True, slots=True)
+class JobUrl:
+    """A URL of a submitted job (poll, result, cancel): one of the two is set."""
+
+    from_: JSONPath | None = None  # into the submit reply
+    template: CompiledTemplate | None = None  # variables: submit, model, params
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyResult:
+    kind: str  # the error kind raised when `content` finds nothing
+    message: JSONPath | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Extraction:
     content: JSONPath  # for text, every match is joined (several text blocks make one text)
     content_kind: str = "text"
@@ -57,6 +71,8 @@ class Extraction:
     reasoning: JSONPath | None = None  # every match joined
     state: JSONPath | None = None  # what the next turn must send back to this wire format, verbatim
     extra: Mapping[str, JSONPath] = field(default_factory=_empty)
+    url: JobUrl | None = None  # poll results only: fetch the result here once the job is done
+    empty: EmptyResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +142,15 @@ class StreamSpec:
     own_keys: frozenset[str] = frozenset()  # derived: the keys the stream block's own body sets (stream, stream_options)
     path: CompiledTemplate | None = None
     query: CompiledTemplate | None = None
-    format: str = "sse"
+    format: str = "sse"  # sse | ndjson | aws_eventstream
+    max_frame_bytes: int = 8388608
     route_by: str | None = None
     route_path: JSONPath | None = None  # derived: route_by compiled, when it is a JSONPath
     on: Mapping[str, StreamHandler] = field(default_factory=_empty)
     handler: StreamHandler | None = None
+    error: JSONPath | None = None  # an event with a value here is an error, whatever its route
     done: str | None = None
     unknown_event: str = "ignore"
-
-
-@dataclass(frozen=True, slots=True)
-class PollUrl:
-    from_: JSONPath | None = None
-    template: CompiledTemplate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,21 +159,42 @@ class PollBackoff:
     max_s: float = 5
 
 
+def status_key(value: Any) -> tuple[bool, Any]:
+    """A poll status as a JSON value: `true` is not 1 (as it is in Python), nor "true"."""
+    return type(value) is bool, value
+
+
+@dataclass(frozen=True, slots=True)
+class FailedWhen:
+    path: JSONPath
+    message: JSONPath | None = None
+    code: JSONPath | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PollSpec:
-    url: PollUrl
+    url: JobUrl
     status: JSONPath
-    pending: frozenset[str]
-    done: frozenset[str]
+    pending: frozenset[tuple[bool, Any]]  # each a status_key
+    done: frozenset[tuple[bool, Any]]
     result: Extraction
     method: str = "GET"
     interval_s: float = 1.0
     backoff: PollBackoff | None = None
     deadline_s: float = 300
     max_polls: int = 600
-    failed: frozenset[str] = frozenset()
+    failed: frozenset[tuple[bool, Any]] = frozenset()
     unknown: str = "fail"
+    missing: str = "fail"  # fail | pending: the status path finds nothing
     message: JSONPath | None = None
+    failed_when: FailedWhen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSpec:
+    method: str
+    url: JobUrl
+    timeout_s: float = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +260,7 @@ class Operation:
     response: Extraction | None = None
     stream: StreamSpec | None = None
     poll: PollSpec | None = None
+    cancel: CancelSpec | None = None
     conversation: Conversation | None = None
     call_ids: CallIds | None = None
     finish_reasons: Mapping[str, str] = field(default_factory=_empty)  # native → stop | length | tool_calls | content_filter

@@ -18,8 +18,8 @@ from ..secrets import Redactor
 from ..types import Usage
 from .clients import LoopClients
 from .conversation import NO_OPTIONS, RequestOptions
-from .extract import extract, text_or_none, usage_of
-from .poll import poll_until_done
+from .extract import empty_result_error, extract, text_or_none, usage_of
+from .poll import run_job
 from .reply import Turn, read_turn
 from .request import ProviderRuntime, build_request, redacted_view
 from .send import open_stream, send_json, transport_error, with_retries
@@ -114,8 +114,7 @@ class Engine:
                                                        clients.sleep)
             spec = operation.response
             if operation.poll is not None:
-                data = await poll_until_done(transport, runtime, operation.poll, data, dict(call.model), call.params,
-                                                clients.sleep)
+                data = await run_job(transport, runtime, operation, data, dict(call.model), call.params, clients.sleep)
                 spec = operation.poll.result
         except TransportClosed as exc:  # closed during a retry or poll sleep, or before the first send
             raise transport_error(exc, runtime, model) from None
@@ -130,6 +129,8 @@ class Engine:
             content, finish_reason, usage, reply_id = extract(spec, data)
             found = content is not None
         if not found:
+            if spec.empty is not None:
+                raise empty_result_error(spec.empty, data, runtime.name, model, status, self.redact)
             raise InvalidReplyError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
                                     status=status, body_excerpt=self.redact(str(data)[:300]))
         return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries, turn)

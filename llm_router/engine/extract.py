@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from ..config.model import Extraction, UsagePaths
+from ..config.model import EmptyResult, Extraction, UsagePaths
+from ..errors import ProviderError
 from ..paths import JSONPath
 from ..types import Usage
+from .errors import KIND_CLASSES
 
 log = logging.getLogger("llm_router")
 
@@ -69,3 +72,12 @@ def extract(spec: Extraction, data: Any) -> tuple[Any, str | None, Usage, str | 
         usage_of(spec.usage, data),
         text_or_none(spec.id, data),
     )
+
+
+def empty_result_error(rule: EmptyResult, data: Any, provider: str, model: str, status: int,
+                       redact: Callable[[str], str]) -> ProviderError:
+    """A reply without a result where the provider file says what that means (`empty`): a
+    ContentFilterError for a video the provider's filter withheld, say, with the provider's reason."""
+    detail = text_or_none(rule.message, data)
+    return KIND_CLASSES[rule.kind](redact(detail) if detail else "the reply has no result", provider=provider, model=model,
+                                   status=status, body_excerpt=redact(str(data)[:300]))

@@ -14,6 +14,7 @@ from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
+from .framing import MEDIA_TYPES
 
 
 @dataclass(slots=True, repr=False)
@@ -217,8 +218,8 @@ def build_request(
     if body is not None:
         content = _json_bytes(body, provider, model_name)
         _content_type(headers, provider, model_name)
-    if stream:
-        headers.setdefault("accept", "text/event-stream")
+    if stream and operation.stream is not None:
+        headers.setdefault("accept", MEDIA_TYPES[operation.stream.format][0])  # the framing's own media type
     if runtime.config.auth is None:
         return PreparedRequest(operation.method, url, headers, query, body, content, wire.structured_tool)
     # base_url + "/..." keeps the base host; anything else (a full URL, "@host") is checked

@@ -1,4 +1,5 @@
-"""Read a streamed reply (SSE) as declared: route each event to its handler, take deltas and usage.
+"""Read a streamed reply as declared: frame it (SSE, NDJSON or AWS event-stream), route each event to
+its handler, take deltas and usage.
 
 One generator does it all, from the reply's chunks to the events the router reads: a stream
 yields a few hundred events, and each generator layer costs microseconds on every one.
@@ -6,6 +7,7 @@ yields a few hundred events, and each generator layer costs microseconds on ever
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from ..errors import InvalidReplyError, ProviderError, RouterClosedError, Server
 from ..types import ToolCallDelta, Usage
 from .errors import NotJSON, decode_json
 from .extract import text_or_none, usage_of
+from .framing import MEDIA_TYPES, EventStreamDecoder, Frame, FrameError, NDJSONDecoder, StreamErrorFrame
 from .reply import StreamAssembler, Turn, extras_of, joined
 from .request import ProviderRuntime
 from .send import transport_error
@@ -55,17 +58,24 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
     received = 0
     try:
         content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if content_type != "text/event-stream":
-            raise InvalidReplyError(f"a stream was asked for, but the reply is {runtime.redact(content_type or 'untyped')!r}, "
-                                    "not 'text/event-stream'", provider=runtime.name, model=model, status=reply.status)
-        decoder = SSEDecoder()
+        if content_type not in MEDIA_TYPES[spec.format]:
+            raise InvalidReplyError(f"a stream was asked for, but the reply is {runtime.redact(content_type or 'untyped')!r}, not "
+                                    f"{' or '.join(repr(t) for t in MEDIA_TYPES[spec.format])}", provider=runtime.name,
+                                    model=model, status=reply.status)
+        decoder = _decoder(spec)
         ended = False
-        async for chunk in reply.chunks():
-            for name, text in decoder.feed(chunk):
-                if spec.done is not None and text.strip() == spec.done:
-                    ended = True
-                    break
-                event = _parse(spec, name, text, runtime, model, assembler)
+        chunks = reply.chunks()
+        while not ended:
+            chunk = await anext(chunks, None)
+            for item in _frames(decoder, chunk, spec, runtime, model):
+                if isinstance(item, Frame):
+                    event = _parse(spec, item.name, item.data, runtime, model, assembler, item)
+                else:  # SSE: (event name, data)
+                    name, text = item
+                    if spec.done is not None and text.strip() == spec.done:
+                        ended = True
+                        break
+                    event = _parse(spec, name, text, runtime, model, assembler)
                 if event is None:
                     continue
                 event.tries = tries
@@ -79,7 +89,7 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
                 if event.end:
                     ended = True
                     break
-            if ended:
+            if chunk is None:
                 break
         if not ended and _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
             raise ServerError("the stream ended before its end marker", provider=runtime.name, model=model)
@@ -99,16 +109,52 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
         await context.__aexit__(None, None, None)
 
 
-def _parse(spec: StreamSpec, name: str, text: str, runtime: ProviderRuntime, model: str,
-           assembler: StreamAssembler) -> StreamEvent | None:
-    """The event one SSE message makes, or None for one that carries nothing (no data, an ignored event)."""
+class _SSEDecoder(SSEDecoder):
+    __slots__ = ()
+
+    def close(self) -> list[tuple[str, str]]:
+        return []  # an event not ended by a blank line is dropped, as the SSE spec says
+
+
+_UNITS = {"ndjson": "line", "aws_eventstream": "message"}
+
+
+def _decoder(spec: StreamSpec) -> _SSEDecoder | NDJSONDecoder | EventStreamDecoder:
+    if spec.format == "ndjson":
+        return NDJSONDecoder(spec.max_frame_bytes)
+    if spec.format == "aws_eventstream":
+        return EventStreamDecoder(spec.max_frame_bytes)
+    return _SSEDecoder()
+
+
+def _frames(decoder: _SSEDecoder | NDJSONDecoder | EventStreamDecoder, chunk: bytes | None, spec: StreamSpec,
+            runtime: ProviderRuntime, model: str) -> list[tuple[str, str]] | list[Frame]:
+    """The events a chunk completes (None: the body ended), a broken framing as a typed error."""
+    try:
+        return decoder.feed(chunk) if chunk is not None else decoder.close()
+    except FrameError as exc:
+        raise InvalidReplyError(f"the {spec.format} stream is broken: {exc}", provider=runtime.name, model=model) from None
+    except StreamErrorFrame as exc:  # an event-stream `exception` or `error` message
+        raise ServerError(runtime.redact(f"{exc.code}: {exc.message}"), provider=runtime.name, model=model,
+                          code=exc.code) from None
+
+
+def _parse(spec: StreamSpec, name: str, text: str | bytes, runtime: ProviderRuntime, model: str,
+           assembler: StreamAssembler, frame: Frame | None = None) -> StreamEvent | None:
+    """The event one SSE message (or NDJSON line, or event-stream message) makes, or None for one
+    that carries nothing (no data, an ignored event)."""
     if not text:
         return None
     try:
         data = decode_json(text)
     except NotJSON as exc:
-        raise InvalidReplyError(f"a stream event is {exc}: {runtime.redact(repr(text[:120]))}",
-                                provider=runtime.name, model=model) from None
+        where = f"stream {_UNITS[spec.format]} {frame.number} (byte {frame.offset})" if frame else "a stream event"
+        shown = text[:120] if isinstance(text, str) else text[:120].decode("utf-8", "replace")
+        raise InvalidReplyError(f"{where} is {exc}: {runtime.redact(repr(shown))}", provider=runtime.name,
+                                model=model) from None
+    if spec.error is not None and (error := spec.error.first(data)) is not None:
+        message = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False)[:300]
+        raise ServerError(runtime.redact(message), provider=runtime.name, model=model)
     handler = _route(spec, name, data, runtime, model)
     if handler is None:
         return None
