@@ -316,7 +316,7 @@ async def _replay_diffs(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
     from .router import Router
 
     replay = _Replay(data["replies"])
-    env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
+    env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None and p.auth.env}
     try:
         async with Router(catalog, env, transport=replay) as router:
             async with asyncio.timeout(10):  # a contract that loops (a Pending repeated forever) must not hang CI
