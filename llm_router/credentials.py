@@ -68,6 +68,36 @@ class AwsKeys:
         return "AwsKeys(***)"
 
 
+def _aws_files(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """(profile, shared credentials file, config file), as the AWS SDKs find them."""
+    profile = env.get("AWS_PROFILE") or "default"
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    credentials_file = env.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / ".aws" / "credentials")
+    config_file = env.get("AWS_CONFIG_FILE") or str(home / ".aws" / "config")
+    return profile, os.path.expanduser(credentials_file), os.path.expanduser(config_file)
+
+
+def _no_aws_keys(profile: str, credentials_file: str) -> CredentialError:
+    return CredentialError(f"no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile "
+                           f"{profile!r} in {credentials_file} (AWS_PROFILE picks another)")
+
+
+def check_aws_keys(env: Mapping[str, str]) -> None:
+    """Raise CredentialError when no AWS keys can be found; a quick look (no botocore) for `validate`:
+    the variables, or the profile's section in the shared files."""
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return
+    profile, credentials_file, config_file = _aws_files(env)
+    sections = {credentials_file: f"[{profile}]", config_file: "[default]" if profile == "default" else f"[profile {profile}]"}
+    for path, section in sections.items():
+        try:
+            if section in Path(path).read_text(encoding="utf-8", errors="replace"):
+                return
+        except OSError:
+            continue
+    raise _no_aws_keys(profile, credentials_file)
+
+
 def aws_keys(env: Mapping[str, str]) -> AwsKeys:
     """Keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else from the profile
     AWS_PROFILE (default `default`) in the shared credentials and config files. Never the instance
@@ -77,12 +107,9 @@ def aws_keys(env: Mapping[str, str]) -> AwsKeys:
         from botocore.exceptions import BotoCoreError
     except ImportError:
         raise CredentialError("AWS Signature Version 4 needs botocore: pip install 'llm-router[aws]'") from None
-    profile = env.get("AWS_PROFILE") or "default"
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    credentials_file = env.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / ".aws" / "credentials")
-    config_file = env.get("AWS_CONFIG_FILE") or str(home / ".aws" / "config")
-    providers = (EnvProvider(environ=dict(env)), SharedCredentialProvider(os.path.expanduser(credentials_file), profile),
-                 ConfigProvider(os.path.expanduser(config_file), profile))
+    profile, credentials_file, config_file = _aws_files(env)
+    providers = (EnvProvider(environ=dict(env)), SharedCredentialProvider(credentials_file, profile),
+                 ConfigProvider(config_file, profile))
     for provider in providers:
         try:
             found = provider.load()
@@ -92,5 +119,4 @@ def aws_keys(env: Mapping[str, str]) -> AwsKeys:
             frozen = found.get_frozen_credentials()
             if frozen.access_key and frozen.secret_key:
                 return AwsKeys(frozen.access_key, frozen.secret_key, frozen.token or None)
-    raise CredentialError(f"no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile "
-                          f"{profile!r} in {credentials_file} (AWS_PROFILE picks another)")
+    raise _no_aws_keys(profile, credentials_file)

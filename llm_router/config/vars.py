@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import TemplateError, nodes
 
-from ..credentials import CredentialError, aws_keys, service_account_info
+from ..credentials import CredentialError, check_aws_keys, service_account_info
 from ..errors import Problem
 from ..templating import ENV, is_template
 from ..wire import host_allowed
@@ -116,7 +116,7 @@ def _credentials(provider: ProviderConfig, doc: Doc, env: Mapping[str, str]) -> 
         if auth is not None and auth.google_service_account is not None:
             service_account_info(auth.google_service_account.credentials_env, env)
         elif auth is not None and auth.aws_sigv4 is not None:
-            aws_keys(env)
+            check_aws_keys(env)
         else:
             return []
     except CredentialError as exc:
@@ -133,7 +133,7 @@ def _template_leaves(value: Any, at: KeyPath) -> Iterator[tuple[KeyPath, str]]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _template_leaves(item, (*at, i))
-    elif isinstance(value, str) and is_template(value):
+    elif isinstance(value, str) and "vars" in value and is_template(value):  # parsing every template costs ms
         yield at, value
 
 
