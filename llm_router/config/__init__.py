@@ -8,7 +8,6 @@ from types import MappingProxyType
 
 from ..errors import Problem
 from .model import Catalog
-from .vars import check_environment
 
 
 def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
@@ -26,6 +25,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
     from .build import build_model, build_provider, build_settings
     from .digest import unchanged_bundled
     from .load import load_dirs, resolve_extends
+    from .vars import check_environment
 
     raw = load_dirs([Path(d) for d in dirs])
     known_good = unchanged_bundled(raw.files) if trust_digest else frozenset()
