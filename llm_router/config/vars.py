@@ -49,28 +49,29 @@ def how_to_set(name: str, var: Var) -> str:
 
 
 def effective_base_url(provider: ProviderConfig, env: Mapping[str, str],
-                       base_url_env: str | None = None) -> tuple[dict[str, str], str, list[str]]:
+                       base_url_env: str | None = None) -> tuple[dict[str, str], str, list[tuple[str, str]]]:
     """The vars' values, the base URL (the override variable's, else the file's) with them filled in,
-    and why that URL cannot be used yet (empty when it can). `base_url_env` replaces the provider's
-    override variable (a deployment's own)."""
+    and why that URL cannot be used yet as (key, message) pairs (empty when it can). `base_url_env`
+    replaces the provider's override variable (a deployment's own)."""
     values, missing = resolve(provider.vars, env)
     url_env = base_url_env or provider.base_url_env
     override = env.get(url_env) if url_env else None
     template = override or provider.base_url
     url = fill(template, values)
-    problems = [how_to_set(name, provider.vars[name]) for name in missing]
+    problems = [(f"vars.{name}", how_to_set(name, provider.vars[name])) for name in missing]
     left = [n for n in PLACEHOLDER.findall(url) if n not in missing]
     if left:
-        problems.append(f"the base URL holds {', '.join('{' + n + '}' for n in left)}, which no var declares; "
-                        "declare it under `vars:` or write the value")
+        problems.append(("base_url", f"the base URL holds {', '.join('{' + n + '}' for n in left)}, which no var declares; "
+                                     "declare it under `vars:` or write the value"))
     unsafe = [n for n in PLACEHOLDER.findall(template) if n in values and not URL_SAFE.match(values[n])]
     if unsafe:
-        problems.append(f"var(s) {', '.join(unsafe)} hold characters a host or path cannot take as is "
-                        "(only letters, digits, '.', '_', '~' and '-')")
+        problems.append(("base_url", f"var(s) {', '.join(unsafe)} hold characters a host or path cannot take as is "
+                                     "(only letters, digits, '.', '_', '~' and '-')"))
     if not problems and not override and provider.hosts and url != template:
         host = urlsplit(url).hostname or ""
         if not host_allowed(host, provider.hosts):
-            problems.append(f"the base URL's host {host!r} (vars filled in) is not in `hosts` ({', '.join(provider.hosts)})")
+            problems.append(("base_url", f"the base URL's host {host!r} (vars filled in) is not in `hosts` "
+                                         f"({', '.join(provider.hosts)})"))
     return values, url, problems
 
 
@@ -105,9 +106,12 @@ def _undeclared(provider: ProviderConfig, doc: Doc) -> list[Problem]:
 
 def _unset(provider: ProviderConfig, doc: Doc, env: Mapping[str, str]) -> list[Problem]:
     _, _, reasons = effective_base_url(provider, env)
-    file, line = doc.where(("vars",) if provider.vars else ("base_url",))
-    return [Problem(file, line, f"{reason}; calls to provider {provider.name!r} will fail until it is fixed",
-                    severity="warning", key="vars") for reason in reasons]
+    problems = []
+    for key, reason in reasons:
+        file, line = doc.where(tuple(key.split(".")))
+        problems.append(Problem(file, line, f"{reason}; calls to provider {provider.name!r} will fail until it is fixed",
+                                severity="warning", key=key))
+    return problems
 
 
 def _credentials(provider: ProviderConfig, doc: Doc, env: Mapping[str, str]) -> list[Problem]:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
-from ..config.model import AwsSigV4, GoogleServiceAccount, TokenExchange
+from ..config.model import Auth, AwsSigV4, GoogleServiceAccount, TokenExchange
 from ..credentials import AwsKeys, CredentialError, aws_keys, service_account_info, service_account_signer
 from ..errors import AuthenticationError, MissingCredentialError, ProviderError, RateLimitError, ServerError
 from ..paths import JSONPath
@@ -54,6 +54,22 @@ class Authorizer(Protocol):
                     stale: object = None) -> tuple[PreparedRequest, object]:
         """The request with credentials for this try, and what was used (pass it back as `stale`
         after a 401 to get a fresh one)."""
+
+
+def display_headers(auth: Auth | None) -> dict[str, str]:
+    """The credential headers of a provider with a token or a signature, masked (`render`, contracts)."""
+    if auth is None:
+        return {}
+    if auth.aws_sigv4 is not None:
+        return {"authorization": MASK}
+    if auth.header is not None and (auth.token is not None or auth.google_service_account is not None):
+        return {auth.header: f"{auth.scheme} {MASK}" if auth.scheme else MASK}
+    return {}
+
+
+def takes_token(auth: Auth | None) -> bool:
+    """Whether the provider's first request is a token fetch."""
+    return auth is not None and auth.header is not None and (auth.token is not None or auth.google_service_account is not None)
 
 
 def make_authorizer(runtime: ProviderRuntime, env: Mapping[str, str]) -> Authorizer | None:
@@ -153,7 +169,7 @@ class BearerToken:
         self.own_headers = frozenset({header.lower()})
 
     def display(self) -> dict[str, str]:
-        return {self._header: f"{self._scheme} {MASK}" if self._scheme else MASK}
+        return display_headers(self._runtime.config.auth)
 
     async def apply(self, request: PreparedRequest, exchange: Exchange, model: str,
                     stale: object = None) -> tuple[PreparedRequest, object]:
@@ -304,7 +320,7 @@ class SigV4:
         self._keys: AwsKeys | None = None
 
     def display(self) -> dict[str, str]:
-        return {"authorization": MASK}
+        return display_headers(self._runtime.config.auth)
 
     def _credentials(self, model: str) -> tuple[AwsKeys, str]:
         runtime = self._runtime

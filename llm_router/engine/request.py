@@ -48,7 +48,7 @@ class ProviderRuntime:
         url_env = base_url_env or config.base_url_env
         values, base_url, unusable = effective_base_url(config, env, url_env)
         self.vars = MappingProxyType(values)  # `vars` of templates
-        self.unusable = "; ".join(unusable) or None  # why a call cannot be made yet (an unset var...)
+        self.unusable = "; ".join(message for _, message in unusable) or None  # why a call cannot be made yet (an unset var...)
         self.base_url = base_url.rstrip("/")
         redactor.add_url(self.base_url)  # a `user:password@` in the URL is a credential too
         base_host = host_of(self.base_url) or ""
