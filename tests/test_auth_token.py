@@ -244,3 +244,30 @@ async def test_a_provider_error_that_echoes_the_token_is_masked(srv, issuer, con
     token = issuer.issued[0]
     assert token not in f"{caught.value} {caught.value.body_excerpt} {caplog.text}"
     assert "Bearer ***" in str(caught.value)
+
+
+def test_a_recorded_token_exchange_masks_every_secret_and_replays(config):
+    import httpx2
+
+    from llm_router.contracts import replay_dirs
+    from llm_router.recording import dump_contract, record
+
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            return httpx2.Response(200, json={"access_token": "live-token-ABCDEF123", "expires_in": 3600, "token_type": "Bearer"})
+        return httpx2.Response(200, json={"text": "hello", "in": 3, "out": 1, "echo": request.headers["authorization"]})
+
+    env = {"VAULTCHAT_TENANT": "contoso", "VAULTCHAT_CLIENT_ID": "app-42", "VAULTCHAT_CLIENT_SECRET": SECRET}
+    data = asyncio.run(record([config], env, "vault-1", "Hello", {}, name="vaultchat-recorded",
+                              transport=httpx2.MockTransport(upstream)))
+    text = dump_contract(data)
+    assert SECRET not in text and "live-token-ABCDEF123" not in text
+    assert data["env"] == {"VAULTCHAT_TENANT": "contoso", "VAULTCHAT_CLIENT_ID": "app-42"}
+    assert data["token_request"]["path"] == "/contoso/oauth2/token"
+    assert data["token_request"]["body"] == {**EXPECTED_FORM, "client_secret": "***"}
+    assert data["request"]["headers"]["authorization"] == "Bearer ***"
+    assert data["replies"][1]["body"]["echo"] == "Bearer ***" and data["expect"]["requests"] == 2
+    (config / "providers.d" / "contracts").mkdir()
+    (config / "providers.d" / "contracts" / "vaultchat-recorded.yaml").write_text(text)
+    report = replay_dirs([config])
+    assert report.ok and [r.contract.name for r in report.results] == ["vaultchat-recorded"], report
