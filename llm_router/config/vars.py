@@ -83,9 +83,9 @@ def check_environment(providers: Mapping[str, ProviderConfig], docs: Mapping[str
         doc = docs.get(name)
         if doc is None:
             continue
-        problems += _undeclared(provider, doc)
         if provider.abstract:
-            continue
+            continue  # a base for `extends`: the providers that extend it declare the vars it names
+        problems += _undeclared(provider, doc)
         problems += _unset(provider, doc, env)
         problems += _credentials(provider, doc, env)
     return problems
