@@ -271,3 +271,16 @@ def test_a_recorded_token_exchange_masks_every_secret_and_replays(config):
     (config / "providers.d" / "contracts" / "vaultchat-recorded.yaml").write_text(text)
     report = replay_dirs([config])
     assert report.ok and [r.contract.name for r in report.results] == ["vaultchat-recorded"], report
+
+
+async def test_a_caller_cancelled_while_the_token_is_fetched_leaves_the_fetch_to_the_others(srv, issuer, config):
+    srv.route("POST", "/contoso/oauth2/token", Reply.hang(0.3, then=Reply.json(issuer.issue())))
+    async with Router.from_dir(config, env=env_for(srv)) as router:
+        first = asyncio.create_task(router.query("vault-1", HELLO))
+        second = asyncio.create_task(router.query("vault-1", HELLO))
+        await asyncio.sleep(0.1)  # both wait on the one fetch
+        first.cancel()
+        assert (await second).content == "hello"
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    assert srv.count("/contoso/oauth2/token") == 1
