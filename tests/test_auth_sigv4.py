@@ -192,7 +192,7 @@ async def test_bedrock_converse_tool_round_trip_is_signed_and_follows_the_conver
         {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
                                                      "content": [{"text": "18°C, clear"}]}}]}]
     (request,) = [r for r in srv.requests if r.path.endswith("/converse")][:1]
-    assert request.path == "/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse"
+    assert request.path == "/model/us.anthropic.claude-sonnet-4-20250514-v1:0/converse"
 
 
 async def test_every_try_is_signed_over_the_bytes_it_sends(srv):
@@ -270,7 +270,7 @@ def test_the_region_fills_the_base_url_and_its_host_matches_the_label_wildcard()
     import asyncio
 
     shown = asyncio.run(view())
-    assert shown["url"] == "https://bedrock-runtime.eu-central-1.amazonaws.com/model/us.amazon.nova-lite-v1%3A0/converse"
+    assert shown["url"] == "https://bedrock-runtime.eu-central-1.amazonaws.com/model/us.amazon.nova-lite-v1:0/converse"
     assert shown["headers"]["authorization"] == "***"
 
 

@@ -284,3 +284,20 @@ async def test_a_caller_cancelled_while_the_token_is_fetched_leaves_the_fetch_to
         with pytest.raises(asyncio.CancelledError):
             await first
     assert srv.count("/contoso/oauth2/token") == 1
+
+
+async def test_a_failing_call_under_a_token_renders_neither_token_nor_secret_in_a_traceback_with_locals(srv, issuer, config):
+    import traceback
+
+    srv.route("POST", "/v1/chat", Reply.reset())  # a connection error while the token is held: raised through its frames
+    async with Router.from_dir(config, env=env_for(srv)) as router:
+        with pytest.raises(ProviderError) as caught:
+            await router.query("vault-1", HELLO)
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    lines = []
+    for frame in shown.stack:
+        if frame.filename != __file__:
+            lines += [f"{frame.name}: {name} = {value}" for name, value in (frame.locals or {}).items()]
+    text = "\n".join(lines)
+    assert "authorized: used = '***'" in text  # the engine's frames were rendered, with the token they hold
+    assert issuer.issued[0] not in text and SECRET not in text

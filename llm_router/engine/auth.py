@@ -27,7 +27,7 @@ from ..config.model import Auth, AwsSigV4, GoogleServiceAccount, TokenExchange
 from ..credentials import AwsKeys, CredentialError, aws_keys, service_account_info, service_account_signer
 from ..errors import AuthenticationError, MissingCredentialError, ProviderError, RateLimitError, ServerError
 from ..paths import JSONPath
-from ..secrets import MASK, Secret
+from ..secrets import MASK, Secret, WireValue
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from ..wire import host_allowed
 from .errors import excerpt, parse_body
@@ -177,7 +177,7 @@ class BearerToken:
         return dataclasses.replace(request, headers={**request.headers, self._header: self._value(token)}), token
 
     def _value(self, token: str) -> str:
-        return f"{self._scheme} {token}" if self._scheme else token
+        return WireValue(f"{self._scheme} {token}" if self._scheme else token)
 
 
 class TokenEndpoint:
@@ -192,7 +192,7 @@ class TokenEndpoint:
         if runtime.key is None:
             raise MissingCredentialError(f"no key or client secret for the token endpoint: set the environment variable "
                                          f"{runtime.key_env} (or pass it in env=)", provider=runtime.name, model=model)
-        ctx = {"vars": runtime.vars, "key": runtime.key.reveal()}
+        ctx = {"vars": runtime.vars, "key": WireValue(runtime.key.reveal())}  # masked in any repr, as the form holds it
         url = _render_text(spec.url, ctx, runtime, model, "auth.token.url")
         form = _render_fields(spec.form, ctx, runtime, model, "auth.token.form")
         headers = _render_fields(spec.headers, ctx, runtime, model, "auth.token.headers")
@@ -226,7 +226,7 @@ class ServiceAccount:
         now = int(time.time())
         claims = {"iss": email, "scope": " ".join(self._spec.scopes), "aud": token_uri, "iat": now,
                   "exp": now + int(self._spec.lifetime_s)}
-        assertion = jwt.encode(signer, claims).decode()  # type: ignore[no-untyped-call]
+        assertion = WireValue(jwt.encode(signer, claims).decode())  # type: ignore[no-untyped-call]
         remember(self._runtime, assertion)  # a bearer credential until it expires
         return await post_form(self._runtime, token_uri, {"grant_type": JWT_BEARER, "assertion": assertion}, {},
                                (ACCESS_TOKEN, EXPIRES_IN, self._spec.lifetime_s), exchange, model)
@@ -273,7 +273,8 @@ def _read_token(runtime: ProviderRuntime, endpoint: str, status: int, body: byte
     if not token.isascii() or any(c in token for c in "\r\n\0"):
         raise AuthenticationError(f"the token endpoint {endpoint} answered with a token that cannot go in a header",
                                   provider=runtime.name, model=model, status=status)
-    runtime.redact.add(Secret(token))
+    remember(runtime, token)
+    token = WireValue(token)  # a str to the HTTP client, `'***'` in any repr (a traceback's locals)
     lifetime = lifetime_path.first(data)
     try:
         seconds = float(lifetime) if not isinstance(lifetime, bool) else default_lifetime
@@ -361,13 +362,13 @@ def sign_v4(request: PreparedRequest, keys: AwsKeys, service: str, region: str, 
     headers = {k: v for k, v in request.headers.items() if k.lower() not in SIGV4_HEADERS}
     headers["x-amz-date"] = timestamp
     if keys.token:
-        headers["x-amz-security-token"] = keys.token
+        headers["x-amz-security-token"] = WireValue(keys.token)
     aws = AWSRequest(method=request.method, url=url, data=request.content or b"", headers=headers)
     aws.context["timestamp"] = timestamp
     signer = SigV4Auth(Credentials(keys.access_key, keys.secret_key, keys.token), service, region)
     canonical = signer.canonical_request(aws)
     signature = signer.signature(signer.string_to_sign(aws, canonical), aws)
     signed_headers = signer.signed_headers(signer.headers_to_sign(aws))
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={signer.scope(aws)}, SignedHeaders={signed_headers}, "
-                                f"Signature={signature}")
+    headers["authorization"] = WireValue(f"AWS4-HMAC-SHA256 Credential={signer.scope(aws)}, "
+                                         f"SignedHeaders={signed_headers}, Signature={signature}")
     return dataclasses.replace(request, url=url, query={}, headers=headers)
