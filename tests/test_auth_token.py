@@ -301,3 +301,11 @@ async def test_a_failing_call_under_a_token_renders_neither_token_nor_secret_in_
     text = "\n".join(lines)
     assert "authorized: used = '***'" in text  # the engine's frames were rendered, with the token they hold
     assert issuer.issued[0] not in text and SECRET not in text
+
+
+async def test_a_successful_reply_that_echoes_the_token_is_masked_before_anyone_reads_it(srv, issuer, config):
+    srv.route("POST", "/v1/chat", lambda req: Reply.json({"text": "hello", "in": 1, "out": 1,
+                                                          "echo": req.headers["authorization"]}))
+    async with Router.from_dir(config, env=env_for(srv)) as router:
+        resp = await router.query("vault-1", HELLO)
+    assert resp.raw["echo"] == "Bearer ***" and issuer.issued[0] not in str(resp.raw)
