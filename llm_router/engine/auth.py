@@ -34,9 +34,9 @@ from .errors import excerpt, parse_body
 
 if TYPE_CHECKING:
     from .request import PreparedRequest, ProviderRuntime
+    from .transport import Reply
 
-Reply = tuple[int, Mapping[str, str], bytes]  # status, headers, body: what one exchange returns
-Exchange = Callable[["PreparedRequest"], Awaitable[Reply]]
+Exchange = Callable[["PreparedRequest"], Awaitable["Reply"]]  # one exchange through the transport seam (send.py)
 clock: Callable[[], float] = time.monotonic  # when a cached token is due; tests move it
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCESS_TOKEN, EXPIRES_IN = JSONPath("$.access_token"), JSONPath("$.expires_in")
@@ -103,7 +103,7 @@ async def authorized(runtime: ProviderRuntime, request: PreparedRequest, model: 
     it once and sends again."""
     signed, used = await prepare(runtime, request, exchange, model)
     reply = await exchange(signed)
-    if reply[0] == 401 and runtime.authorizer is not None and runtime.authorizer.refreshable:
+    if reply.status == 401 and runtime.authorizer is not None and runtime.authorizer.refreshable:
         signed, _ = await prepare(runtime, request, exchange, model, stale=used)
         reply = await exchange(signed)
     return reply
@@ -249,23 +249,26 @@ async def post_form(runtime: ProviderRuntime, url: str, form: Mapping[str, str],
     request = PreparedRequest("POST", url, {"content-type": "application/x-www-form-urlencoded", "accept": "application/json",
                                             **headers}, {}, None, urlencode(form).encode())
     try:
-        status, _, body = await exchange(request)
+        reply = await exchange(request)
     except ProviderError as error:  # a connection error or a timeout: retried like any other
         error.add_note_to_message(f" (fetching a token from {endpoint})")
         raise
-    return _read_token(runtime, endpoint, status, body, reply_paths, model)
+    return _read_token(runtime, endpoint, reply, reply_paths, model)
 
 
-def _read_token(runtime: ProviderRuntime, endpoint: str, status: int, body: bytes,
+def _read_token(runtime: ProviderRuntime, endpoint: str, reply: Reply,
                 reply_paths: tuple[JSONPath, JSONPath, float], model: str) -> tuple[str, float]:
     token_path, lifetime_path, default_lifetime = reply_paths
-    data = parse_body(body)
+    status = reply.status
+    data = parse_body(reply.body)
+    if runtime.sent_secrets.echoed_in(reply.body):  # an endpoint that echoes the client secret: masked in what is kept
+        data = runtime.redact.data(data)
     if status >= 400:
         detail = (data.get("error_description") or data.get("error")) if isinstance(data, dict) else None
-        text = runtime.redact(str(detail) if detail else excerpt(body) or "(empty body)")
+        text = runtime.redact(str(detail) if detail else excerpt(reply.body) or "(empty body)")
         kind = RateLimitError if status == 429 else ServerError if status >= 500 else AuthenticationError
         raise kind(f"the token endpoint {endpoint} answered HTTP {status}: {text}", provider=runtime.name, model=model,
-                   status=status, body_excerpt=runtime.redact(excerpt(body)))
+                   status=status, body_excerpt=runtime.redact(excerpt(reply.body)))
     token = token_path.first(data) if data is not None else None
     if not isinstance(token, str) or not token:
         raise AuthenticationError(f"the token endpoint {endpoint} answered without a token at {token_path.expr}",

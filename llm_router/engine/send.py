@@ -23,7 +23,7 @@ from ..errors import (
 from .auth import authorized, prepare
 from .errors import RETRYABLE_KINDS, NotJSON, decode_json, error_from_reply
 from .request import PreparedRequest, ProviderRuntime
-from .transport import InvalidURL, ReplyTooLarge, StreamingReply, Transport, TransportClosed, TransportError
+from .transport import InvalidURL, Reply, ReplyTooLarge, StreamingReply, Transport, TransportClosed, TransportError
 
 log = logging.getLogger("llm_router")
 T = TypeVar("T")
@@ -86,34 +86,34 @@ async def with_retries(runtime: ProviderRuntime, model: str, attempt: Callable[[
             await sleep(wait)
 
 
-async def exchange(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest,
-                   model: str) -> tuple[int, Mapping[str, str], bytes]:
-    """Send a prepared request as it is → (status, headers, body). The one place a whole reply is
-    read: API calls and token fetches (engine/auth.py) alike."""
+async def exchange(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> Reply:
+    """Send a prepared request as it is. The one place a whole reply is read: API calls and token
+    fetches (engine/auth.py) alike."""
     try:
-        reply = await transport.send(request)
+        return await transport.send(request)
     except TransportError as exc:
         raise transport_error(exc, runtime, model) from None
-    return reply.status, reply.headers, reply.body
 
 
 async def send_json(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any]:
     """One HTTP exchange (credentials applied for this try) → (status, parsed JSON); raises a typed
-    error for anything else."""
-    status, headers, body = await authorized(runtime, request, model, lambda r: exchange(transport, runtime, r, model))
-    if status >= 400:
-        raise error_from_reply(runtime.config.errors, status, headers, body, runtime.name, model, runtime.redact)
-    if status >= 300:
-        raise redirect_error(status, headers, runtime, model)
+    error for anything else. The reply stays one object (its repr shows sizes, never an echoed key)."""
+    reply = await authorized(runtime, request, model, lambda r: exchange(transport, runtime, r, model))
+    if reply.status >= 400:
+        raise error_from_reply(runtime.config.errors, reply.status, reply.headers, reply.body,
+                               runtime.name, model, runtime.redact)
+    if reply.status >= 300:
+        raise redirect_error(reply.status, reply.headers, runtime, model)
     try:
-        data = decode_json(body)
+        data = decode_json(reply.body)
     except NotJSON as exc:
         # Served, maybe billed: not retried here (InvalidReplyError's kind is not retryable); the router may fall back.
-        raise InvalidReplyError(f"the reply is {exc} ({len(body)} bytes)", provider=runtime.name, model=model,
-                                status=status, body_excerpt=runtime.redact(body[:200].decode("utf-8", "replace"))) from None
+        raise InvalidReplyError(f"the reply is {exc} ({len(reply.body)} bytes)", provider=runtime.name, model=model,
+                                status=reply.status,
+                                body_excerpt=runtime.redact(reply.body[:200].decode("utf-8", "replace"))) from None
     # A provider that echoes its key: masked before anything reads the reply (raw, content, hooks). The
     # bytes are searched once for the secrets this provider was sent; a reply that holds none is not walked.
-    return status, runtime.redact.data(data) if runtime.sent_secrets.echoed_in(body) else data
+    return reply.status, runtime.redact.data(data) if runtime.sent_secrets.echoed_in(reply.body) else data
 
 
 @asynccontextmanager
