@@ -8,8 +8,8 @@ from mockserver import MockServer, Reply
 
 from llm_router import Router
 from llm_router.config import load_catalog
-from llm_router.config.checks import host_allowed
 from llm_router.errors import MissingCredentialError
+from llm_router.wire import host_allowed
 
 BASE = """
 name: base
