@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import math
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,6 @@ from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
 from .errors import Problem, RouterError
-from .secrets import MASK
 from .types import CostBreakdown, ToolCall
 
 if TYPE_CHECKING:  # `validate` imports this module: it must not load the router or the engine
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # `validate` imports this module: it must not load the router
     from .router import Router
 
 REPLAY_KEY = "sk-contract-replay-key-000"
+REPLAY_AWS_KEY_ID = "AKIACONTRACTREPLAY00"
 REPLY_BODIES = ("body", "text", "sse")
 SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "native_finish_reason", "tool_calls", "message",
                   "reasoning", "usage", "cost", "cost_breakdown", "chunks", "tool_call_deltas")
@@ -313,26 +315,80 @@ async def run_contract(contract: Contract, catalog: Catalog) -> ContractResult:
 
 
 async def _replay_diffs(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    from .engine.auth import display_headers
     from .router import Router
 
     replay = _Replay(data["replies"])
-    env = {p.auth.env: REPLAY_KEY for p in catalog.providers.values() if p.auth is not None}
-    try:
-        async with Router(catalog, env, transport=replay) as router:
-            async with asyncio.timeout(10):  # a contract that loops (a Pending repeated forever) must not hang CI
-                outcome = await make_call(router, data["call"])
-    except Exception as exc:  # a crash below the router's error hierarchy fails this contract, not the run
-        return [f"the call crashed with {type(exc).__name__}: {exc}"]
+    with tempfile.TemporaryDirectory(prefix="llm-router-replay-") as scratch:
+        env = {**replay_credentials(catalog, Path(scratch)), **data.get("env", {})}
+        try:
+            async with Router(catalog, env, transport=replay) as router:
+                async with asyncio.timeout(10):  # a contract that loops (a Pending repeated forever) must not hang CI
+                    outcome = await make_call(router, data["call"])
+        except Exception as exc:  # a crash below the router's error hierarchy fails this contract, not the run
+            return [f"the call crashed with {type(exc).__name__}: {exc}"]
+    mask = _Mask(router._engine.redact, display_headers(catalog.providers[data["provider"]].auth))
     sent = replay.requests
     diffs = []
+    first = 0
+    if "token_request" in data:
+        diffs += _request_diffs("token_request", data["token_request"], sent[0], mask) if sent else ["token_request: nothing was sent"]
+        first = 1
     if "request" in data:
-        diffs += _request_diffs("request", data["request"], sent[0]) if sent else ["request: nothing was sent"]
+        diffs += _request_diffs("request", data["request"], sent[first], mask) if len(sent) > first else ["request: nothing was sent"]
     if "poll_request" in data:
-        if len(sent) < 2:
-            diffs.append(f"poll_request: expected requests after the first, but {len(sent)} was sent")
-        for i, request in enumerate(sent[1:], start=1):
-            diffs += _request_diffs(f"requests[{i}]", data["poll_request"], request)
+        if len(sent) < first + 2:
+            diffs.append(f"poll_request: expected requests after the first, but {len(sent) - first} was sent")
+        for i, request in enumerate(sent[first + 1:], start=first + 1):
+            diffs += _request_diffs(f"requests[{i}]", data["poll_request"], request, mask)
     return diffs + _outcome_diffs(data["expect"], outcome, len(sent))
+
+
+def replay_credentials(catalog: Catalog, scratch: Path) -> dict[str, str]:
+    """Every credential the catalog's providers read, set to a replay value: keys and client secrets,
+    AWS keys, and a throwaway service-account key file (written in `scratch`)."""
+    env: dict[str, str] = {}
+    for provider in catalog.providers.values():
+        auth = provider.auth
+        if auth is None:
+            continue
+        if auth.env:
+            env[auth.env] = REPLAY_KEY
+        if auth.aws_sigv4 is not None:
+            env.update(AWS_ACCESS_KEY_ID=REPLAY_AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=REPLAY_KEY)
+        if auth.google_service_account is not None:
+            path = scratch / "service-account.json"
+            if not path.exists():
+                path.write_text(json.dumps(_replay_service_account()), encoding="utf-8")
+            env[auth.google_service_account.credentials_env] = str(path)
+    return env
+
+
+@functools.cache
+def _replay_service_account() -> dict[str, str]:
+    """A service-account key made up for replays (one RSA key per process), with Google's token_uri."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {"type": "service_account", "client_email": "contract-replay@replay.iam.gserviceaccount.com",
+            "private_key": pem.decode(), "token_uri": "https://oauth2.googleapis.com/token"}
+
+
+@dataclass(frozen=True)
+class _Mask:
+    """A request's values as a contract states them: secrets the router knew masked, and the
+    credential headers of a token or a signature masked whole."""
+
+    redact: Callable[[str], str]
+    credential_headers: Mapping[str, str]
+
+    def header(self, name: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        shown = next((v for k, v in self.credential_headers.items() if k.lower() == name.lower()), None)
+        return shown if shown is not None else self.redact(value)
 
 
 async def run_contracts(contracts: Sequence[Contract], catalog: Catalog) -> list[ContractResult]:
@@ -361,7 +417,8 @@ def sent_query(request: PreparedRequest) -> dict[str, str]:
     return {**dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=True)), **request.query}
 
 
-def _request_diffs(where: str, expected: Mapping[str, Any], request: PreparedRequest) -> list[str]:
+def _request_diffs(where: str, expected: Mapping[str, Any], request: PreparedRequest, mask: _Mask) -> list[str]:
+    """Only the parts the contract gives; values compared as masked (a key or token is `***`)."""
     diffs = []
     path = urlsplit(request.url).path
     method = request.method.upper()
@@ -370,26 +427,26 @@ def _request_diffs(where: str, expected: Mapping[str, Any], request: PreparedReq
     if "path" in expected and expected["path"] != path:
         diffs.append(f"{where}.path: expected {expected['path']}, got {path}")
     if "query" in expected:
-        got_query = sent_query(request)
-        want_query = {k: v.replace(MASK, REPLAY_KEY) for k, v in expected["query"].items()}
-        if got_query != want_query:
-            diffs.append(f"{where}.query: expected {_masked(want_query)}, got {_masked(got_query)}")
+        got_query = {k: mask.redact(v) for k, v in sent_query(request).items()}
+        if got_query != expected["query"]:
+            diffs.append(f"{where}.query: expected {expected['query']}, got {got_query}")
     headers = CIMultiDict(request.headers)
     for name, value in expected.get("headers", {}).items():
-        got = headers.get(name)
-        if got != value.replace(MASK, REPLAY_KEY):
-            diffs.append(f"{where}.headers.{name}: expected {value!r}, got {_masked(got)!r}")
+        got = mask.header(name, headers.get(name))
+        if got != value:
+            diffs.append(f"{where}.headers.{name}: expected {value!r}, got {got!r}")
     if "body" in expected:
-        try:
-            body = json.loads(request.content) if request.content else None
-        except ValueError:
-            body = request.content.decode(errors="replace") if request.content else None
+        body: Any
+        content = request.content or b""
+        if headers.get("content-type") == "application/x-www-form-urlencoded":
+            body = {k: mask.redact(v) for k, v in parse_qsl(content.decode(errors="replace"), keep_blank_values=True)}
+        else:
+            try:
+                body = json.loads(content) if content else None
+            except ValueError:
+                body = content.decode(errors="replace")
         diffs += _value_diffs(f"{where}.body", expected["body"], body)
     return diffs
-
-
-def _masked(value: Any) -> Any:
-    return json.loads(json.dumps(value).replace(REPLAY_KEY, MASK)) if value is not None else None
 
 
 def _short(value: Any, limit: int = 80) -> str:

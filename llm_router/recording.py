@@ -7,12 +7,12 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
@@ -20,6 +20,7 @@ from .config import load_catalog
 from .config.model import Catalog, ProviderConfig
 from .contracts import make_call, sent_query
 from .engine import TransportOption
+from .engine.auth import SIGV4_HEADERS, display_headers, takes_token
 from .engine.request import PreparedRequest
 from .engine.transport import ClientSettings, Reply, StreamingReply, Transport, TransportFactory, transport_factory
 from .errors import ConfigurationError, RouterError
@@ -130,15 +131,24 @@ async def record(
         "name": name,
         "provider": config.provider,
         "source": f"recorded with `llm-router record` on {time.strftime('%Y-%m-%d')}",
-        "call": call,
-        "request": _recorded_request(recorder.exchanges[0].request, provider, env),
     }
-    if len(recorder.exchanges) > 1 and config.kind == "image":
-        later = _recorded_request(recorder.exchanges[-1].request, provider, env)
+    used_vars = {v: env[v] for var in provider.vars.values() for v in var.env if env.get(v)}
+    if used_vars:  # non-secret by declaration; the replay needs them
+        data["env"] = used_vars
+    data["call"] = call
+    exchanges = recorder.exchanges
+    first = 1 if takes_token(provider.auth) and len(exchanges) > 1 else 0
+    if first:
+        data["token_request"] = _recorded_request(exchanges[0].request, provider, {})
+    data["request"] = _recorded_request(exchanges[first].request, provider, env)
+    if len(exchanges) > first + 1 and config.kind == "image":
+        later = _recorded_request(exchanges[-1].request, provider, env)
         data["poll_request"] = {k: later[k] for k in ("method", "path", "headers") if k in later}
-    data["replies"] = [_recorded_reply(x) for x in recorder.exchanges]
-    data["expect"] = _recorded_expect(outcome, len(recorder.exchanges))
-    return cast(dict[str, Any], _redacted(data, _redactor(catalog, env)))
+    data["replies"] = [_recorded_reply(x) for x in exchanges]
+    data["expect"] = _recorded_expect(outcome, len(exchanges))
+    static = _redactor(catalog, env)
+    engine = router._engine.redact  # every key, token, assertion and AWS key the router actually used
+    return cast(dict[str, Any], _redacted(data, lambda text: engine(static(text))))
 
 
 def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
@@ -155,7 +165,7 @@ def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
     return redactor
 
 
-def _redacted(value: Any, redact: Redactor) -> Any:
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
@@ -170,11 +180,17 @@ def _recorded_request(request: PreparedRequest, provider: ProviderConfig, env: M
     query = sent_query(request)
     if query:
         out["query"] = query
-    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _NOISE_HEADERS}
+    masked = {k.lower(): v for k, v in display_headers(provider.auth).items()}  # a token or a signature: masked whole
+    # a signature's date and session token change with every request: not part of a contract
+    skip = _NOISE_HEADERS | (SIGV4_HEADERS - masked.keys() if provider.auth and provider.auth.aws_sigv4 else frozenset())
+    headers = {k.lower(): masked.get(k.lower(), v) for k, v in request.headers.items() if k.lower() not in skip}
     if headers:
         out["headers"] = headers
-    if request.content:
-        with contextlib.suppress(ValueError):  # a body that is not JSON (a form, multipart) is not recorded
+    if {k.lower(): v for k, v in request.headers.items()}.get("content-type") == "application/x-www-form-urlencoded" \
+            and request.content:  # a token request
+        out["body"] = dict(parse_qsl(request.content.decode(errors="replace"), keep_blank_values=True))
+    elif request.content:
+        with contextlib.suppress(ValueError):  # a body that is not JSON (multipart) is not recorded
             out["body"] = json.loads(request.content)
     return out
 

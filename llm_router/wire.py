@@ -12,12 +12,19 @@ JSON_CONTENT_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json\s*(?:;.*)?", re.
 
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     """Whether a key may go to `host`: a pattern names it exactly, or is `*.domain` and the host is
-    that domain or one of its subdomains (never `evildomain`)."""
+    that domain or one of its subdomains (never `evildomain`), or has a `*` inside one label
+    (`bedrock-runtime.*.amazonaws.com`, `*-aiplatform.googleapis.com`) that matches part of that
+    label only, never a dot."""
     host = host.lower()
     for pattern in patterns:
         pattern = pattern.lower()
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) or host == pattern[2:]:
+                return True
+        elif "*" in pattern:
+            head, _, tail = pattern.partition("*")
+            inner = host[len(head):len(host) - len(tail)] if len(host) > len(head) + len(tail) else ""
+            if inner and "." not in inner and host.startswith(head) and host.endswith(tail):
                 return True
         elif host == pattern:
             return True

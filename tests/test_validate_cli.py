@@ -161,11 +161,15 @@ def test_output_never_contains_a_key_value(clean, bad, fmt, strict):
 
 def test_bundled_catalog_validates_with_only_warnings_without_keys(capsys, monkeypatch):
     for name in list(os.environ):
-        if name.endswith("_API_KEY"):
+        if name.endswith("_API_KEY") or name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
             monkeypatch.delenv(name)
     assert main(["validate"]) == 0
     out, _ = capsys.readouterr()
-    assert out and all(": warning: " in line and "_API_KEY is not set" in line for line in out.splitlines())
+    lines = out.splitlines()
+    assert out and all(": warning: " in line and "will fail until it is" in line for line in lines)
+    assert any("_API_KEY is not set" in line for line in lines)
+    # the providers without an API key say what they lack: a var, AWS keys, a service-account file
+    assert any("var 'region' has no value: set AWS_REGION or AWS_DEFAULT_REGION" in line for line in lines)
     assert main(["validate", "--strict"]) == 1
 
 

@@ -25,6 +25,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
     from .build import build_model, build_provider, build_settings
     from .digest import unchanged_bundled
     from .load import load_dirs, resolve_extends
+    from .vars import check_environment
 
     raw = load_dirs([Path(d) for d in dirs])
     known_good = unchanged_bundled(raw.files) if trust_digest else frozenset()
@@ -37,9 +38,11 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
         if found:
             broken.add(name)
             problems += found
-    for name, doc in raw.providers.items():
-        if isinstance(doc.data.get("extends"), str) and doc.data["extends"] in broken:
-            broken.add(name)  # its merge would repeat the base's errors
+    grown = True
+    while grown:  # down every `extends` chain: a merge over a broken base would repeat the base's errors
+        before = len(broken)
+        broken |= {n for n, d in raw.providers.items() if isinstance(d.data.get("extends"), str) and d.data["extends"] in broken}
+        grown = len(broken) > before
     if raw.unreadable_providers:
         # A model may name a provider from a file that could not be read: say nothing more about it.
         named = {d.data.get("provider") for d in raw.models.values() if isinstance(d.data, dict)}
@@ -78,6 +81,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
     problems += checks.check_models(models, raw.models, providers, broken, bad_models)
     problems += checks.check_keys(models, providers, resolved, env)
     problems += checks.check_base_url_overrides(models, providers, resolved, env)
+    problems += check_environment(providers, resolved, env)
     settings = build_settings(raw.router if not router_problems else None)
     problems += checks.check_router(settings, raw.router, models, providers, broken | bad_models, env)
     if any(p.severity == "error" for p in problems):

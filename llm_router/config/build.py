@@ -13,9 +13,11 @@ from ..templating import CompiledTemplate, TemplateCompileError, compile_structu
 from . import model as m
 from .load import Doc, KeyPath, merge
 
-REQUEST_VARS = frozenset({"model", "params"})
+REQUEST_VARS = frozenset({"model", "params", "vars"})
 BODY_VARS = frozenset({"model", "messages", "prompt", "params", "system", "tools", "tool_choice",
-                       "parallel_tool_calls", "response_format", "reasoning"})
+                       "parallel_tool_calls", "response_format", "reasoning", "vars"})
+AUTH_VARS = frozenset({"vars"})
+TOKEN_REQUEST_VARS = frozenset({"vars", "key"})
 PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": "part", "tool_call": "call",
              "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
@@ -315,6 +317,39 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
     )
 
 
+def _token_exchange(b: _Builder, data: dict[str, Any]) -> m.TokenExchange | None:
+    at: KeyPath = ("auth", "token")
+    url = b.template(data["url"], (*at, "url"), AUTH_VARS)
+    form = b.template(data["form"], (*at, "form"), TOKEN_REQUEST_VARS)
+    access_token = b.path(data.get("access_token", "$.access_token"), (*at, "access_token"))
+    expires_in = b.path(data.get("expires_in", "$.expires_in"), (*at, "expires_in"))
+    if url is None or form is None or access_token is None or expires_in is None:
+        return None
+    return m.TokenExchange(url, form, access_token, expires_in,
+                           headers=b.template(data.get("headers"), (*at, "headers"), TOKEN_REQUEST_VARS),
+                           **_given(data, "lifetime_s", "refresh_before_s"))
+
+
+def _auth(b: _Builder, data: dict[str, Any] | None) -> m.Auth | None:
+    if not data:
+        return None
+    google, sigv4 = data.get("google_service_account"), data.get("aws_sigv4")
+    region = b.template(sigv4["region"], ("auth", "aws_sigv4", "region"), AUTH_VARS) if sigv4 else None
+    return m.Auth(
+        **_given(data, "env", "header", "scheme", "query", "optional"),
+        token=_token_exchange(b, data["token"]) if "token" in data else None,
+        google_service_account=m.GoogleServiceAccount(**{**google, "scopes": tuple(google["scopes"])}) if google else None,
+        aws_sigv4=m.AwsSigV4(sigv4["service"], region) if sigv4 and region else None,
+    )
+
+
+def _vars(data: dict[str, Any]) -> Mapping[str, m.Var]:
+    return MappingProxyType({
+        name: m.Var(env=tuple(var["env"]) if isinstance(var["env"], list) else (var["env"],), **_given(var, "default", "description"))
+        for name, var in data.items()
+    })
+
+
 def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
     b = _Builder(doc, problems)
     data = doc.data
@@ -323,14 +358,14 @@ def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
         compiled = _operation(b, kind, op)
         if compiled is not None:
             operations[kind] = compiled
-    auth = data.get("auth")
     return m.ProviderConfig(
         name=data["name"],
         base_url=data.get("base_url", "").rstrip("/"),
         file=doc.file,
         **_given(data, "description", "price_sheet_id", "abstract", "max_connections"),
         base_url_env=data.get("base_url_env"),
-        auth=m.Auth(**auth) if auth else None,
+        vars=_vars(data.get("vars", {})),
+        auth=_auth(b, data.get("auth")),
         headers=MappingProxyType(dict(data.get("headers", {}))),
         hosts=tuple(data.get("hosts", ())),
         timeouts=m.Timeouts(**data.get("timeouts", {})),

@@ -22,15 +22,21 @@ def _hint(name: str, known: list[str], what: str) -> str:
 
 
 def check_extends(doc: Doc, providers: Mapping[str, Doc]) -> list[Problem]:
-    """`extends` names a known provider that does not itself extend another."""
+    """`extends` names a known provider, and the chain it starts never comes back to this one."""
     parent = doc.data.get("extends")
     if not isinstance(parent, str):
         return []  # absent, or a wrong type the schema pass reports
     file, line = doc.where(("extends",))
     if parent not in providers:
         return [Problem(file, line, f"extends unknown provider {parent!r}; {_hint(parent, list(providers), 'providers')}", key="extends")]
-    if providers[parent].data.get("extends") is not None:
-        return [Problem(file, line, f"extends {parent!r}, which itself extends another provider; `extends` is one level deep", key="extends")]
+    chain: list[str] = [doc.name]
+    name: object = parent
+    while isinstance(name, str) and name in providers and name not in chain:
+        chain.append(name)
+        name = providers[name].data.get("extends")
+    if name == doc.name:  # each provider on a cycle reports it at its own `extends`
+        return [Problem(file, line, f"`extends` cycle: {' → '.join([*chain, doc.name])}; break it by removing one `extends`",
+                        key="extends")]
     return []
 
 
@@ -43,7 +49,7 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
     except ValueError as exc:
         file, line = doc.where(("base_url",))
         return [Problem(file, line, f"base_url {provider.base_url!r} is not a valid URL: {exc}", key="base_url")]
-    if provider.hosts and not host_allowed(host, provider.hosts):
+    if provider.hosts and "{" not in provider.base_url and not host_allowed(host, provider.hosts):  # `{var}`: vars.py
         file, line = doc.where(("hosts",))
         problems.append(Problem(file, line, f"base_url host {host!r} is not in `hosts` ({', '.join(provider.hosts)}); the key may only go to listed hosts", key="hosts"))
     return problems + _check_content_types(doc)
@@ -267,8 +273,8 @@ def check_keys(
     problems = []
     for (name, key_env), user in sorted(used.items(), key=lambda item: (item[0][0], item[0][1] or "")):
         provider = providers.get(name)
-        if provider is None or provider.auth is None or provider.auth.optional:
-            continue
+        if provider is None or provider.auth is None or provider.auth.optional or provider.auth.env is None:
+            continue  # no `env`: a mechanism that finds its own credentials (config/vars.py checks those)
         variable = key_env or provider.auth.env
         if env.get(variable):
             continue

@@ -390,18 +390,24 @@ def merge(base: Any, override: Any) -> Any:
 
 
 def resolve_extends(raw: RawConfig) -> dict[str, Doc]:
-    """Providers after `extends` (one level: a base may not extend another)."""
+    """Providers after `extends`, over any number of levels: each file merged over its resolved base.
+    A provider whose chain names an unknown provider or runs in a cycle is left out (the semantic
+    checks report it, with file and line)."""
     resolved: dict[str, Doc] = {}
-    for name, doc in raw.providers.items():
+
+    def resolve(name: str, below: tuple[str, ...]) -> Doc | None:
+        if name in resolved:
+            return resolved[name]
+        doc = raw.providers[name]
         parent_name = doc.data.get("extends")
         if not isinstance(parent_name, str):
             resolved[name] = doc
-            continue
-        parent = raw.providers.get(parent_name)
+            return doc
+        if parent_name not in raw.providers or parent_name in below:
+            return None
+        parent = resolve(parent_name, (*below, name))
         if parent is None:
-            continue  # reported by the semantic checks, with the list of known providers
-        if parent.data.get("extends") is not None:
-            continue  # reported by the semantic checks: one level of reuse only
+            return None
         data = merge(parent.data, doc.data)
         data.pop("extends", None)
         data.pop("abstract", None)
@@ -410,4 +416,8 @@ def resolve_extends(raw: RawConfig) -> dict[str, Doc]:
         marks = dict(parent.marks)
         marks.update(doc.marks)
         resolved[name] = Doc(name, data, doc.file, marks)
-    return resolved
+        return resolved[name]
+
+    for name in raw.providers:
+        resolve(name, (name,))
+    return {name: resolved[name] for name in raw.providers if name in resolved}

@@ -267,12 +267,51 @@ class Operation:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenExchange:
+    """An OAuth2-style token endpoint: the form that gets a token, where the token and its lifetime are."""
+
+    url: CompiledTemplate  # variables: vars
+    form: CompiledTemplate  # variables: vars, key (the secret in auth.env)
+    access_token: JSONPath  # derived default: $.access_token
+    expires_in: JSONPath  # derived default: $.expires_in
+    headers: CompiledTemplate | None = None
+    lifetime_s: float = 3600
+    refresh_before_s: float = 60
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleServiceAccount:
+    credentials_env: str
+    scopes: tuple[str, ...]
+    lifetime_s: float = 3600
+    refresh_before_s: float = 60
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSigV4:
+    service: str
+    region: CompiledTemplate  # variables: vars
+
+
+@dataclass(frozen=True, slots=True)
 class Auth:
-    env: str
+    env: str | None = None  # None: a mechanism that reads its own credentials (google_service_account, aws_sigv4)
     header: str | None = None
     scheme: str | None = None
     query: str | None = None
     optional: bool = False
+    token: TokenExchange | None = None
+    google_service_account: GoogleServiceAccount | None = None
+    aws_sigv4: AwsSigV4 | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """A non-secret value from the environment (a region, a project), for templates and `{name}` in URLs."""
+
+    env: tuple[str, ...]  # the first one set wins
+    default: str | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +332,7 @@ class ProviderConfig:
     price_sheet_id: str | None = None  # its id in price data files (models.dev); None: its name
     abstract: bool = False
     base_url_env: str | None = None
+    vars: Mapping[str, Var] = field(default_factory=_empty)
     auth: Auth | None = None
     headers: Mapping[str, str] = field(default_factory=_empty)
     hosts: tuple[str, ...] = ()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.model import Operation, ProviderConfig
+from ..config.vars import effective_base_url
 from ..errors import InvalidRequestError, MissingCredentialError
 from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
@@ -40,11 +42,15 @@ class ProviderRuntime:
     def __init__(self, config: ProviderConfig, env: Mapping[str, str], redactor: Redactor,
                  key_env: str | None = None, base_url_env: str | None = None) -> None:
         """`key_env` and `base_url_env` replace the provider's variables (a deployment's own key or URL)."""
+        from .auth import make_authorizer  # auth builds on this module
+
         self.config = config
         self.name = config.name
         url_env = base_url_env or config.base_url_env
-        override = env.get(url_env) if url_env else None
-        self.base_url = (override or config.base_url).rstrip("/")
+        values, base_url, unusable = effective_base_url(config, env, url_env)
+        self.vars = MappingProxyType(values)  # `vars` of templates
+        self.unusable = "; ".join(message for _, message in unusable) or None  # why a call cannot be made yet (an unset var...)
+        self.base_url = base_url.rstrip("/")
         redactor.add_url(self.base_url)  # a `user:password@` in the URL is a credential too
         base_host = host_of(self.base_url) or ""
         self.hosts = (*config.hosts, base_host)
@@ -58,9 +64,12 @@ class ProviderRuntime:
         self.sent_secrets = Redactor([self.key] if self.key is not None else [])
         self.sent_secrets.add_url(self.base_url)
         self.static_headers = dict(config.headers)  # checked once, here: the schema allows printable ASCII only
+        self.redact = redactor
+        self.authorizer = make_authorizer(self, env)  # None: a static key (or none)
         # lower-case names a caller's extra headers may not set: the provider's own and its key's
         self.own_header_names = frozenset(
-            [*(name.lower() for name in config.headers), *([auth.header.lower()] if auth is not None and auth.header else [])])
+            [*(name.lower() for name in config.headers), *([auth.header.lower()] if auth is not None and auth.header else []),
+             *(self.authorizer.own_headers if self.authorizer is not None else ())])
         # Per (operation, streaming): the params the body already places, so merging skips them. A merging
         # operation also never lets a param set what its stream block owns (`stream`, `stream_options`).
         self.placed_params: dict[tuple[str, bool], frozenset[str]] = {}
@@ -72,9 +81,10 @@ class ProviderRuntime:
                 templates = (spec.body if spec is not None else op.body, op.path, op.query,
                              spec.path if spec is not None else None, spec.query if spec is not None else None)
                 self.placed_params[(kind, streaming)] = owned.union(*(t.param_names for t in templates if t is not None))
-        self.redact = redactor
         self._auth_header: dict[str, str] = {}
-        if self.key is not None and auth is not None and auth.header is not None:
+        if self.authorizer is not None:
+            self._key_ok = True  # the key (a client secret) goes to the token endpoint, not in a header
+        elif self.key is not None and auth is not None and auth.header is not None:
             value = WireValue(f"{auth.scheme} {self.key.reveal()}" if auth.scheme else self.key.reveal())
             self._auth_header = {auth.header: value}
             self._key_ok = _header_value_ok(value)
@@ -85,6 +95,8 @@ class ProviderRuntime:
         return f"ProviderRuntime({self.name!r}, base_url={mask_userinfo(self.base_url)!r}, key={self.key!r})"
 
     def auth_headers(self, model: str, display: bool = False) -> dict[str, str]:
+        if self.authorizer is not None:  # applied per try, as the request is sent (engine/auth.py)
+            return self.authorizer.display() if display else {}
         if self._auth_header:
             if not self._key_ok:
                 raise InvalidRequestError(f"{self.name} ({model}): the key in {self.key_env} holds CR/LF or non-ASCII characters")
@@ -99,7 +111,7 @@ class ProviderRuntime:
 
     def auth_query(self, model: str, display: bool = False) -> dict[str, str]:
         auth = self.config.auth
-        if auth is None or auth.query is None:
+        if auth is None or auth.query is None or self.authorizer is not None:
             return {}
         key = self._key(model, display)
         return {auth.query: WireValue(key.reveal())} if key is not None else {}
@@ -175,10 +187,13 @@ def build_request(
 ) -> PreparedRequest:
     model_name = model_ctx["name"]
     provider = runtime.name
+    if runtime.unusable is not None and not display:
+        raise MissingCredentialError(runtime.unusable, provider=provider, model=model_name)
     wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})",
                    operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"),
                    reasoning is not None)
-    ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, **wire.variables}
+    ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, "vars": runtime.vars,
+           **wire.variables}
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
@@ -253,7 +268,9 @@ def redacted_view(runtime: ProviderRuntime, request: PreparedRequest) -> dict[st
     auth = runtime.config.auth
     headers = dict(request.headers)
     query = dict(request.query)
-    if auth is not None and auth.header and auth.header in headers:
+    if runtime.authorizer is not None:
+        headers.update(runtime.authorizer.display())
+    elif auth is not None and auth.header and auth.header in headers:
         headers[auth.header] = f"{auth.scheme} {MASK}" if auth.scheme else MASK
     if auth is not None and auth.query and auth.query in query:
         query[auth.query] = MASK

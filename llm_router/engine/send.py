@@ -20,9 +20,10 @@ from ..errors import (
     RouterClosedError,
     RouterError,
 )
+from .auth import authorized, prepare
 from .errors import RETRYABLE_KINDS, NotJSON, decode_json, error_from_reply
 from .request import PreparedRequest, ProviderRuntime
-from .transport import InvalidURL, ReplyTooLarge, StreamingReply, Transport, TransportClosed, TransportError
+from .transport import InvalidURL, Reply, ReplyTooLarge, StreamingReply, Transport, TransportClosed, TransportError
 
 log = logging.getLogger("llm_router")
 T = TypeVar("T")
@@ -85,12 +86,19 @@ async def with_retries(runtime: ProviderRuntime, model: str, attempt: Callable[[
             await sleep(wait)
 
 
-async def send_json(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any]:
-    """One HTTP exchange → (status, parsed JSON); raises a typed error for anything else."""
+async def exchange(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> Reply:
+    """Send a prepared request as it is. The one place a whole reply is read: API calls and token
+    fetches (engine/auth.py) alike."""
     try:
-        reply = await transport.send(request)
+        return await transport.send(request)
     except TransportError as exc:
         raise transport_error(exc, runtime, model) from None
+
+
+async def send_json(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any]:
+    """One HTTP exchange (credentials applied for this try) → (status, parsed JSON); raises a typed
+    error for anything else. The reply stays one object (its repr shows sizes, never an echoed key)."""
+    reply = await authorized(runtime, request, model, lambda r: exchange(transport, runtime, r, model))
     if reply.status >= 400:
         raise error_from_reply(runtime.config.errors, reply.status, reply.headers, reply.body,
                                runtime.name, model, runtime.redact)
@@ -112,14 +120,23 @@ async def send_json(transport: Transport, runtime: ProviderRuntime, request: Pre
 async def open_stream(
     transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str
 ) -> AsyncIterator[StreamingReply]:
-    """Open a streaming exchange; an error status is read and raised before anything is yielded."""
+    """Open a streaming exchange; an error status is read and raised before anything is yielded.
+    Credentials are applied for this try; a 401 under a token refreshes it once and opens again."""
+    stale: object = None
     try:
-        async with transport.stream(request) as reply:
-            if reply.status >= 400:  # the body is read into no local variable: it may echo the key
-                raise error_from_reply(runtime.config.errors, reply.status, reply.headers, await reply.read(),
-                                       runtime.name, model, runtime.redact)
-            if reply.status >= 300:
-                raise redirect_error(reply.status, reply.headers, runtime, model)
-            yield reply
+        for last in (False, True):
+            sent, used = await prepare(runtime, request, lambda r: exchange(transport, runtime, r, model), model, stale)
+            async with transport.stream(sent) as reply:
+                if reply.status == 401 and not last and runtime.authorizer is not None and runtime.authorizer.refreshable:
+                    await reply.read()  # a token the API no longer takes: refresh it once and open again
+                    stale = used
+                    continue
+                if reply.status >= 400:  # the body is read into no local variable: it may echo the key
+                    raise error_from_reply(runtime.config.errors, reply.status, reply.headers, await reply.read(),
+                                           runtime.name, model, runtime.redact)
+                if reply.status >= 300:
+                    raise redirect_error(reply.status, reply.headers, runtime, model)
+                yield reply
+                return
     except TransportError as exc:
         raise transport_error(exc, runtime, model) from None
