@@ -11,6 +11,8 @@ Contracts are never loaded by `Router.from_dir`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import functools
 import json
@@ -40,7 +42,7 @@ if TYPE_CHECKING:  # `validate` imports this module: it must not load the router
 
 REPLAY_KEY = "sk-contract-replay-key-000"
 REPLAY_AWS_KEY_ID = "AKIACONTRACTREPLAY00"
-REPLY_BODIES = ("body", "text", "sse")
+REPLY_BODIES = ("body", "text", "sse", "base64")
 SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "native_finish_reason", "tool_calls", "message",
                   "reasoning", "usage", "cost", "cost_breakdown", "chunks", "tool_call_deltas")
 STREAM_ONLY_FIELDS = ("chunks", "tool_call_deltas")
@@ -144,7 +146,14 @@ def _check_shape(doc: Doc) -> list[Problem]:
         if len(given) != 1:
             file, line = doc.where(("replies", i))
             got = f"got {', '.join(given)}" if given else "got none"
-            problems.append(Problem(file, line, f"replies[{i}]: give exactly one of body, text, sse ({got})"))
+            problems.append(Problem(file, line, f"replies[{i}]: give exactly one of {', '.join(REPLY_BODIES)} ({got})"))
+        elif given == ["base64"]:
+            try:
+                _binary_body(reply["base64"])
+            except binascii.Error as exc:
+                file, line = doc.where(("replies", i, "base64"))
+                problems.append(Problem(file, line, f"replies[{i}].base64 is not base64 ({exc}); encode the body's bytes "
+                                                    "with RFC 4648's alphabet (A-Z a-z 0-9 + /) and = padding"))
     call = data["call"]
     if "messages" not in call and "prompt" not in call:
         file, line = doc.where(("call",))
@@ -161,6 +170,11 @@ def _check_shape(doc: Doc) -> list[Problem]:
             file, line = doc.where(("expect", key))
             problems.append(Problem(file, line, f"expect.{key} needs call.stream: true"))
     return problems
+
+
+def _binary_body(text: str) -> bytes:
+    """A `base64:` reply body's bytes (whitespace, as a folded YAML string may hold, is ignored)."""
+    return base64.b64decode("".join(text.split()), validate=True)
 
 
 def _check_refs(doc: Doc, catalog: Catalog) -> list[Problem]:
@@ -232,6 +246,8 @@ class _Replay:
             body = _sse_text(reply["sse"]).encode()
         elif "text" in reply:
             body = reply["text"].encode()
+        elif "base64" in reply:
+            body = _binary_body(reply["base64"])
         else:
             headers.setdefault("content-type", "application/json")
             body = json.dumps(reply["body"], ensure_ascii=False, separators=(",", ":")).encode()

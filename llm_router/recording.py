@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -144,11 +145,15 @@ async def record(
     if len(exchanges) > first + 1 and config.kind == "image":
         later = _recorded_request(exchanges[-1].request, provider, env)
         data["poll_request"] = {k: later[k] for k in ("method", "path", "headers") if k in later}
-    data["replies"] = [_recorded_reply(x) for x in exchanges]
-    data["expect"] = _recorded_expect(outcome, len(exchanges))
     static = _redactor(catalog, env)
     engine = router._engine.redact  # every key, token, assertion and AWS key the router actually used
-    return cast(dict[str, Any], _redacted(data, lambda text: engine(static(text))))
+
+    def redact(text: str) -> str:
+        return engine(static(text))
+
+    data["replies"] = [_recorded_reply(x, redact) for x in exchanges]
+    data["expect"] = _recorded_expect(outcome, len(exchanges))
+    return cast(dict[str, Any], _redacted(data, redact))
 
 
 def _redactor(catalog: Catalog, env: Mapping[str, str]) -> Redactor:
@@ -207,7 +212,7 @@ def _config_path(path: str, provider: ProviderConfig, env: Mapping[str, str]) ->
     return urlsplit(provider.base_url).path.rstrip("/") + path[len(sent_base):]
 
 
-def _recorded_reply(exchange: Exchange) -> dict[str, Any]:
+def _recorded_reply(exchange: Exchange, redact: Callable[[str], str]) -> dict[str, Any]:
     reply: dict[str, Any] = {"status": exchange.status}
     headers = {k.lower(): v for k, v in exchange.headers if k.lower() not in _NOISE_HEADERS}
     content_type = headers.get("content-type", "")
@@ -220,11 +225,25 @@ def _recorded_reply(exchange: Exchange) -> dict[str, Any]:
             if content_type.startswith("application/json"):
                 headers.pop("content-type")
         except ValueError:
-            reply["text"] = exchange.content.decode(errors="replace")
+            text = _printable(exchange.content)
+            if text is not None:
+                reply["text"] = text
+            else:  # binary (an AWS event stream): kept byte for byte, as base64 of its bytes with any secret masked
+                masked = redact(exchange.content.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+                reply["base64"] = base64.b64encode(masked).decode("ascii")
     keep = {k: v for k, v in headers.items() if k == "content-type" or k.startswith("retry-after")}
     if keep:
         reply["headers"] = keep
     return reply
+
+
+def _printable(content: bytes) -> str | None:
+    """The body as text, when it is UTF-8 of printable characters and line breaks (so YAML keeps it as is)."""
+    try:
+        text = content.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c in "\t\n\r" for c in text) else None
 
 
 def _parse_sse(text: str) -> list[dict[str, Any]]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import re
 
 import pytest
 from auth_mocks import SigV4Verifier, canonical_request, sigv4_signature
+from bedrock_mock import CONVERSE, ConverseMock, converse_reply
 from mockserver import MockServer, Reply, Request
 
 from llm_router import Router
@@ -93,58 +93,6 @@ ACCESS_KEY, SECRET_KEY = "AKIATESTROUTER000001", "tEsTsEcReT/kEy+ForTheRouter000
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-CONVERSE = re.compile(r"/model/(?P<model>[^/]+)/converse")
-BLOCK_KINDS = {"text", "image", "document", "toolUse", "toolResult", "reasoningContent", "cachePoint"}
-
-
-def converse_problem(body: dict) -> str | None:
-    """Converse's documented rules: user first, roles alternate, content is a list of one-key blocks,
-    tool results answer the previous assistant turn's tool uses, and toolConfig is sent when tools are used."""
-    messages = body.get("messages")
-    if not messages or messages[0]["role"] != "user":
-        return "A conversation must start with a user message."
-    for i, message in enumerate(messages):
-        if message["role"] not in ("user", "assistant") or (i and message["role"] == messages[i - 1]["role"]):
-            return "A conversation must alternate between user and assistant roles."
-        blocks = message["content"]
-        if not isinstance(blocks, list) or not blocks or any(len(b) != 1 or set(b) - BLOCK_KINDS for b in blocks):
-            return f"messages.{i}.content: each block has exactly one of {sorted(BLOCK_KINDS)}"
-        results = [b["toolResult"]["toolUseId"] for b in blocks if "toolResult" in b]
-        if results:
-            uses = [b["toolUse"]["toolUseId"] for b in messages[i - 1]["content"] if "toolUse" in b]
-            if sorted(results) != sorted(uses):
-                return "The number of toolResult blocks exceeds the number of toolUse blocks of the previous turn."
-    used = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
-    if used and "toolConfig" not in body:
-        return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
-    if "system" in body and not all(set(b) == {"text"} for b in body["system"]):
-        return "system: a list of text blocks"
-    return None
-
-
-def converse_reply(content: list, stop: str = "end_turn", usage: dict | None = None) -> dict:
-    return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
-            "usage": usage or {"inputTokens": 30, "outputTokens": 10, "totalTokens": 40}, "metrics": {"latencyMs": 310}}
-
-
-class ConverseMock:
-    """A Converse endpoint: signature first (403 otherwise), then the conversation rules (400), then the script."""
-
-    def __init__(self, srv: MockServer, verifier: SigV4Verifier, replies: list[dict]) -> None:
-        self.verifier = verifier
-        self.replies = replies
-        self.bodies: list[dict] = []
-        srv.route("POST", CONVERSE, verifier.guard(self))
-
-    def __call__(self, req: Request) -> Reply:
-        body = req.json()
-        self.bodies.append(body)
-        problem = converse_problem(body)
-        if problem is not None:
-            return Reply.json({"message": problem}, status=400, headers={"x-amzn-ErrorType": "ValidationException"})
-        return Reply.json(self.replies[min(len(self.bodies), len(self.replies)) - 1])
-
-
 @pytest.fixture
 def srv():
     with MockServer() as server:
