@@ -85,6 +85,7 @@ DERIVED = {
     ("model", "file"): "the file the model came from",
     ("operation", "kind"): "the key under `operations:`",
     ("stream", "route_path"): "`route_by` compiled, when it is a JSONPath",
+    ("usage", "head"): "the lookups every usage path begins with, compiled",
 }
 
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import Problem
-from ..paths import JSONPath, PathSyntaxError
+from ..paths import JSONPath, PathSyntaxError, common_head
 from ..templating import CompiledTemplate, TemplateCompileError, compile_structure
 from . import model as m
 from .load import Doc, KeyPath, merge
@@ -21,6 +21,7 @@ TOKEN_REQUEST_VARS = frozenset({"vars", "key"})
 PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": "part", "tool_call": "call",
              "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
+USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def _given(data: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -104,7 +105,8 @@ def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str], url: bool) ->
 
 def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePaths:
     data = data or {}
-    return m.UsagePaths(**{k: b.paths(data.get(k), (*at, k)) for k in m.UsagePaths.__dataclass_fields__})
+    counts = {k: b.paths(data.get(k), (*at, k)) for k in USAGE_COUNTS}
+    return m.UsagePaths(**counts, head=common_head([p for paths in counts.values() for p in paths]))
 
 
 def _tool_calls(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.ToolCallPaths | None:

@@ -8,7 +8,7 @@ the JSON Schema, so a second validation pass would only cost import and load tim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,9 @@ class UsagePaths:
     cached_input_tokens: tuple[JSONPath, ...] = ()
     cache_write_tokens: tuple[JSONPath, ...] = ()
     reasoning_tokens: tuple[JSONPath, ...] = ()
+    # derived: the lookups every path above begins with (`$.usage`); where they find nothing, no path
+    # finds a count (most stream events), so nothing more is read
+    head: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

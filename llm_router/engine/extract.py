@@ -27,22 +27,30 @@ def _sum(paths: tuple[JSONPath, ...], data: Any) -> int | None:
         value = path.first(data)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_TOKEN_COUNT:
-            shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
-            log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
-            continue
-        total = (total or 0) + int(value)
+        if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:  # the usual count takes one test
+            if type(value) is not float or not 0 <= value <= MAX_TOKEN_COUNT:
+                shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
+                log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
+                continue
+            value = int(value)
+        total = value if total is None else total + value
     return total
 
 
 def usage_of(paths: UsagePaths, data: Any) -> Usage:
-    return Usage(
-        input_tokens=_sum(paths.input_tokens, data),
-        output_tokens=_sum(paths.output_tokens, data),
-        cached_input_tokens=_sum(paths.cached_input_tokens, data),
-        cache_write_tokens=_sum(paths.cache_write_tokens, data),
-        reasoning_tokens=_sum(paths.reasoning_tokens, data),
-    )
+    return counts_of(paths, data) or Usage()
+
+
+def counts_of(paths: UsagePaths, data: Any) -> Usage | None:
+    """The counts a reply or a stream event reports, or None when it reports none (most events)."""
+    if paths.head is not None and paths.head(data) is None:
+        return None
+    usage = Usage(_sum(paths.input_tokens, data), _sum(paths.output_tokens, data), _sum(paths.cached_input_tokens, data),
+                  _sum(paths.cache_write_tokens, data), _sum(paths.reasoning_tokens, data))
+    if (usage.input_tokens is None and usage.output_tokens is None and usage.cached_input_tokens is None
+            and usage.cache_write_tokens is None and usage.reasoning_tokens is None):
+        return None
+    return usage
 
 
 MAX_TEXT_CHARS = 1000  # a list or object where text is expected, as JSON text, is cut here
