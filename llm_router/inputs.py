@@ -35,6 +35,11 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
     """Reject malformed calls before anything is sent, naming the field; derive the prompt for image
     models. Every value is JSON data (no NaN, no sets or objects, string keys, valid UTF-8), nests at
     most MAX_DEPTH levels, and all of them together hold at most MAX_INPUT_CHARS characters."""
+    if model.kind not in ("chat", "image"):
+        from .operations import METHODS
+
+        raise InvalidRequestError(f"{model.name!r} is a{'n' if model.kind[0] in 'aeiou' else ''} {model.kind} model: "
+                                  f"call router.{METHODS[model.kind]}(...)")
     size = 0
     if messages is not None:
         if not isinstance(messages, list) or not messages:

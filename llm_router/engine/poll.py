@@ -84,7 +84,7 @@ async def poll_until_done(
         await sleep(min(interval, remaining))
         try:
             async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
-                (_, data), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
+                (_, data, _), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
         except ProviderTimeout:  # the poll request itself timed out, every retry: say so
             raise
         except TimeoutError:  # the deadline fell during a poll request

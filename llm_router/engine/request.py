@@ -14,6 +14,7 @@ from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
+from .encoding import check_files, encode
 
 
 @dataclass(slots=True, repr=False)
@@ -171,13 +172,18 @@ def build_request(
     display: bool = False,
     options: RequestOptions = NO_OPTIONS,
     reasoning: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> PreparedRequest:
+    """`inputs`: the variables of an operation kind other than chat and image (input, query, file, ...)."""
     model_name = model_ctx["name"]
     provider = runtime.name
     wire = to_wire(operation.conversation, messages, options, f"{provider} ({model_name})",
                    operation.call_ids.length if operation.call_ids else None, model_ctx.get("structured_output"),
                    reasoning is not None)
     ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, **wire.variables}
+    if inputs:
+        ctx.update(inputs)
+        check_files(operation, {**inputs, **params}, f"{provider} ({model_name})")
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
@@ -214,7 +220,9 @@ def build_request(
             _check_header_value(name, str(value), model_name, provider)
             headers[name] = str(value)
     content = None
-    if body is not None:
+    if body is not None and operation.encoding != "json":
+        content = encode(operation, body, headers, f"{provider} ({model_name})")
+    elif body is not None:
         content = _json_bytes(body, provider, model_name)
         _content_type(headers, provider, model_name)
     if stream:
