@@ -13,6 +13,7 @@ from .config.model import ModelConfig
 from .engine import RequestOptions
 from .engine.conversation import NO_OPTIONS, STATE_KEY
 from .errors import InvalidRequestError
+from .files import FileInput
 from .templating import last_user_text
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -65,8 +66,9 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
 
 
 def check_params(params: Mapping[str, Any], where: str = "param") -> int:
-    """Each param is JSON data; returns the characters they hold."""
-    return sum(json_size(value, f"{where} {key!r}") for key, value in params.items())
+    """Each param is JSON data (a file param, read into a FileInput, is checked by its operation);
+    returns the characters they hold."""
+    return sum(json_size(value, f"{where} {key!r}") for key, value in params.items() if not isinstance(value, FileInput))
 
 
 def _check_total(size: int, where: str) -> None:

@@ -122,14 +122,15 @@ def _resolve(router: Router, name: Any, kind: str) -> ModelConfig:
     return model
 
 
-def _file_params(router: Router, model: ModelConfig, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params the model's provider operations take as files, read into FileInputs; the others must be JSON data."""
+def read_files(router: Router, model: ModelConfig, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The params the model's provider operations take as files, read into FileInputs (bytes, a
+    path, a URL); the others as given."""
     providers = [d.provider for d in model.deployments] or [model.provider]
     named = set().union(*(router.providers[p].operations[model.kind].file_params for p in providers
                           if p in router.providers and model.kind in router.providers[p].operations))
-    files = {k: as_file(v, f"param {k!r}") for k, v in params.items() if model.rename.get(k, k) in named}
-    check_params({k: v for k, v in params.items() if k not in files})
-    return {**params, **files}
+    if not named:
+        return params
+    return {k: as_file(v, f"param {k!r}") if model.rename.get(k, k) in named else v for k, v in params.items()}
 
 
 def plan(router: Router, kind: str, model_name: str, params: Mapping[str, Any], fallback_model: str | None,
@@ -140,9 +141,13 @@ def plan(router: Router, kind: str, model_name: str, params: Mapping[str, Any], 
     if fallback_config is not None and not isinstance(fallback_config, Mapping):
         raise InvalidRequestError(f"fallback_config must be a mapping of params, got {type(fallback_config).__name__}")
     primary = _resolve(router, model_name, kind)
-    planned = [router._params_for(primary, _file_params(router, primary, params), strict=True)]
+    params = read_files(router, primary, params)
+    check_params(params)
+    planned = [router._params_for(primary, params, strict=True)]
     for model in router._chain(primary, fallback_model)[1:]:
-        planned.append(router._params_for(model, _file_params(router, model, fallback_config or {}), strict=False))
+        given = read_files(router, model, fallback_config or {})
+        check_params(given, "fallback_config param")
+        planned.append(router._params_for(model, given, strict=False))
     return planned
 
 

@@ -203,6 +203,7 @@ class Router:
         if fallback_config is not None and not isinstance(fallback_config, Mapping):
             raise InvalidRequestError(f"fallback_config must be a mapping of params, got {type(fallback_config).__name__}")
         primary = self.resolve(model_name)
+        params = operations.read_files(self, primary, params)  # an image to edit, given as bytes or a path
         messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:
             check_params(fallback_config, "fallback_config param")
@@ -239,14 +240,15 @@ class Router:
                extra_headers: Mapping[str, str] | None = None, **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
-        messages, prompt = check_input(primary, messages, prompt, params)
+        given = operations.read_files(self, primary, params)  # an image to edit, given as bytes or a path
+        messages, prompt = check_input(primary, messages, prompt, given)
         options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
                                        extra_headers)
         missing = self._leases.missing(primary, needs)
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
         target = self._leases.route(primary).targets[0]
-        call = self._call(self._params_for(primary, params, strict=True), target, messages, prompt, options)
+        call = self._call(self._params_for(primary, given, strict=True), target, messages, prompt, options)
         return self._engine.render(call, stream=stream)
 
     async def query(
@@ -364,8 +366,9 @@ class Router:
             attempts=lease.walk.attempts, raw=result.raw if result else None,
             content_kind=result.content_kind if result else "text", id=result.id if result else None,
             deployment=lease.target.deployment, tool_calls=turn.tool_calls, message=turn.message,
-            native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
-            cost_breakdown=breakdown)
+            native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning,
+            extra=result.extra if result is not None and result.turn is None else turn.extra, cost_breakdown=breakdown,
+            media_type=result.media_type if result is not None else None)
 
     # --- the other operation kinds (operations.py) -------------------------------------------------------
 

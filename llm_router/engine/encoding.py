@@ -60,6 +60,17 @@ def encode(operation: Operation, body: Any, headers: dict[str, str], where: str)
     return content
 
 
+def shown(body: Any) -> Any:
+    """The body as `render` shows it: each file as its name, media type and size."""
+    if isinstance(body, FileInput):
+        return {"file": body.filename, "media_type": body.media_type, "bytes": body.size, "url": body.url}
+    if isinstance(body, dict):
+        return {k: shown(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [shown(v) for v in body]
+    return body
+
+
 def _fields(body: Mapping[str, Any], arrays: str, where: str) -> Iterator[tuple[str, str | FileInput]]:
     for key, value in body.items():
         if isinstance(value, list):

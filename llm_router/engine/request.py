@@ -14,7 +14,7 @@ from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
-from .encoding import check_files, encode
+from .encoding import check_files, encode, shown
 
 
 @dataclass(slots=True, repr=False)
@@ -222,6 +222,7 @@ def build_request(
     content = None
     if body is not None and operation.encoding != "json":
         content = encode(operation, body, headers, f"{provider} ({model_name})")
+        body = shown(body)
     elif body is not None:
         content = _json_bytes(body, provider, model_name)
         _content_type(headers, provider, model_name)
