@@ -366,9 +366,8 @@ class Router:
             attempts=lease.walk.attempts, raw=result.raw if result else None,
             content_kind=result.content_kind if result else "text", id=result.id if result else None,
             deployment=lease.target.deployment, tool_calls=turn.tool_calls, message=turn.message,
-            native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning,
-            extra=result.extra if result is not None and result.turn is None else turn.extra, cost_breakdown=breakdown,
-            media_type=result.media_type if result is not None else None)
+            native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
+            cost_breakdown=breakdown, media_type=result.media_type if result is not None else None)
 
     # --- the other operation kinds (operations.py) -------------------------------------------------------
 

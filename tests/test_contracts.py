@@ -319,7 +319,7 @@ def test_contract_problems_fail_the_run_with_file_and_line(tmp_path, capsys) -> 
     code, out, _ = _run(capsys, str(BUNDLED), str(layer))
     assert code == 1
     assert f"{layer / 'providers.d' / 'contracts' / 'openai-chat.yaml'}:" in out
-    assert "replies[0]: give exactly one of body, text, sse (got body, text)" in out
+    assert "replies[0]: give exactly one of body, text, sse, base64 (got body, text)" in out
 
 
 # --- reasoning, prompt caching and the cost by part -----------------------------------------------------

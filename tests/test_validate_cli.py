@@ -227,7 +227,7 @@ def test_validate_reports_a_model_of_another_provider(write_config, capsys) -> N
 def test_validate_reports_a_reply_with_two_bodies_at_its_line(write_config, capsys) -> None:
     config = _contract_config(write_config, CONTRACT.replace("  - body: {choices", "  - text: x\n    body: {choices"))
     assert main(["validate", str(config)]) == 1
-    assert "acme-chat.yaml:7: replies[0]: give exactly one of body, text, sse (got body, text)" in capsys.readouterr().out
+    assert "acme-chat.yaml:7: replies[0]: give exactly one of body, text, sse, base64 (got body, text)" in capsys.readouterr().out
 
 
 def test_validate_reports_unknown_contract_keys_with_a_hint(write_config, capsys) -> None:
