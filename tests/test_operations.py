@@ -5,6 +5,7 @@ router.query (allow-lists, fallbacks, deployments, limits, budgets, hooks)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -19,6 +20,7 @@ from llm_router import (
     RateLimitError,
     RerankResponse,
     Router,
+    RouterClosedError,
     SpeechResponse,
     TranscriptionResponse,
     UnknownModelError,
@@ -426,6 +428,27 @@ models:
         with pytest.raises(BudgetExceeded):
             await router.embed("dear-embed", "x")
         assert len(srv.requests) == 4
+
+
+async def test_closing_the_router_ends_a_call_in_flight_and_cancelling_one_records_it(srv, config):
+    from llm_router._resources import catalog_dir
+
+    srv.route("POST", "/v1/voices/alloy/speak", Reply.hang(10))
+    router = Router.from_dir(catalog_dir(), config, env={"OMNIVOX_KEY": "vx-key-123456", "OMNIVOX_BASE_URL": srv.url + "/v1"})
+    seen = []
+    router.add_hook("on_attempt", lambda attempt: seen.append(attempt.error_kind))
+    cancelled = asyncio.create_task(router.speak("vox-voice", "hi"))
+    await asyncio.sleep(0.2)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    closed = asyncio.create_task(router.speak("vox-voice", "hi"))
+    await asyncio.sleep(0.2)
+    await router.aclose()
+    with pytest.raises(RouterClosedError):
+        await asyncio.wait_for(closed, 2)
+    await asyncio.sleep(0.05)
+    assert seen == ["cancelled", "closed"]
 
 
 def test_the_invented_provider_is_pure_yaml_and_validates(config):

@@ -1,4 +1,4 @@
-"""Turn a reply into content, finish reason and usage with compiled JSONPaths."""
+"""Read usage counts and text values out of a reply with compiled JSONPaths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from ..config.model import Extraction, UsagePaths
+from ..config.model import UsagePaths
 from ..paths import JSONPath
 from ..types import Usage
 
@@ -71,13 +71,3 @@ def text_or_none(path: JSONPath | None, data: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False)[:MAX_TEXT_CHARS]
     except (TypeError, ValueError, RecursionError):
         return None
-
-
-def extract(spec: Extraction, data: Any) -> tuple[Any, str | None, Usage, str | None]:
-    """(content, finish_reason, usage, id); content is None when the path finds nothing."""
-    return (
-        spec.content.first(data) if spec.content is not None else None,
-        text_or_none(spec.finish_reason, data),
-        usage_of(spec.usage, data),
-        text_or_none(spec.id, data),
-    )
