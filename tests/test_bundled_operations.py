@@ -169,3 +169,34 @@ async def test_stability_moderation_is_a_content_filter_error(srv, router):
         status=403))
     with pytest.raises(ContentFilterError, match="flagged"):
         await router.query("stable-image-core", prompt="x")
+
+
+async def test_stabilitys_json_answer_is_a_site_layer_away(srv, write_config):
+    """With `accept: application/json` Stability answers {image (base64), finish_reason, seed}: a site file
+    that extends the bundled provider takes that form instead of the bytes."""
+    site = write_config({"providers.d/stability-json.yaml": """
+extends: stability
+name: stability-json
+operations:
+  image:
+    headers: {accept: application/json}
+    response:
+      binary: null
+      finish_reason: $.finish_reason
+      id: null
+      extra: {seed: $.seed}
+      content: $.image
+      content_kind: base64
+""", "models.d/s.yaml": "models:\n  core-json: {provider: stability-json, upstream: core, kind: image, pricing: {per_image: 0.03}}\n"})
+    srv.route("POST", "/v2beta/stable-image/generate/core", Reply.json(
+        {"image": base64.b64encode(TINY_PNG).decode(), "finish_reason": "SUCCESS", "seed": 343940597},
+        headers={"content-type": "application/json; type=image/png"}))
+    from llm_router._resources import catalog_dir
+
+    env = {"STABILITY_API_KEY": KEYS["STABILITY"], "STABILITY_BASE_URL": srv.url + "/v2beta"}
+    async with Router.from_dir(catalog_dir(), site, env=env) as router:
+        resp = await router.query("core-json", prompt="a lighthouse")
+    assert srv.requests[0].headers["accept"] == "application/json"
+    assert fields(srv.requests[0].headers, srv.requests[0].body)["prompt"] == "a lighthouse"
+    assert (resp.content, resp.content_kind, resp.finish_reason, resp.extra) == (
+        base64.b64encode(TINY_PNG).decode(), "base64", "stop", {"seed": 343940597})
