@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config.model import ModelConfig
+from .config.model import ModelConfig, ProviderConfig
 from .engine import Call, EngineResult
 from .errors import InvalidRequestError
 from .files import as_file
@@ -125,12 +125,19 @@ def _resolve(router: Router, name: Any, kind: str) -> ModelConfig:
 def read_files(router: Router, model: ModelConfig, params: Mapping[str, Any]) -> Mapping[str, Any]:
     """The params the model's provider operations take as files, read into FileInputs (bytes, a
     path, a URL); the others as given."""
-    providers = [d.provider for d in model.deployments] or [model.provider]
-    named = set().union(*(router.providers[p].operations[model.kind].file_params for p in providers
-                          if p in router.providers and model.kind in router.providers[p].operations))
+    if not params:
+        return params
+    named = router._file_params.get(model.name) if model.name in router.models else file_params(router.providers, model)
     if not named:
         return params
     return {k: as_file(v, f"param {k!r}") if model.rename.get(k, k) in named else v for k, v in params.items()}
+
+
+def file_params(providers: Mapping[str, ProviderConfig], model: ModelConfig) -> frozenset[str]:
+    """The `file_params` of every operation that serves the model."""
+    served_by = [providers.get(d.provider) for d in model.deployments] or [providers.get(model.provider)]
+    return frozenset().union(*(p.operations[model.kind].file_params for p in served_by
+                               if p is not None and model.kind in p.operations))
 
 
 def plan(router: Router, kind: str, model_name: str, params: Mapping[str, Any], fallback_model: str | None,

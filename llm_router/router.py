@@ -72,6 +72,8 @@ class Router:
         self._calls = Calls()
         self._leases = Leases(catalog, Balancer(catalog.settings, self._state, self._budgets), self._budgets,
                               self._usage, self._hooks, self._calls, self._can_stream)
+        # params that carry a file (an image to edit), by model: read into FileInputs before a call
+        self._file_params = {n: f for n, m in catalog.models.items() if (f := operations.file_params(self._providers, m))}
 
     @classmethod
     def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
