@@ -9,7 +9,6 @@ model's allow-list and defaults, fallbacks, deployments, limits, budgets, hooks 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -162,8 +161,7 @@ async def run(router: Router, kind: str, model_name: str, inputs: Inputs, params
               fallback_model: str | None, fallback_config: Mapping[str, Any] | None) -> OperationResponse:
     """Walk the chain, one lease per deployment tried, until one answers: its response, typed by `kind`."""
     started = time.perf_counter()
-    task = router._calls.enter()
-    try:
+    with router._calls.inside():
         walk = router._leases.walk(plan(router, kind, model_name, params, fallback_model, fallback_config), None, inputs.text)
         while (lease := await walk.next()) is not None:
             async with lease:
@@ -183,13 +181,6 @@ async def run(router: Router, kind: str, model_name: str, inputs: Inputs, params
                 await router._hooks.emit("on_success", response)
                 return response
         raise await walk.exhausted()
-    except asyncio.CancelledError:
-        closed = router._calls.closed_error(task)
-        if closed is None:
-            raise
-        raise closed from None
-    finally:
-        router._calls.leave(task)
 
 
 def counted(kind: str, usage: Usage, inputs: Inputs) -> None:

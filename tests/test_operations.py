@@ -310,6 +310,12 @@ async def test_speak_returns_the_audio_bytes_and_their_media_type(srv, router):
     assert "audio=" not in repr(resp)  # the bytes stay out of reprs and logs
 
 
+async def test_a_voice_in_the_path_can_never_change_the_path(srv, router):
+    with pytest.raises(InvalidRequestError, match="cannot be placed in a URL"):
+        await router.speak("vox-voice", "hi", voice="../../admin")
+    assert srv.requests == []
+
+
 async def test_an_audio_reply_over_its_cap_fails_while_reading(srv, router):
     srv.route("POST", "/v1/voices/alloy/speak", Reply.raw(b"\0" * 4097, headers={"content-type": "audio/mpeg"}))
     with pytest.raises(InvalidReplyError, match="larger than 4096 bytes"):
