@@ -37,6 +37,29 @@ def unit_price(pricing: Pricing | None, kind: str) -> float:
     return (pricing.input_per_million or 0.0) + (pricing.output_per_million or 0.0)
 
 
+def summary(pricing: Pricing | None, kind: str) -> str:
+    """The price in a few words, for `llm-router models`."""
+    if pricing is None:
+        return "unknown"
+    if kind == "image":
+        return f"${pricing.per_image:g}/image" if pricing.per_image is not None else "by size"
+    if kind == "video":
+        by_param = pricing.per_output_second_by
+        each = f"${pricing.per_output_second:g}/s of video" if pricing.per_output_second is not None else ""
+        return " ".join(filter(None, [each, f"by {by_param.param}" if by_param is not None else ""]))
+    units = {"per_search_unit": (1, "/search unit"), "per_million_characters": (1, " per M characters"),
+             "per_audio_second": (60, "/min of audio")}
+    for name, (scale, unit) in units.items():
+        value = getattr(pricing, name)
+        if value is not None:
+            return f"${value * scale:g}{unit}"
+    if pricing.input_per_million is not None and pricing.output_per_million is not None:
+        return f"${pricing.input_per_million:g}/${pricing.output_per_million:g} per M"
+    if pricing.input_per_million is not None:
+        return f"${pricing.input_per_million:g} per M input"
+    return f"${pricing.per_request:g}/request" if pricing.per_request is not None else "unknown"
+
+
 def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str, Any]) -> CostBreakdown | None:
     """The cost of one successful call, or None when its price cannot be known."""
     if pricing is None:

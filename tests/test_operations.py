@@ -503,3 +503,14 @@ def test_operation_config_mistakes_are_reported_where_they_are(write_config, ope
     errors = [p for p in problems if p.severity == "error"]
     assert any(message in p.message for p in errors), errors
     assert all(p.line is not None for p in errors)
+
+
+def test_llm_router_models_states_each_kinds_price_in_its_unit(capsys):
+    from llm_router.cli import main
+
+    assert main(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["whisper-1"].endswith("$0.006/min of audio") and " transcribe " in lines["whisper-1"]
+    assert lines["rerank-v3.5"].endswith("$0.002/search unit")
+    assert lines["eleven-flash-v2.5"].endswith("$50 per M characters")
+    assert lines["text-embedding-3-small"].endswith("$0.02 per M input")
