@@ -495,7 +495,7 @@ PROVIDER = "name: p\nbase_url: https://p.example\nauth: {header: x-key, env: P_K
     ("  transcribe:\n    path: /t\n    encoding: multipart\n    headers: {content-type: application/json}\n"
      "    response: {content: $.text}\n", "", "the transcribe operation sends multipart bodies; declare multipart/form-data"),
     ("  embed:\n    path: /e\n    headers: {content-type: application/x-www-form-urlencoded}\n"
-     "    response: {vectors: {items: '$.d[*]', vector: $.v}}\n", "", "the embed operation sends json bodies"),
+     "    response: {vectors: {items: '$.d[*]', vector: $.v}}\n", "", "the embed operation sends JSON bodies"),
 ])
 def test_operation_config_mistakes_are_reported_where_they_are(write_config, operations, models, message):
     config = write_config({"providers.d/p.yaml": PROVIDER + operations, "models.d/m.yaml": "models:\n" + (models or "  {}\n")})
