@@ -348,6 +348,15 @@ async def test_transcribe_sends_the_file_and_reads_the_text(srv, router, tmp_pat
     assert resp.usage.audio_seconds == 9 and resp.cost == pytest.approx(9 * 0.0001)
 
 
+async def test_silence_is_an_empty_transcript_not_an_error(srv, router):
+    srv.route("POST", "/v1/transcriptions", Reply.json({"text": "", "usage": {"type": "duration", "seconds": 3}}))
+    resp = await router.transcribe("vox-ears", b"\0" * 64, filename="quiet.wav")
+    assert resp.text == "" and resp.cost == pytest.approx(3 * 0.0001)
+    srv.route("POST", "/v1/transcriptions", Reply.json({"usage": {"type": "duration", "seconds": 3}}))
+    with pytest.raises(InvalidReplyError, match=r"nothing at \$\.text"):
+        await router.transcribe("vox-ears", b"\0" * 64, filename="quiet.wav")
+
+
 @pytest.mark.parametrize("file,message", [
     (42, "file must be bytes, a pathlib.Path.*got int"),
     ("clip.wav", "a string is taken only as an http"),

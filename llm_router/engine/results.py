@@ -55,7 +55,7 @@ def read_json(operation: Operation, spec: Extraction, data: Any, headers: Mappin
         assert spec.content is not None
         kind = spec.content_kind
         content = joined(spec.content, data) if kind == "text" else spec.content.first(data)
-        if content is None or content == "":
+        if content is None or (content == "" and kind != "text"):  # an empty transcript is one (silence)
             raise ReplyShapeError(f"the reply has nothing at {spec.content.expr}")
         if kind != "text" and not isinstance(content, str):
             raise ReplyShapeError(f"the reply's {spec.content.expr} is a {type(content).__name__}, not a {kind} string")
