@@ -4,6 +4,10 @@ directly with a JSON parse. The difference is what the router adds (templates, c
 pricing, bookkeeping).
 
     python bench/router_overhead.py            # a plain chat call, a tool call, an Anthropic call with thinking
+
+Then a 200-chunk stream (the mock's events, one chunk each) through `router.stream` against the
+minimal SSE reader `run.py` times raw aiohttp with: CPU per event, the router's own work beside it.
+Each figure is the minimum over rounds (CPU time), so other load on the machine shows less.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pathlib import Path
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's llm_router
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mock_openai import sse_events
+
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
@@ -34,6 +41,23 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
     "city": {"type": "string"}}}}}]
 
 
+EVENTS = sse_events(200)  # 200 content deltas, a finish event, a usage event and [DONE]
+
+
+class Streamed:
+    """A streamed reply whose chunks are the mock's SSE events, one event a chunk."""
+
+    status = 200
+    headers: ClassVar[dict[str, str]] = {"content-type": "text/event-stream"}
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for event in EVENTS:
+            yield event
+
+    async def read(self) -> bytes:
+        return b"".join(EVENTS)
+
+
 class Instant:
     """A seam transport for every provider that answers at once."""
 
@@ -46,15 +70,14 @@ class Instant:
         return Reply(200, self.headers, ANTHROPIC if request.url.endswith("/messages") else OPENAI)
 
     @asynccontextmanager
-    async def stream(self, request: PreparedRequest) -> AsyncIterator[Reply]:
-        raise NotImplementedError
-        yield
+    async def stream(self, request: PreparedRequest) -> AsyncIterator[Streamed]:
+        yield Streamed()
 
     async def aclose(self) -> None:
         return None
 
 
-async def per_call_us(call, count: int = 2000, rounds: int = 5) -> float:
+async def per_call_us(call, count: int = 300, rounds: int = 40) -> float:
     for _ in range(200):
         await call()
     best = float("inf")
@@ -88,6 +111,28 @@ async def main() -> None:
     ]:
         us = await per_call_us(call)
         print(f"{label:<36}{us:7.1f} us   router's own work {us - baseline:6.1f} us")
+
+    async def raw_stream() -> None:  # run.py's minimal SSE reader over the same chunks
+        parts, tail = [], b""
+        async for chunk in Streamed().chunks():
+            *lines, tail = (tail + chunk).split(b"\n")
+            for line in lines:
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                    continue
+                choices = json.loads(line[6:])["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    parts.append(choices[0]["delta"]["content"])
+
+    async def routed_stream() -> None:
+        async for _ in router.stream("openai/gpt-4.1", MESSAGES):
+            pass
+
+    events = len(EVENTS)
+    raw_us = await per_call_us(raw_stream, 10, 40) / events
+    routed_us = await per_call_us(routed_stream, 10, 40) / events
+    print(f"{'a raw SSE read, per event':<36}{raw_us:7.2f} us")
+    print(f"{'router.stream, per event':<36}{routed_us:7.2f} us   router's own work {routed_us - raw_us:6.2f} us"
+          f"   (x raw {raw_us / routed_us:.2f})")
     await router.aclose()
 
 

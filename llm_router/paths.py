@@ -7,7 +7,7 @@ query (filters, wildcards, descendants) is evaluated by the library.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jsonpath_rfc9535 as rfc9535
@@ -18,9 +18,18 @@ class PathSyntaxError(ValueError):
 
 
 class JSONPath:
-    """A compiled query. `first(data)` gives the first match or None."""
+    """A compiled query. `first(data)` gives the first match or None; `all(data)` every match, in
+    document order (a singular path gives at most one).
 
-    __slots__ = ("expr", "_query", "_steps", "_prefix", "_names", "_select", "_tail", "_rest")
+    A value nested deeper than a descendant query or a comparison can walk (Python's recursion
+    limit) holds no match (the library's own limit is 100 levels): a hostile reply gives "nothing
+    found", never a RecursionError. Both are functions chosen for the query when it is compiled."""
+
+    __slots__ = ("expr", "first", "all", "singular", "_query", "_steps", "_prefix", "_head", "_names", "_select",
+                 "_tail", "_rest")
+
+    first: Callable[[Any], Any]
+    all: Callable[[Any], list[Any]]
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
@@ -29,16 +38,23 @@ class JSONPath:
         except rfc9535.JSONPathError as exc:
             raise PathSyntaxError(f"invalid JSONPath {expr!r}: {exc}") from None
         self._steps = _singular_steps(self._query)
+        self.singular = self._steps is not None
         # Any other query: its singular head is walked by hand (usually it finds nothing: no tool calls,
         # no reasoning), and only what follows it goes to the library, unless it is one wildcard or
         # one list of names.
         self._prefix, rest = _split_head(self._query)
+        self._head = lookups(self._prefix)
         self._names: tuple[str, ...] | None = None
         self._select: Callable[[Any], bool] | None = None
         self._tail: tuple[str | int, ...] = ()
         self._rest: Any = None  # the library's compiled query for what follows the head
-        if self._steps is None:
-            self._plan(rest)
+        if self._steps is not None:
+            self.first = self._head  # the whole path is its head
+            self.all = self._one
+            return
+        self._plan(rest)
+        self.first = self._first_match
+        self.all = self._of_names if self._names is not None else self._selected if self._select is not None else self._library
 
     def _plan(self, rest: list[Any]) -> None:
         """How to evaluate what follows the head: a list of names; a wildcard or a filter of the
@@ -57,80 +73,93 @@ class JSONPath:
                 return
         self._rest = rfc9535.compile("$" + "".join(str(segment) for segment in rest))
 
-    def first(self, data: Any) -> Any:
-        steps = self._steps
-        if steps is None:
-            values = self.all(data)
-            return values[0] if values else None
-        for step in steps:  # _walk, inlined: this runs several times per reply
-            if isinstance(step, str):
-                if type(data) is not dict:
-                    return None
-                data = data.get(step)
-                if data is None:
-                    return None
-            else:
-                if type(data) is not list or not -len(data) <= step < len(data):
-                    return None
-                data = data[step]
-        return data
+    def _first_match(self, data: Any) -> Any:
+        values = self.all(data)
+        return values[0] if values else None
 
-    @property
-    def singular(self) -> bool:
-        return self._steps is not None
+    def _one(self, data: Any) -> list[Any]:
+        value = self._head(data)
+        return [] if value is None else [value]
 
-    def all(self, data: Any) -> list[Any]:
-        """Every match, in document order (a singular path gives at most one). A value nested
-        deeper than a descendant query or a comparison can walk (Python's recursion limit) holds no
-        match (the library's own limit is 100 levels): a hostile reply gives "nothing found", never
-        a RecursionError."""
-        if self._steps is not None:
-            value = _walk(data, self._steps)
-            return [] if value is None else [value]
-        try:
-            return self._evaluate(data)
-        except (RecursionError, rfc9535.JSONPathRecursionError):
+    def _of_names(self, data: Any) -> list[Any]:
+        base = self._head(data)
+        if type(base) is not dict:
             return []
+        return [base[name] for name in self._names if name in base]  # type: ignore[union-attr]
 
-    def _evaluate(self, data: Any) -> list[Any]:
-        base = _walk(data, self._prefix) if self._prefix else data
+    def _selected(self, data: Any) -> list[Any]:
+        base = self._head(data)
         if base is None:
             return []
-        if self._names is not None:
-            return [base[name] for name in self._names if name in base] if type(base) is dict else []
-        select = self._select
-        if select is not None:
-            items = base if type(base) is list else base.values() if type(base) is dict else ()
-            found = (_lookup(item, self._tail) for item in items if select(item))
-            return [value for value in found if value is not _MISSING]
+        select, tail = self._select, self._tail
+        assert select is not None
+        items = base if type(base) is list else base.values() if type(base) is dict else ()
+        try:
+            found = [_lookup(item, tail) for item in items if select(item)]
+        except RecursionError:  # a comparison of values nested too deep
+            return []
+        return [value for value in found if value is not _MISSING]
+
+    def _library(self, data: Any) -> list[Any]:
+        base = self._head(data)
+        if base is None:
+            return []
         assert self._rest is not None
-        return [node.value for node in self._rest.finditer(base)]
+        try:
+            return [node.value for node in self._rest.finditer(base)]
+        except (RecursionError, rfc9535.JSONPathRecursionError):
+            return []
 
     def __repr__(self) -> str:
         return f"JSONPath({self.expr!r})"
 
 
-def _walk(data: Any, steps: tuple[str | int, ...]) -> Any:
-    """Key and index lookups; None where a step finds nothing."""
-    for step in steps:
+def lookups(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
+    """A function doing the key and index lookups of `steps` (None where a step finds nothing),
+    written out for these steps: a generic loop costs twice as much, and a reply is read with a
+    dozen paths (a stream, on every event). The source holds only the shape of the steps; their
+    values are the function's globals, never text in its source."""
+    if not steps:
+        return _itself
+    names = {f"s{i}": step for i, step in enumerate(steps)}
+    lines = ["def lookup(data):"]
+    for name, step in names.items():
         if isinstance(step, str):
-            if type(data) is not dict:
-                return None
-            data = data.get(step)
-            if data is None:
-                return None
+            lines.append(f"    if type(data) is not dict: return None\n    data = data.get({name})")
         else:
-            if type(data) is not list or not -len(data) <= step < len(data):
-                return None
-            data = data[step]
+            lines.append(f"    if type(data) is not list or not -len(data) <= {name} < len(data): return None\n"
+                         f"    data = data[{name}]")
+    lines.append("    return data")
+    namespace: dict[str, Any] = {"__builtins__": {"type": type, "dict": dict, "list": list, "len": len}, **names}
+    exec("\n".join(lines), namespace)  # the shape only: see above
+    lookup: Callable[[Any], Any] = namespace["lookup"]
+    return lookup
+
+
+def _itself(data: Any) -> Any:
     return data
+
+
+def common_head(paths: Sequence[JSONPath]) -> Callable[[Any], Any] | None:
+    """The lookups every one of `paths` begins with, or None when they share none. Where these find
+    nothing (None), none of the paths finds anything: each walks its own head first."""
+    if not paths:
+        return None
+    shared = paths[0]._prefix
+    for path in paths[1:]:
+        steps = path._prefix
+        n = 0
+        while n < min(len(shared), len(steps)) and type(shared[n]) is type(steps[n]) and shared[n] == steps[n]:
+            n += 1
+        shared = shared[:n]
+    return lookups(shared) if shared else None
 
 
 _MISSING: Any = object()
 
 
 def _lookup(data: Any, steps: tuple[str | int, ...]) -> Any:
-    """Like _walk, but a JSON null found is None and a step that finds nothing is _MISSING."""
+    """Like `lookups`, but a JSON null found is None and a step that finds nothing is _MISSING."""
     for step in steps:
         if isinstance(step, str):
             if type(data) is not dict or step not in data:

@@ -38,7 +38,10 @@ def joined(path: JSONPath | None, data: Any) -> str | None:
     if path.singular:
         value = path.first(data)
         return value if isinstance(value, str) else None
-    texts = [v for v in path.all(data) if isinstance(v, str)]
+    values = path.all(data)
+    if not values:  # most stream events: no reasoning
+        return None
+    texts = [v for v in values if isinstance(v, str)]
     return "".join(texts) if texts else None
 
 
@@ -208,8 +211,11 @@ class StreamAssembler:
         return list(self._blocks.values())
 
     def tool_fragments(self, paths: ToolCallPaths, data: Any) -> list[ToolCallDelta]:
+        items = _items(paths, data)
+        if not items:  # most events
+            return []
         deltas = []
-        for item in _items(paths, data):
+        for item in items:
             name = _id(paths.name.first(item)) if paths.name is not None else None
             call_id = _id(paths.id.first(item)) if paths.id is not None else None
             fragment = arguments_text(paths.arguments.first(item) if paths.arguments is not None else None)

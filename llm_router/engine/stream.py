@@ -17,7 +17,7 @@ from ..config.model import Operation, StreamHandler, StreamSpec
 from ..errors import InvalidReplyError, ProviderError, RouterClosedError, ServerError, StreamInterrupted
 from ..types import ToolCallDelta, Usage
 from .errors import NotJSON, decode_json
-from .extract import text_or_none, usage_of
+from .extract import counts_of, text_or_none
 from .framing import MEDIA_TYPES, EventStreamDecoder, Frame, FrameError, NDJSONDecoder, StreamErrorFrame
 from .reply import StreamAssembler, Turn, extras_of, joined
 from .request import ProviderRuntime
@@ -63,6 +63,7 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
                                     f"{' or '.join(repr(t) for t in MEDIA_TYPES[spec.format])}", provider=runtime.name,
                                     model=model, status=reply.status)
         decoder = _decoder(spec)
+        done = spec.done
         ended = False
         chunks = reply.chunks()
         while not ended:
@@ -72,7 +73,7 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
                     event = _parse(spec, item.name, item.data, runtime, model, assembler, item)
                 else:  # SSE: (event name, data)
                     name, text = item
-                    if spec.done is not None and text.strip() == spec.done:
+                    if done is not None and done in text and text.strip() == done:
                         ended = True
                         break
                     event = _parse(spec, name, text, runtime, model, assembler)
@@ -173,16 +174,14 @@ def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -
 
 
 def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> StreamEvent:
-    event = StreamEvent(
-        delta=joined(handler.delta, data),
-        finish_reason=text_or_none(handler.finish_reason, data),
-        usage=usage_of(handler.usage, data) if handler.usage is not None else None,
-        end=handler.end,
-    )
-    if event.delta:
-        assembler.text(event.delta)
-    if event.finish_reason:
-        assembler.native_finish_reason = event.finish_reason
+    delta = joined(handler.delta, data)
+    finish_reason = text_or_none(handler.finish_reason, data)
+    event = StreamEvent(delta, finish_reason, counts_of(handler.usage, data) if handler.usage is not None else None,
+                        handler.end)
+    if delta:
+        assembler.text(delta)
+    if finish_reason:
+        assembler.native_finish_reason = finish_reason
     if handler.tool_calls is not None:
         event.tool_call_deltas = assembler.tool_fragments(handler.tool_calls, data)
     if handler.reasoning is not None:
