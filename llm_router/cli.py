@@ -75,14 +75,12 @@ def _router(args: argparse.Namespace) -> Router:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from .pricing import summary
+
     router = _router(args)
     rows = []
     for name, model in sorted(router.models.items()):
-        p = model.pricing
-        price = "unknown" if p is None else (
-            f"${p.per_image:g}/image" if model.kind == "image" and p.per_image is not None else
-            "by size" if model.kind == "image" else f"${p.input_per_million:g}/${p.output_per_million:g} per M")
-        rows.append({"name": name, "provider": model.provider, "kind": model.kind, "price": price,
+        rows.append({"name": name, "provider": model.provider, "kind": model.kind, "price": summary(model.pricing, model.kind),
                      "capabilities": sorted(model.capabilities), "params": sorted(model.params),
                      "fallbacks": list(model.fallbacks)})
     if args.format == "json":
@@ -91,7 +89,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         capabilities = ",".join(r["capabilities"]) or "-"
-        print(f"{r['name']:<{width}}  {r['provider']:<18} {r['kind']:<5}  {capabilities:<30} {r['price']}")
+        print(f"{r['name']:<{width}}  {r['provider']:<18} {r['kind']:<10}  {capabilities:<30} {r['price']}")
     return 0
 
 

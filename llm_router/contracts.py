@@ -14,6 +14,8 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import email.parser
+import email.policy
 import functools
 import json
 import math
@@ -33,7 +35,15 @@ from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
 from .errors import Problem, RouterError
-from .types import CostBreakdown, ToolCall
+from .types import (
+    CostBreakdown,
+    EmbeddingResponse,
+    RerankResponse,
+    SpeechResponse,
+    ToolCall,
+    TranscriptionResponse,
+    VideoResponse,
+)
 
 if TYPE_CHECKING:  # `validate` imports this module: it must not load the router or the engine
     from .engine.request import PreparedRequest
@@ -44,7 +54,8 @@ REPLAY_KEY = "sk-contract-replay-key-000"
 REPLAY_AWS_KEY_ID = "AKIACONTRACTREPLAY00"
 REPLY_BODIES = ("body", "text", "sse", "base64")
 SUCCESS_FIELDS = ("content", "content_kind", "finish_reason", "native_finish_reason", "tool_calls", "message",
-                  "reasoning", "usage", "cost", "cost_breakdown", "chunks", "tool_call_deltas")
+                  "reasoning", "usage", "cost", "cost_breakdown", "chunks", "tool_call_deltas", "media_type", "id", "extra")
+CALL_INPUTS = ("messages", "prompt", "input", "query", "text", "file")  # what a call gives, by kind
 STREAM_ONLY_FIELDS = ("chunks", "tool_call_deltas")
 CALL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "prompt_cache")  # router keyword args, not params
 COST_PARTS = ("input", "cached_input", "cache_write", "output", "reasoning", "fees")  # CostBreakdown's fields
@@ -155,9 +166,10 @@ def _check_shape(doc: Doc) -> list[Problem]:
                 problems.append(Problem(file, line, f"replies[{i}].base64 is not base64 ({exc}); encode the body's bytes "
                                                     "with RFC 4648's alphabet (A-Z a-z 0-9 + /) and = padding"))
     call = data["call"]
-    if "messages" not in call and "prompt" not in call:
+    if not any(k in call for k in CALL_INPUTS) or ("query" in call) != ("documents" in call):
         file, line = doc.where(("call",))
-        problems.append(Problem(file, line, "call: give messages (chat) or prompt (image)"))
+        problems.append(Problem(file, line, "call: give messages (chat), prompt (image, video), input (embed), "
+                                            "query and documents (rerank), text (speech) or file (transcribe)"))
     expect = data["expect"]
     if "error" in expect:
         clash = [k for k in SUCCESS_FIELDS if k in expect]
@@ -294,7 +306,10 @@ async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
         kwargs["prompt"] = call["prompt"]
     outcome: dict[str, Any] = {}
     try:
-        if call.get("stream"):
+        operation = _operation_call(router, call, call.get("params", {}))
+        if operation is not None:
+            outcome.update(_operation_outcome(await operation))
+        elif call.get("stream"):
             chunks: list[str] = []
             deltas: list[dict[str, Any]] = []
             reasoning: list[str] = []
@@ -314,13 +329,54 @@ async def make_call(router: Router, call: Mapping[str, Any]) -> dict[str, Any]:
                            reasoning="".join(reasoning) if reasoning else None)
         else:
             response = await router.query(call["model"], call.get("messages"), **kwargs)
-            outcome.update(content=response.content, content_kind=response.content_kind,
+            content = response.content
+            outcome.update(content=base64.b64encode(content).decode() if isinstance(content, bytes) else content,
+                           content_kind=response.content_kind, media_type=response.media_type, id=response.id,
+                           extra=response.extra,
                            finish_reason=response.finish_reason, native_finish_reason=response.native_finish_reason,
                            usage=response.usage, cost=response.cost, cost_breakdown=response.cost_breakdown,
                            tool_calls=response.tool_calls, message=response.message, reasoning=response.reasoning)
     except RouterError as exc:
         outcome["error"] = exc
     return outcome
+
+
+def _operation_call(router: Router, call: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """The call of a kind other than chat and image (by the input it gives), or None."""
+    model = call["model"]
+    if "input" in call:
+        return router.embed(model, call["input"], **params)
+    if "query" in call:
+        return router.rerank(model, call["query"], call["documents"], **params)
+    if "text" in call:
+        return router.speak(model, call["text"], **params)
+    if "file" in call:
+        file = call["file"]
+        return router.transcribe(model, base64.b64decode(file["base64"]), filename=file.get("filename"),
+                                 media_type=file.get("media_type"), **params)
+    known = router.models.get(model)
+    if "prompt" in call and known is not None and known.kind == "video":
+        return router.generate_video(model, call["prompt"], **params)
+    return None
+
+
+def _operation_outcome(response: Any) -> dict[str, Any]:
+    """A typed response's result in the contract's terms: `content`, `content_kind`, `media_type`."""
+    content: Any
+    if isinstance(response, EmbeddingResponse):
+        content, kind = response.vectors, "vectors"
+    elif isinstance(response, RerankResponse):
+        content, kind = [{"index": r.index, "score": r.score} for r in response.ranking], "ranking"
+    elif isinstance(response, SpeechResponse):
+        content, kind = base64.b64encode(response.audio).decode(), "bytes"
+    elif isinstance(response, TranscriptionResponse):
+        content, kind = response.text, "text"
+    else:
+        assert isinstance(response, VideoResponse)
+        url = response.url
+        content, kind = (url, "url") if url is not None else (base64.b64encode(response.video or b"").decode(), "bytes")
+    return dict(content=content, content_kind=kind, media_type=getattr(response, "media_type", None), usage=response.usage,
+                cost=response.cost, cost_breakdown=response.cost_breakdown, id=response.id, extra=response.extra)
 
 
 async def run_contract(contract: Contract, catalog: Catalog) -> ContractResult:
@@ -452,17 +508,39 @@ def _request_diffs(where: str, expected: Mapping[str, Any], request: PreparedReq
         if got != value:
             diffs.append(f"{where}.headers.{name}: expected {value!r}, got {got!r}")
     if "body" in expected:
-        body: Any
-        content = request.content or b""
-        if headers.get("content-type") == "application/x-www-form-urlencoded":
-            body = {k: mask.redact(v) for k, v in parse_qsl(content.decode(errors="replace"), keep_blank_values=True)}
-        else:
-            try:
-                body = json.loads(content) if content else None
-            except ValueError:
-                body = content.decode(errors="replace")
-        diffs += _value_diffs(f"{where}.body", expected["body"], body)
+        diffs += _value_diffs(f"{where}.body", expected["body"], _body(request, mask))
     return diffs
+
+
+def _body(request: PreparedRequest, mask: _Mask) -> Any:
+    """The request's body as a contract gives it: JSON as it is; multipart and form bodies as their
+    fields (a repeated one as a list, a secret the router knew masked), a file part as
+    {filename, media_type, bytes}."""
+    content = request.content or b""
+    content_type = CIMultiDict(request.headers).get("content-type", "")
+    fields: list[tuple[str, Any]] | None = None
+    if content_type.startswith("multipart/form-data"):
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + content)
+        fields = []
+        for part in message.iter_parts():
+            data = part.get_payload(decode=True)
+            assert isinstance(data, bytes)
+            name, filename = str(part.get_param("name", header="content-disposition")), part.get_filename()
+            fields.append((name, mask.redact(data.decode("utf-8", "replace")) if filename is None else
+                           {"filename": filename, "media_type": part.get_content_type(), "bytes": len(data)}))
+    elif content_type.startswith("application/x-www-form-urlencoded"):
+        fields = [(k, mask.redact(v)) for k, v in parse_qsl(content.decode(errors="replace"), keep_blank_values=True)]
+    if fields is not None:
+        grouped: dict[str, Any] = {}
+        for name, value in fields:
+            grouped[name] = [*grouped[name], value] if isinstance(grouped.get(name), list) else (
+                [grouped[name], value] if name in grouped else value)
+        return grouped
+    try:
+        return json.loads(content) if content else None
+    except ValueError:
+        return content.decode(errors="replace")
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -514,9 +592,13 @@ def _outcome_diffs(expect: Mapping[str, Any], outcome: Mapping[str, Any], sent: 
         return diffs
     if error is not None:
         return [*diffs, f"the call raised {type(error).__name__}: {error}"]
-    for key in ("content", "content_kind", "finish_reason", "native_finish_reason", "reasoning", "chunks"):
+    for key in ("content", "content_kind", "finish_reason", "native_finish_reason", "reasoning", "chunks", "media_type", "id"):
         if key in expect and expect[key] != outcome.get(key):
             diffs.append(f"{key}: expected {_short(expect[key], 100)}, got {_short(outcome.get(key), 100)}")
+    for name, value in expect.get("extra", {}).items():
+        got = (outcome.get("extra") or {}).get(name)
+        if value != got:
+            diffs.append(f"extra.{name}: expected {_short(value)}, got {_short(got)}")
     if "tool_calls" in expect:
         diffs += _tool_call_diffs(expect["tool_calls"], outcome.get("tool_calls") or [])
     if "message" in expect:

@@ -13,6 +13,7 @@ from .config.model import ModelConfig
 from .engine import RequestOptions
 from .engine.conversation import NO_OPTIONS, STATE_KEY
 from .errors import InvalidRequestError
+from .files import FileInput
 from .templating import last_user_text
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -35,6 +36,11 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
     """Reject malformed calls before anything is sent, naming the field; derive the prompt for image
     models. Every value is JSON data (no NaN, no sets or objects, string keys, valid UTF-8), nests at
     most MAX_DEPTH levels, and all of them together hold at most MAX_INPUT_CHARS characters."""
+    if model.kind not in ("chat", "image"):
+        from .operations import METHODS
+
+        raise InvalidRequestError(f"{model.name!r} is a{'n' if model.kind[0] in 'aeiou' else ''} {model.kind} model: "
+                                  f"call router.{METHODS[model.kind]}(...)")
     size = 0
     if messages is not None:
         if not isinstance(messages, list) or not messages:
@@ -60,8 +66,9 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
 
 
 def check_params(params: Mapping[str, Any], where: str = "param") -> int:
-    """Each param is JSON data; returns the characters they hold."""
-    return sum(json_size(value, f"{where} {key!r}") for key, value in params.items())
+    """Each param is JSON data (a file param, read into a FileInput, is checked by its operation);
+    returns the characters they hold."""
+    return sum(json_size(value, f"{where} {key!r}") for key, value in params.items() if not isinstance(value, FileInput))
 
 
 def _check_total(size: int, where: str) -> None:

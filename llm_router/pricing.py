@@ -10,6 +10,13 @@ from .config.model import Pricing
 from .types import CostBreakdown, Usage
 
 PER = 1_000_000
+# the other kinds: what each is billed by, as (price field, its unit's size, usage field)
+UNITS = {
+    "embed": (("input_per_million", PER, "input_tokens"),),
+    "rerank": (("per_search_unit", 1, "search_units"), ("input_per_million", PER, "input_tokens")),
+    "speech": (("per_million_characters", PER, "characters"),),
+    "transcribe": (("per_audio_second", 1, "audio_seconds"),),
+}
 
 
 def unit_price(pricing: Pricing | None, kind: str) -> float:
@@ -17,11 +24,40 @@ def unit_price(pricing: Pricing | None, kind: str) -> float:
     the price of one image (the cheapest size); an unknown price ranks last."""
     if pricing is None:
         return float("inf")
+    if kind == "video":
+        by_param = pricing.per_output_second_by.prices.values() if pricing.per_output_second_by else ()
+        return min((p for p in (pricing.per_output_second, *by_param) if p is not None), default=float("inf"))
+    if kind in UNITS:
+        prices = [getattr(pricing, name) / size for name, size, _ in UNITS[kind] if getattr(pricing, name) is not None]
+        return sum(prices) if prices else float("inf")
     if kind == "image":
         sizes = [p for by_size in pricing.per_image_by_quality.values() for p in by_size.values()]
         prices = [p for p in (pricing.per_image, *pricing.per_image_by_size.values(), *sizes) if p is not None]
         return min(prices, default=float("inf"))
     return (pricing.input_per_million or 0.0) + (pricing.output_per_million or 0.0)
+
+
+def summary(pricing: Pricing | None, kind: str) -> str:
+    """The price in a few words, for `llm-router models`."""
+    if pricing is None:
+        return "unknown"
+    if kind == "image":
+        return f"${pricing.per_image:g}/image" if pricing.per_image is not None else "by size"
+    if kind == "video":
+        by_param = pricing.per_output_second_by
+        each = f"${pricing.per_output_second:g}/s of video" if pricing.per_output_second is not None else ""
+        return " ".join(filter(None, [each, f"by {by_param.param}" if by_param is not None else ""]))
+    units = {"per_search_unit": (1, "/search unit"), "per_million_characters": (1, " per M characters"),
+             "per_audio_second": (60, "/min of audio")}
+    for name, (scale, unit) in units.items():
+        value = getattr(pricing, name)
+        if value is not None:
+            return f"${value * scale:g}{unit}"
+    if pricing.input_per_million is not None and pricing.output_per_million is not None:
+        return f"${pricing.input_per_million:g}/${pricing.output_per_million:g} per M"
+    if pricing.input_per_million is not None:
+        return f"${pricing.input_per_million:g} per M input"
+    return f"${pricing.per_request:g}/request" if pricing.per_request is not None else "unknown"
 
 
 def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str, Any]) -> CostBreakdown | None:
@@ -36,9 +72,43 @@ def price(pricing: Pricing | None, kind: str, usage: Usage, params: Mapping[str,
             return None
         count = params.get("n", 1)
         return CostBreakdown(output=each * (count if type(count) is int and count > 0 else 1), fees=fees)
+    if kind == "video":
+        return _video(pricing, usage, params, fees)
+    if kind in UNITS and not (kind == "transcribe" and usage.audio_seconds is None and tokens_priced):
+        return _by_units(pricing, UNITS[kind], usage, fees)
     if not tokens_priced or usage.input_tokens is None or usage.output_tokens is None:
         return None
     return _by_tokens(pricing, usage, fees)
+
+
+def _by_units(pricing: Pricing, units: tuple[tuple[str, int, str], ...], usage: Usage, fees: float) -> CostBreakdown | None:
+    """Each price the model states times what the reply (or the request) says was used; None when
+    a priced quantity is unknown."""
+    total = 0.0
+    for name, size, used in units:
+        unit_price = getattr(pricing, name)
+        if unit_price is None:
+            continue
+        count = getattr(usage, used)
+        if count is None:
+            return None
+        total += unit_price * count / size
+    return CostBreakdown(input=total, fees=fees)
+
+
+def _video(pricing: Pricing, usage: Usage, params: Mapping[str, Any], fees: float) -> CostBreakdown | None:
+    """Seconds of video (the reply's count, else the param `seconds_from` names, else its default)
+    times the price per second (by the param `per_output_second_by` names, else per_output_second)."""
+    each = pricing.per_output_second
+    by_param = pricing.per_output_second_by
+    if by_param is not None and isinstance(params.get(by_param.param), str | int):
+        each = by_param.prices.get(str(params[by_param.param]), each)
+    seconds = usage.video_seconds
+    if seconds is None and pricing.seconds_from is not None:
+        seconds = _positive(params.get(pricing.seconds_from.param)) or pricing.seconds_from.default
+    if each is None or seconds is None:
+        return None
+    return CostBreakdown(output=each * seconds, fees=fees)
 
 
 def _per_image(pricing: Pricing, params: Mapping[str, Any]) -> float | None:
@@ -74,6 +144,17 @@ def _by_tokens(pricing: Pricing, usage: Usage, fees: float) -> CostBreakdown:
         reasoning=reasoning * _or(pricing.reasoning_per_million, output_price) / PER,
         fees=fees,
     )
+
+
+def _positive(value: Any) -> float | None:
+    """A positive number given as a number or as text ("8", as Sora takes its seconds); else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0 < number < float("inf") else None
 
 
 def _or(value: float | None, default: float) -> float:

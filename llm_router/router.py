@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Self, cast
 
+from . import operations
 from .balance import Balancer, Target
 from .budgets import BudgetLedger
 from .calls import Calls
@@ -33,7 +34,15 @@ from .inputs import check_input, check_options, check_params, input_text, needed
 from .lease import HOOK_EVENTS, Hooks, Lease, Leases, Planned
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
-from .types import LLMResponse, StreamChunk
+from .types import (
+    EmbeddingResponse,
+    LLMResponse,
+    RerankResponse,
+    SpeechResponse,
+    StreamChunk,
+    TranscriptionResponse,
+    VideoResponse,
+)
 from .usage import UsageTotals
 
 log = logging.getLogger("llm_router")
@@ -63,6 +72,8 @@ class Router:
         self._calls = Calls()
         self._leases = Leases(catalog, Balancer(catalog.settings, self._state, self._budgets), self._budgets,
                               self._usage, self._hooks, self._calls, self._can_stream)
+        # params that carry a file (an image to edit), by model: read into FileInputs before a call
+        self._file_params = {n: f for n, m in catalog.models.items() if (f := operations.file_params(self._providers, m))}
 
     @classmethod
     def from_dir(cls, *dirs: str | Path, env: Mapping[str, str] | None = None,
@@ -194,6 +205,7 @@ class Router:
         if fallback_config is not None and not isinstance(fallback_config, Mapping):
             raise InvalidRequestError(f"fallback_config must be a mapping of params, got {type(fallback_config).__name__}")
         primary = self.resolve(model_name)
+        params = operations.read_files(self, primary, params)  # an image to edit, given as bytes or a path
         messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:
             check_params(fallback_config, "fallback_config param")
@@ -230,14 +242,15 @@ class Router:
                extra_headers: Mapping[str, str] | None = None, **params: Any) -> dict[str, Any]:
         """The exact request a call would send (to the model's first deployment), the key masked; nothing is sent."""
         primary = self.resolve(model_name)
-        messages, prompt = check_input(primary, messages, prompt, params)
+        given = operations.read_files(self, primary, params)  # an image to edit, given as bytes or a path
+        messages, prompt = check_input(primary, messages, prompt, given)
         options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
                                        extra_headers)
         missing = self._leases.missing(primary, needs)
         if missing:
             raise UnsupportedCapabilityError(primary.name, missing, sorted(primary.capabilities))
         target = self._leases.route(primary).targets[0]
-        call = self._call(self._params_for(primary, params, strict=True), target, messages, prompt, options)
+        call = self._call(self._params_for(primary, given, strict=True), target, messages, prompt, options)
         return self._engine.render(call, stream=stream)
 
     async def query(
@@ -356,7 +369,42 @@ class Router:
             content_kind=result.content_kind if result else "text", id=result.id if result else None,
             deployment=lease.target.deployment, tool_calls=turn.tool_calls, message=turn.message,
             native_finish_reason=turn.native_finish_reason, reasoning=turn.reasoning, extra=turn.extra,
-            cost_breakdown=breakdown)
+            cost_breakdown=breakdown, media_type=result.media_type if result is not None else None)
+
+    # --- the other operation kinds (operations.py) -------------------------------------------------------
+
+    async def embed(self, model_name: str, input: str | list[str], *, fallback_model: str | None = None,
+                    fallback_config: Mapping[str, Any] | None = None, **params: Any) -> EmbeddingResponse:
+        """Embed a text, or a list of texts: `vectors` holds one vector per text, in order."""
+        inputs = operations.embed_inputs(input)
+        return cast(EmbeddingResponse, await operations.run(self, "embed", model_name, inputs, params, fallback_model, fallback_config))
+
+    async def rerank(self, model_name: str, query: str, documents: list[str], *, fallback_model: str | None = None,
+                     fallback_config: Mapping[str, Any] | None = None, **params: Any) -> RerankResponse:
+        """Rank `documents` by relevance to `query`: `ranking` holds (index, score, document), most relevant first."""
+        inputs = operations.rerank_inputs(query, documents)
+        return cast(RerankResponse, await operations.run(self, "rerank", model_name, inputs, params, fallback_model, fallback_config))
+
+    async def speak(self, model_name: str, text: str, *, fallback_model: str | None = None,
+                    fallback_config: Mapping[str, Any] | None = None, **params: Any) -> SpeechResponse:
+        """Synthesise speech: `audio` holds the bytes, `media_type` their format (e.g. audio/mpeg)."""
+        inputs = operations.speech_inputs(text)
+        return cast(SpeechResponse, await operations.run(self, "speech", model_name, inputs, params, fallback_model, fallback_config))
+
+    async def transcribe(self, model_name: str, file: Any, *, filename: str | None = None, media_type: str | None = None,
+                         fallback_model: str | None = None, fallback_config: Mapping[str, Any] | None = None,
+                         **params: Any) -> TranscriptionResponse:
+        """Transcribe audio given as bytes, a pathlib.Path, a data: URL or a FileInput (`filename` and
+        `media_type` name bytes; the provider may need the extension): `text` holds the transcript."""
+        inputs = operations.transcribe_inputs(file, filename, media_type)
+        return cast(TranscriptionResponse, await operations.run(self, "transcribe", model_name, inputs, params,
+                                                                fallback_model, fallback_config))
+
+    async def generate_video(self, model_name: str, prompt: str, *, fallback_model: str | None = None,
+                             fallback_config: Mapping[str, Any] | None = None, **params: Any) -> VideoResponse:
+        """Generate a video (usually a job the provider runs while the router polls): `url`, or `video` bytes."""
+        inputs = operations.video_inputs(prompt)
+        return cast(VideoResponse, await operations.run(self, "video", model_name, inputs, params, fallback_model, fallback_config))
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))

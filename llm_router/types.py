@@ -13,6 +13,11 @@ class Usage:
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # what other operation kinds are billed by
+    search_units: int | None = None  # rerank
+    characters: int | None = None  # speech: characters of the text sent
+    audio_seconds: float | None = None  # transcription: seconds of audio
+    video_seconds: float | None = None  # video: seconds of video generated
 
     @property
     def total_tokens(self) -> int | None:
@@ -32,6 +37,8 @@ class Usage:
 class CostBreakdown:
     """What a call cost, in USD, by what was billed; `total` is the call's `cost`."""
 
+    # other kinds: embed input tokens, rerank search units, speech characters and transcribed
+    # audio are `input`; video seconds are `output`
     input: float = 0.0  # uncached input tokens
     cached_input: float = 0.0
     cache_write: float = 0.0
@@ -102,7 +109,7 @@ class LLMResponse:
     finish_reason: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     raw: Any = None
-    content_kind: str = "text"  # "text" | "url" | "base64"
+    content_kind: str = "text"  # "text" | "url" | "base64" | "bytes" (a binary reply: `media_type` says what)
     id: str | None = None
     deployment: str | None = None  # the deployment that answered (None: a model without `deployments`)
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -111,6 +118,7 @@ class LLMResponse:
     reasoning: str | None = None  # the reasoning text or summary, where the provider returns one
     extra: dict[str, Any] = field(default_factory=dict)  # values of the provider's declared `extra:` paths
     cost_breakdown: CostBreakdown | None = None  # None exactly when cost is None
+    media_type: str | None = None  # content_kind "bytes": the reply's content type (image/png, ...)
 
 
 @dataclass(slots=True)
@@ -131,3 +139,73 @@ class StreamChunk:
     native_finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     cost_breakdown: CostBreakdown | None = None
+
+
+# --- what the other operation kinds return ------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class OperationResponse:
+    """What every operation kind's response holds besides its result: who answered, what it used
+    and cost, how long it took, and every attempt made."""
+
+    model_name: str
+    provider: str
+    usage: Usage
+    cost: float | None
+    latency: float
+    attempts: list[Attempt] = field(default_factory=list)
+    raw: Any = None  # the reply's JSON (None for a binary reply)
+    id: str | None = None
+    deployment: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # values of the provider's declared `extra:` paths or headers
+    cost_breakdown: CostBreakdown | None = None  # None exactly when cost is None
+
+
+@dataclass(slots=True, kw_only=True)
+class EmbeddingResponse(OperationResponse):
+    """`router.embed(...)`: one vector per input, in the order of the inputs."""
+
+    vectors: list[list[float]]
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.vectors[0]) if self.vectors else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RankedDocument:
+    index: int  # its place in the `documents` the call gave
+    score: float
+    document: str
+
+
+@dataclass(slots=True, kw_only=True)
+class RerankResponse(OperationResponse):
+    """`router.rerank(...)`: the documents the provider ranked, most relevant first."""
+
+    ranking: list[RankedDocument]
+
+
+@dataclass(slots=True, kw_only=True)
+class SpeechResponse(OperationResponse):
+    """`router.speak(...)`: the audio, as the provider encoded it (`media_type`, e.g. audio/mpeg)."""
+
+    audio: bytes = field(repr=False)
+    media_type: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TranscriptionResponse(OperationResponse):
+    """`router.transcribe(...)`: the text of the audio."""
+
+    text: str
+
+
+@dataclass(slots=True, kw_only=True)
+class VideoResponse(OperationResponse):
+    """`router.generate_video(...)`: where the video is (`url`), or the video itself (`video`, `media_type`)."""
+
+    url: str | None = None
+    video: bytes | None = field(default=None, repr=False)
+    media_type: str | None = None

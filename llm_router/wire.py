@@ -8,6 +8,14 @@ import re
 # The engine sends JSON bodies: a provider may declare a JSON content type of its own (a charset, a
 # +json type), never another one.
 JSON_CONTENT_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json\s*(?:;.*)?", re.I | re.S)
+# Likewise by an operation's `encoding`: (the types it may declare, what to declare, what it sends).
+# A multipart boundary is always the engine's.
+CONTENT_TYPES = {
+    "json": (JSON_CONTENT_TYPE, "application/json (with a charset if needed) or a +json type", "JSON"),
+    "multipart": (re.compile(r"multipart/form-data\s*(?:;.*)?", re.I | re.S), "multipart/form-data", "multipart"),
+    "form": (re.compile(r"application/x-www-form-urlencoded\s*(?:;.*)?", re.I | re.S),
+             "application/x-www-form-urlencoded", "form-urlencoded"),
+}
 
 
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:

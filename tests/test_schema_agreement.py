@@ -33,6 +33,9 @@ PAIRS = [
     ("operation", PROVIDER["$defs"]["operation"], m.Operation),
     ("extraction", PROVIDER["$defs"]["extraction"], m.Extraction),
     ("usage", PROVIDER["$defs"]["usage"], m.UsagePaths),
+    ("vectors", PROVIDER["$defs"]["extraction"]["properties"]["vectors"], m.VectorPaths),
+    ("ranking", PROVIDER["$defs"]["extraction"]["properties"]["ranking"], m.RankingPaths),
+    ("binary", PROVIDER["$defs"]["extraction"]["properties"]["binary"], m.BinaryBody),
     ("retry", PROVIDER["$defs"]["retry"], m.RetryPolicy),
     ("backoff", PROVIDER["$defs"]["retry"]["properties"]["backoff"], m.Backoff),
     ("errors", PROVIDER["$defs"]["errors"], m.ErrorPolicy),
@@ -65,6 +68,8 @@ PAIRS = [
     ("reasoning_max_tokens", MODELS["$defs"]["reasoning"]["properties"]["max_tokens"], m.ReasoningMaxTokens),
     ("pricing", MODELS["$defs"]["pricing"]["else"], m.Pricing),
     ("limits", MODELS["$defs"]["limits"], m.Limits),
+    ("price_by_param", MODELS["$defs"]["pricing"]["else"]["properties"]["per_output_second_by"], m.PriceByParam),
+    ("seconds_from", MODELS["$defs"]["pricing"]["else"]["properties"]["seconds_from"], m.SecondsFrom),
     ("router", ROUTER, m.RouterSettings),
     ("deployment", MODELS["$defs"]["deployment"], m.Deployment),
     ("cooldown", MODELS["$defs"]["cooldown"], m.Cooldown),
@@ -86,6 +91,7 @@ DERIVED = {
     ("operation", "kind"): "the key under `operations:`",
     ("stream", "route_path"): "`route_by` compiled, when it is a JSONPath",
     ("usage", "head"): "the lookups every usage path begins with, compiled",
+    ("extraction", "headers"): "the `{header: name}` values of finish_reason, id and extra, by field",
 }
 
 

@@ -21,7 +21,16 @@ TOKEN_REQUEST_VARS = frozenset({"vars", "key"})
 PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": "part", "tool_call": "call",
              "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
-USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                "search_units", "characters", "audio_seconds", "video_seconds")
+# the body's variables by operation kind (chat and image: BODY_VARS)
+KIND_VARS = {"embed": frozenset({"model", "params", "input", "vars"}),
+             "rerank": frozenset({"model", "params", "query", "documents", "vars"}),
+             "speech": frozenset({"model", "params", "text", "vars"}), "transcribe": frozenset({"model", "params", "file", "vars"}),
+             "video": frozenset({"model", "params", "prompt", "vars"})}
+# what a reply of each kind holds: the extraction key that is its result
+RESULTS = {"chat": ("content",), "image": ("content", "binary"), "embed": ("vectors",), "rerank": ("ranking",),
+           "speech": ("binary", "content"), "transcribe": ("content",), "video": ("content", "binary")}
 
 
 def _given(data: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -136,27 +145,70 @@ def _job_url(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.JobUrl | None:
     return url if url.from_ is not None or url.template is not None else None
 
 
-def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath, poll_result: bool = False) -> m.Extraction | None:
-    content = b.path(data["content"], (*at, "content"))
-    if content is None:
+def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath, kind: str, in_poll: bool = False) -> m.Extraction | None:
+    shapes = RESULTS[kind]
+    given = [key for key in ("content", "vectors", "ranking", "binary") if key in data]
+    if not any(key in shapes for key in given):
+        b.fail(at, f"{'.'.join(map(str, at))}: a{'n' if kind[0] in 'aeiou' else ''} {kind} operation's reply needs "
+               f"{' or '.join(f'`{k}`' for k in shapes)}" + (f" (it has {', '.join(f'`{k}`' for k in given)})" if given else ""))
         return None
-    if "url" in data and not poll_result:
+    if in_poll and "binary" in data:
+        b.fail((*at, "binary"), f"{'.'.join(map(str, at))}: a poll result is read as JSON; `binary` is for the operation's own reply")
+        return None
+    content = b.path(data.get("content"), (*at, "content"))
+    if content is None and "content" in data:
+        return None
+    if "url" in data and not in_poll:
         b.fail((*at, "url"), f"{'.'.join(map(str, at))}.url: a result at another URL needs a job to poll; "
                              "declare it under `poll.result`, or remove it")
     empty = data.get("empty")
+    headers: dict[str, str] = {}
+    extra = {k: _reply_value(b, v, (*at, "extra", k), f"extra.{k}", headers, in_poll) for k, v in data.get("extra", {}).items()}
     return m.Extraction(
         content=content,
         **_given(data, "content_kind"),
-        finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
-        id=b.path(data.get("id"), (*at, "id")),
+        finish_reason=_reply_value(b, data.get("finish_reason"), (*at, "finish_reason"), "finish_reason", headers, in_poll),
+        id=_reply_value(b, data.get("id"), (*at, "id"), "id", headers, in_poll),
         usage=_usage(b, data.get("usage"), (*at, "usage")),
         tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
         reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
         state=b.path(data.get("state"), (*at, "state")),
-        extra=_extra(b, data.get("extra"), (*at, "extra")),
-        url=_job_url(b, data["url"], (*at, "url")) if "url" in data and poll_result else None,
+        extra=MappingProxyType({k: p for k, p in extra.items() if p is not None}),
+        url=_job_url(b, data["url"], (*at, "url")) if "url" in data and in_poll else None,
         empty=m.EmptyResult(empty["kind"], b.path(empty.get("message"), (*at, "empty", "message"))) if empty else None,
+        vectors=_vectors(b, data.get("vectors"), (*at, "vectors")),
+        ranking=_ranking(b, data.get("ranking"), (*at, "ranking")),
+        binary=m.BinaryBody(**data["binary"]) if "binary" in data else None,
+        headers=MappingProxyType(headers),
     )
+
+
+def _reply_value(b: _Builder, value: Any, at: KeyPath, field: str, headers: dict[str, str], in_poll: bool) -> JSONPath | None:
+    """A JSONPath, or `{header: name}`, recorded in `headers` (the field is then None)."""
+    if not isinstance(value, dict):
+        return b.path(value, at)
+    if in_poll:
+        b.fail(at, f"{'.'.join(map(str, at))}: a poll result cannot read reply headers; use a JSONPath")
+    else:
+        headers[field] = value["header"].lower()
+    return None
+
+
+def _vectors(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.VectorPaths | None:
+    if data is None:
+        return None
+    items, vector = b.path(data["items"], (*at, "items")), b.path(data["vector"], (*at, "vector"))
+    if items is None or vector is None:
+        return None
+    return m.VectorPaths(items, vector, b.path(data.get("index"), (*at, "index")), **_given(data, "encoding"))
+
+
+def _ranking(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.RankingPaths | None:
+    if data is None:
+        return None
+    paths = [b.path(data[k], (*at, k)) for k in ("items", "index", "score")]
+    items, index, score = paths
+    return m.RankingPaths(items, index, score) if items is not None and index is not None and score is not None else None
 
 
 def _conversation(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.Conversation:
@@ -247,7 +299,7 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     )
 
 
-def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
+def _poll(b: _Builder, data: dict[str, Any], at: KeyPath, kind: str) -> m.PollSpec | None:
     states = {k: frozenset(m.status_key(v) for v in data.get(k, [])) for k in ("pending", "done", "failed")}
     seen: dict[tuple[bool, Any], str] = {}
     for bucket, keys in states.items():
@@ -258,7 +310,7 @@ def _poll(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.PollSpec | None:
             seen[key] = bucket
     poll_url = _job_url(b, data["url"], (*at, "url"))
     status = b.path(data["status"], (*at, "status"))
-    result = _extraction(b, data["result"], (*at, "result"), poll_result=True)
+    result = _extraction(b, data["result"], (*at, "result"), kind, in_poll=True)
     failed_when = data.get("failed_when")
     if status is None or result is None or poll_url is None:
         return None
@@ -292,13 +344,17 @@ def _cancel(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.CancelSpec | No
 def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | None:
     at: KeyPath = ("operations", kind)
     path = b.template(data["path"], (*at, "path"), REQUEST_VARS, url=True)
-    body = b.template(data.get("body"), (*at, "body"), BODY_VARS)
+    body = b.template(data.get("body"), (*at, "body"), KIND_VARS.get(kind, BODY_VARS))
     placement = data.get("params", "none")
     params = m.ParamPlacement("into", placement["merge_into"]) if isinstance(placement, dict) else m.ParamPlacement(placement)
-    response = _extraction(b, data["response"], (*at, "response")) if "response" in data else None
+    response = _extraction(b, data["response"], (*at, "response"), kind) if "response" in data else None
     body_ok = body is not None or "body" not in data  # a broken body is reported once, not again as the stream's
     stream = _stream(b, data["stream"], data.get("body"), (*at, "stream")) if "stream" in data and body_ok else None
-    poll = _poll(b, data["poll"], (*at, "poll")) if "poll" in data else None
+    poll = _poll(b, data["poll"], (*at, "poll"), kind) if "poll" in data else None
+    if "arrays" in data and data.get("encoding", "json") == "json":
+        b.fail((*at, "arrays"), f"operations.{kind}.arrays: applies to multipart and form bodies only (set `encoding`)")
+    if "stream" in data and kind in KIND_VARS:
+        b.fail((*at, "stream"), f"operations.{kind}.stream: only chat operations stream; remove `stream`")
     if path is None or (response is None and poll is None):
         return None
     return m.Operation(
@@ -316,6 +372,8 @@ def _operation(b: _Builder, kind: str, data: dict[str, Any]) -> m.Operation | No
         conversation=_conversation(b, data["conversation"], (*at, "conversation")) if "conversation" in data else None,
         call_ids=m.CallIds(**data["call_ids"]) if "call_ids" in data else None,
         finish_reasons=MappingProxyType(dict(data.get("finish_reasons", {}))),
+        **_given(data, "encoding", "arrays", "max_file_bytes"),
+        file_params=frozenset(data.get("file_params", ())),
     )
 
 
@@ -381,8 +439,12 @@ def _pricing(data: Any) -> m.Pricing | None:
         return None
     tiers = sorted((m.PriceTier(**t) for t in data.get("tiers", ())), key=lambda t: t.above_input_tokens)
     by_quality = {q: MappingProxyType(dict(sizes)) for q, sizes in data.get("per_image_by_quality", {}).items()}
+    by_param = data.get("per_output_second_by")
     return m.Pricing(**{**data, "per_image_by_size": MappingProxyType(data.get("per_image_by_size", {})),
-                        "tiers": tuple(tiers), "per_image_by_quality": MappingProxyType(by_quality)})
+                        "tiers": tuple(tiers), "per_image_by_quality": MappingProxyType(by_quality),
+                        "per_output_second_by": m.PriceByParam(by_param["param"], MappingProxyType(dict(by_param["prices"])))
+                        if by_param else None,
+                        "seconds_from": m.SecondsFrom(**data["seconds_from"]) if "seconds_from" in data else None})
 
 
 def _deployments(data: list[dict[str, Any]], upstream: str, pricing: m.Pricing | None) -> tuple[m.Deployment, ...]:

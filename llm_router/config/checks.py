@@ -9,9 +9,19 @@ from urllib.parse import urlsplit
 
 from ..errors import Problem
 from ..sandbox import UnsafeUrlValue, url_value
-from ..wire import JSON_CONTENT_TYPE, host_allowed
+from ..wire import CONTENT_TYPES, host_allowed
 from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings
+
+# what a model of each kind must price (any one of the groups, each field of it), or `pricing: unknown`
+PRICES_FOR_KIND = {
+    "chat": (("input_per_million", "output_per_million"),),
+    "embed": (("input_per_million",), ("per_request",)),
+    "rerank": (("per_search_unit",), ("input_per_million",), ("per_request",)),
+    "speech": (("per_million_characters",),),
+    "transcribe": (("per_audio_second",), ("input_per_million", "output_per_million")),
+    "video": (("per_output_second",), ("per_output_second_by",)),
+}
 
 
 def _hint(name: str, known: list[str], what: str) -> str:
@@ -56,22 +66,25 @@ def check_provider(provider: ProviderConfig, doc: Doc) -> list[Problem]:
 
 
 def _check_content_types(doc: Doc) -> list[Problem]:
-    """A content-type header the provider declares (for all its operations, or for one) is a JSON
-    type: the engine writes every body as JSON and never replaces a declared header. A templated
-    value is checked when a call renders it."""
+    """A content-type header the provider declares (for all its operations, or for one) names the
+    type the operation's `encoding` sends (CONTENT_TYPES): the engine writes the body and never sends
+    it under another type. A templated value is checked when a call renders it."""
     operations = doc.data.get("operations")
-    places: list[tuple[tuple[str, ...], object]] = [(("headers",), doc.data.get("headers"))]
-    places += [(("operations", kind, "headers"), op.get("headers")) for kind, op in (operations or {}).items() if isinstance(op, dict)]
-    problems = []
-    for at, headers in places:
-        for name, value in headers.items() if isinstance(headers, dict) else ():
-            if str(name).lower() == "content-type" and isinstance(value, str) and "{{" not in value \
-                    and not JSON_CONTENT_TYPE.fullmatch(value):
-                file, line = doc.where((*at, name))
-                problems.append(Problem(file, line, f"content-type {value!r}: the engine sends JSON bodies; declare "
-                                        "application/json (with a charset if needed) or a +json type, or leave it out",
-                                        key=".".join((*at, str(name)))))
-    return problems
+    problems: dict[tuple[str, ...], Problem] = {}
+    for kind, op in (operations or {}).items():
+        if not isinstance(op, dict):
+            continue
+        encoding = op.get("encoding", "json")
+        pattern, expected, sends = CONTENT_TYPES.get(encoding, CONTENT_TYPES["json"])
+        for at, headers in ((("headers",), doc.data.get("headers")), (("operations", kind, "headers"), op.get("headers"))):
+            for name, value in headers.items() if isinstance(headers, dict) else ():
+                if str(name).lower() == "content-type" and isinstance(value, str) and "{{" not in value \
+                        and not pattern.fullmatch(value):
+                    file, line = doc.where((*at, name))
+                    problems.setdefault((*at, str(name)), Problem(
+                        file, line, f"content-type {value!r}: the {kind} operation sends {sends} bodies; declare "
+                        f"{expected}, or leave it out", key=".".join((*at, str(name)))))
+    return list(problems.values())
 
 
 def check_base_url_overrides(models: Mapping[str, ModelConfig], providers: Mapping[str, ProviderConfig],
@@ -198,8 +211,16 @@ def _check_served_by(
 
 
 def _check_pricing(model: ModelConfig, p: Pricing, at: str, fail: Callable[[ModelConfig, str, str], None]) -> None:
-    if model.kind == "chat" and (p.input_per_million is None or p.output_per_million is None):
-        fail(model, at, "a chat model's pricing needs input_per_million and output_per_million (or `pricing: unknown`)")
+    groups = PRICES_FOR_KIND.get(model.kind, ())
+    if groups and not any(all(getattr(p, name) is not None for name in group) for group in groups):
+        needs = " or ".join(" and ".join(group) for group in groups)
+        fail(model, at, f"a{'n' if model.kind[0] in 'aeiou' else ''} {model.kind} model's pricing needs {needs} "
+                        "(or `pricing: unknown`)")
+    if p.seconds_from is not None and p.seconds_from.param not in model.params:
+        fail(model, f"{at}.seconds_from.param", f"seconds_from names {p.seconds_from.param!r}, which is not in its `params` allow-list")
+    if p.per_output_second_by is not None and p.per_output_second_by.param not in model.params:
+        fail(model, f"{at}.per_output_second_by.param",
+             f"per_output_second_by names {p.per_output_second_by.param!r}, which is not in its `params` allow-list")
     if model.kind == "image" and p.per_image is None and not p.per_image_by_size and not p.per_image_by_quality:
         fail(model, at, "an image model's pricing needs per_image, per_image_by_size or per_image_by_quality "
                         "(or `pricing: unknown`)")

@@ -33,6 +33,10 @@ class UsagePaths:
     cached_input_tokens: tuple[JSONPath, ...] = ()
     cache_write_tokens: tuple[JSONPath, ...] = ()
     reasoning_tokens: tuple[JSONPath, ...] = ()
+    search_units: tuple[JSONPath, ...] = ()
+    characters: tuple[JSONPath, ...] = ()
+    audio_seconds: tuple[JSONPath, ...] = ()
+    video_seconds: tuple[JSONPath, ...] = ()
     # derived: the lookups every path above begins with (`$.usage`); where they find nothing, no path
     # finds a count (most stream events), so nothing more is read
     head: Callable[[Any], Any] | None = None
@@ -64,8 +68,34 @@ class EmptyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorPaths:
+    """Where an embed reply's vectors are."""
+
+    items: JSONPath
+    vector: JSONPath
+    index: JSONPath | None = None  # None: the items are in the order of the inputs
+    encoding: str = "float"  # float | base64_f32le
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPaths:
+    """Where a rerank reply's ranked documents are."""
+
+    items: JSONPath
+    index: JSONPath
+    score: JSONPath
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryBody:
+    """The reply body is the result (audio, an image, a video)."""
+
+    max_bytes: int = 52428800
+
+
+@dataclass(frozen=True, slots=True)
 class Extraction:
-    content: JSONPath  # for text, every match is joined (several text blocks make one text)
+    content: JSONPath | None = None  # for text, every match is joined; None: `vectors`, `ranking` or `binary` is the result
     content_kind: str = "text"
     finish_reason: JSONPath | None = None
     id: JSONPath | None = None
@@ -76,6 +106,12 @@ class Extraction:
     extra: Mapping[str, JSONPath] = field(default_factory=_empty)
     url: JobUrl | None = None  # poll results only: fetch the result here once the job is done
     empty: EmptyResult | None = None
+    vectors: VectorPaths | None = None
+    ranking: RankingPaths | None = None
+    binary: BinaryBody | None = None
+    # derived: the values config reads from reply headers ({header: name}), by field: finish_reason,
+    # id, or extra.<name> → the header's name (lower case)
+    headers: Mapping[str, str] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +303,10 @@ class Operation:
     conversation: Conversation | None = None
     call_ids: CallIds | None = None
     finish_reasons: Mapping[str, str] = field(default_factory=_empty)  # native → stop | length | tool_calls | content_filter
+    encoding: str = "json"  # json | multipart | form
+    arrays: str = "repeat"  # multipart and form lists: repeat | brackets
+    file_params: frozenset[str] = frozenset()  # params that carry a file
+    max_file_bytes: int = 26214400
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +397,18 @@ class PriceTier:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceByParam:
+    param: str
+    prices: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SecondsFrom:
+    param: str
+    default: float
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     input_per_million: float | None = None
     output_per_million: float | None = None
@@ -368,6 +420,12 @@ class Pricing:
     tiers: tuple[PriceTier, ...] = ()  # by ascending threshold
     per_image_by_quality: Mapping[str, Mapping[str, float]] = field(default_factory=_empty)
     per_request: float | None = None
+    per_search_unit: float | None = None
+    per_million_characters: float | None = None
+    per_audio_second: float | None = None
+    per_output_second: float | None = None
+    per_output_second_by: PriceByParam | None = None
+    seconds_from: SecondsFrom | None = None
     source: str = ""
 
 
@@ -438,7 +496,7 @@ class ModelConfig:
     upstream: str
     pricing: Pricing | None  # None: the price is unknown, so cost is None
     file: str = ""
-    kind: str = "chat"
+    kind: str = "chat"  # chat | image | embed | rerank | speech | transcribe | video
     description: str = ""
     limits: Limits = Limits()
     params: frozenset[str] = frozenset()

@@ -7,7 +7,7 @@ calls it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +18,18 @@ from ..secrets import Redactor
 from ..types import Usage
 from .clients import LoopClients
 from .conversation import NO_OPTIONS, RequestOptions
-from .extract import empty_result_error, extract, text_or_none, usage_of
+from .extract import empty_result_error, text_or_none, usage_of
 from .poll import run_job
 from .reply import Turn, read_turn
 from .request import ProviderRuntime, build_request, redacted_view
-from .send import open_stream, send_json, transport_error, with_retries
+from .results import ReplyShapeError, Result, read_binary, read_json, turn_headers
+from .send import open_stream, send_binary, send_json, transport_error, with_retries
 from .stream import Opened, StreamEvent, stream_events
 from .transport import StreamingReply, TransportClosed, TransportOption, transport_factory, warm
 
 __all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "TransportOption"]
+
+COUNTED = {"embed": "input", "rerank": "documents"}  # the input a kind's reply is checked against (one vector per text, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class Call:
     credentials: tuple[str | None, str | None] | None = None
     options: RequestOptions = NO_OPTIONS  # tools, tool_choice, parallel_tool_calls, response_format
     reasoning: Mapping[str, Any] | None = None  # the model's reasoning table applied: effort, budget, level
+    inputs: Mapping[str, Any] | None = None  # the variables of the other kinds: input, query, documents, text, file
 
 
 @dataclass(slots=True)
@@ -56,7 +60,8 @@ class EngineResult:
     id: str | None
     status: int
     tries: int
-    turn: Turn | None = None  # chat text: tool calls, reasoning, state, the assistant message
+    turn: Turn | None = None  # tool calls, reasoning, state, the assistant message (chat); finish reasons and extras
+    media_type: str | None = None  # a binary reply's content type
 
 
 class Engine:
@@ -100,40 +105,58 @@ class Engine:
     def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
         runtime, operation = self._operation(call)
         request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True,
-                                options=call.options, reasoning=call.reasoning)
+                                options=call.options, reasoning=call.reasoning, inputs=call.inputs)
         return redacted_view(runtime, request)
 
     async def execute(self, call: Call) -> EngineResult:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options, reasoning=call.reasoning)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options,
+                                reasoning=call.reasoning, inputs=call.inputs)
         model = call.model["name"]
         clients = await self._loop_clients()
+        spec = operation.response
         try:
             transport = clients.get(runtime)
-            (status, data), tries = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model),
-                                                       clients.sleep)
-            spec = operation.response
+            if spec is not None and spec.binary is not None:
+                binary, limit = spec, spec.binary.max_bytes
+                (status, headers, body), tries = await with_retries(
+                    runtime, model, lambda: send_binary(transport, runtime, request, model, limit), clients.sleep)
+                return self._result(runtime, model, status, tries, None, lambda: read_binary(operation, binary, body, headers))
+            (status, data, headers), tries = await with_retries(
+                runtime, model, lambda: send_json(transport, runtime, request, model), clients.sleep)
             if operation.poll is not None:
                 data = await run_job(transport, runtime, operation, data, dict(call.model), call.params, clients.sleep)
-                spec = operation.poll.result
+                spec, headers = operation.poll.result, {}
         except TransportClosed as exc:  # closed during a retry or poll sleep, or before the first send
             raise transport_error(exc, runtime, model) from None
         assert spec is not None
-        turn = None
-        if spec.content_kind == "text":
-            turn = read_turn(spec, operation, data, request.structured_tool)
-            content, finish_reason = turn.content, turn.finish_reason
-            usage, reply_id = usage_of(spec.usage, data), text_or_none(spec.id, data)
-            found = content is not None or turn.tool_calls or turn.reasoning is not None
-        else:
-            content, finish_reason, usage, reply_id = extract(spec, data)
-            found = content is not None
-        if not found:
+        if operation.kind != "chat":
+            if spec.empty is not None and spec.content is not None and spec.content.first(data) is None:
+                raise empty_result_error(spec.empty, data, runtime.name, model, status, self.redact)
+            counted = COUNTED.get(operation.kind)
+            count = len(call.inputs[counted]) if counted is not None and call.inputs else 0
+            return self._result(runtime, model, status, tries, data, lambda: read_json(operation, spec, data, headers, count))
+        turn = read_turn(spec, operation, data, request.structured_tool)
+        if not (turn.content is not None or turn.tool_calls or turn.reasoning is not None):
             if spec.empty is not None:
                 raise empty_result_error(spec.empty, data, runtime.name, model, status, self.redact)
+            assert spec.content is not None
             raise InvalidReplyError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
                                     status=status, body_excerpt=self.redact(str(data)[:300]))
-        return EngineResult(content, spec.content_kind, finish_reason, usage, data, reply_id, status, tries, turn)
+        reply_id = turn_headers(turn, operation, spec, headers) if spec.headers else None
+        return EngineResult(turn.content, "text", turn.finish_reason, usage_of(spec.usage, data), data,
+                            reply_id or text_or_none(spec.id, data), status, tries, turn)
+
+    def _result(self, runtime: ProviderRuntime, model: str, status: int, tries: int, data: Any,
+                read: Callable[[], Result]) -> EngineResult:
+        try:
+            found = read()
+        except ReplyShapeError as exc:
+            raise InvalidReplyError(str(exc), provider=runtime.name, model=model, status=status,
+                                    body_excerpt=self.redact(str(data)[:300]) if data is not None else "") from None
+        turn = Turn(finish_reason=found.finish_reason, native_finish_reason=found.native_finish_reason, extra=found.extra)
+        return EngineResult(found.content, found.content_kind, found.finish_reason, found.usage, data, found.id, status, tries,
+                            turn, found.media_type)
 
     def can_stream(self, call: Call) -> bool:
         runtime = self.runtimes.get(call.provider)

@@ -1,4 +1,4 @@
-"""Turn a reply into content, finish reason and usage with compiled JSONPaths."""
+"""Read usage counts and text values out of a reply with compiled JSONPaths."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..config.model import EmptyResult, Extraction, UsagePaths
+from ..config.model import EmptyResult, UsagePaths
 from ..errors import ProviderError
 from ..paths import JSONPath
 from ..types import Usage
@@ -19,7 +19,7 @@ log = logging.getLogger("llm_router")
 MAX_TOKEN_COUNT = 1_000_000_000  # a count above this is a provider's bug, not usage
 
 
-def _sum(paths: tuple[JSONPath, ...], data: Any) -> int | None:
+def _sum(paths: tuple[JSONPath, ...], data: Any, whole: bool = True) -> Any:
     """The counts the paths find, added; a count that is not a finite number from 0 to a billion is
     ignored with a warning (it must never become a negative cost or an exception)."""
     total = None
@@ -32,7 +32,8 @@ def _sum(paths: tuple[JSONPath, ...], data: Any) -> int | None:
                 shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
                 log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
                 continue
-            value = int(value)
+            if whole:
+                value = int(value)
         total = value if total is None else total + value
     return total
 
@@ -46,9 +47,12 @@ def counts_of(paths: UsagePaths, data: Any) -> Usage | None:
     if paths.head is not None and paths.head(data) is None:
         return None
     usage = Usage(_sum(paths.input_tokens, data), _sum(paths.output_tokens, data), _sum(paths.cached_input_tokens, data),
-                  _sum(paths.cache_write_tokens, data), _sum(paths.reasoning_tokens, data))
+                  _sum(paths.cache_write_tokens, data), _sum(paths.reasoning_tokens, data), _sum(paths.search_units, data),
+                  _sum(paths.characters, data), _sum(paths.audio_seconds, data, whole=False),
+                  _sum(paths.video_seconds, data, whole=False))
     if (usage.input_tokens is None and usage.output_tokens is None and usage.cached_input_tokens is None
-            and usage.cache_write_tokens is None and usage.reasoning_tokens is None):
+            and usage.cache_write_tokens is None and usage.reasoning_tokens is None and usage.search_units is None
+            and usage.characters is None and usage.audio_seconds is None and usage.video_seconds is None):
         return None
     return usage
 
@@ -70,16 +74,6 @@ def text_or_none(path: JSONPath | None, data: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False)[:MAX_TEXT_CHARS]
     except (TypeError, ValueError, RecursionError):
         return None
-
-
-def extract(spec: Extraction, data: Any) -> tuple[Any, str | None, Usage, str | None]:
-    """(content, finish_reason, usage, id); content is None when the path finds nothing."""
-    return (
-        spec.content.first(data),
-        text_or_none(spec.finish_reason, data),
-        usage_of(spec.usage, data),
-        text_or_none(spec.id, data),
-    )
 
 
 def empty_result_error(rule: EmptyResult, data: Any, provider: str, model: str, status: int,

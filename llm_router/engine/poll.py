@@ -96,7 +96,7 @@ async def run_job(
     if spec.result.url is None:
         return data
     request = job_request(runtime, spec.result.url, "GET", "result", submit, model_ctx, params)
-    (_, result), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
+    (_, result, _), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
     return result
 
 
@@ -149,7 +149,7 @@ async def _poll(
         await sleep(min(interval, remaining))
         try:
             async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
-                (_, data), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
+                (_, data, _), _ = await with_retries(runtime, model, lambda: send_json(transport, runtime, request, model), sleep)
         except ProviderTimeout:  # the poll request itself timed out, every retry: say so
             raise
         except TimeoutError:  # the deadline fell during a poll request

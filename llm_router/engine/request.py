@@ -16,6 +16,7 @@ from ..secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
 from ..templating import DROP, CompiledTemplate, TemplateRenderError
 from ..wire import JSON_CONTENT_TYPE, host_allowed
 from .conversation import NO_OPTIONS, RequestOptions, to_wire
+from .encoding import check_files, encode, shown
 from .framing import MEDIA_TYPES
 
 
@@ -184,7 +185,9 @@ def build_request(
     display: bool = False,
     options: RequestOptions = NO_OPTIONS,
     reasoning: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> PreparedRequest:
+    """`inputs`: the variables of an operation kind other than chat and image (input, query, file, ...)."""
     model_name = model_ctx["name"]
     provider = runtime.name
     if runtime.unusable is not None and not display:
@@ -194,6 +197,9 @@ def build_request(
                    reasoning is not None)
     ctx = {"model": model_ctx, "prompt": prompt, "params": params, "reasoning": reasoning, "vars": runtime.vars,
            **wire.variables}
+    if inputs:
+        ctx.update(inputs)
+        check_files(operation, {**inputs, **params}, f"{provider} ({model_name})")
     spec = operation.stream if stream else None
     path_template = spec.path if spec is not None and spec.path is not None else operation.path
     path = _render(path_template, ctx, provider, model_name)
@@ -230,7 +236,10 @@ def build_request(
             _check_header_value(name, str(value), model_name, provider)
             headers[name] = str(value)
     content = None
-    if body is not None:
+    if body is not None and operation.encoding != "json":
+        content = encode(operation, body, headers, f"{provider} ({model_name})")
+        body = shown(body)
+    elif body is not None:
         content = _json_bytes(body, provider, model_name)
         _content_type(headers, provider, model_name)
     if stream and operation.stream is not None:

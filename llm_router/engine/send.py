@@ -95,8 +95,10 @@ async def exchange(transport: Transport, runtime: ProviderRuntime, request: Prep
         raise transport_error(exc, runtime, model) from None
 
 
-async def send_json(transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str) -> tuple[int, Any]:
-    """One HTTP exchange (credentials applied for this try) → (status, parsed JSON); raises a typed
+async def send_json(
+    transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str
+) -> tuple[int, Any, Mapping[str, str]]:
+    """One HTTP exchange (credentials applied for this try) → (status, parsed JSON, reply headers); raises a typed
     error for anything else. The reply stays one object (its repr shows sizes, never an echoed key)."""
     reply = await authorized(runtime, request, model, lambda r: exchange(transport, runtime, r, model))
     if reply.status >= 400:
@@ -113,7 +115,7 @@ async def send_json(transport: Transport, runtime: ProviderRuntime, request: Pre
                                 body_excerpt=runtime.redact(reply.body[:200].decode("utf-8", "replace"))) from None
     # A provider that echoes its key: masked before anything reads the reply (raw, content, hooks). The
     # bytes are searched once for the secrets this provider was sent; a reply that holds none is not walked.
-    return reply.status, runtime.redact.data(data) if runtime.sent_secrets.echoed_in(reply.body) else data
+    return reply.status, runtime.redact.data(data) if runtime.sent_secrets.echoed_in(reply.body) else data, reply.headers
 
 
 @asynccontextmanager
@@ -140,3 +142,19 @@ async def open_stream(
                 return
     except TransportError as exc:
         raise transport_error(exc, runtime, model) from None
+
+
+async def send_binary(
+    transport: Transport, runtime: ProviderRuntime, request: PreparedRequest, model: str, max_bytes: int
+) -> tuple[int, Mapping[str, str], bytes]:
+    """One exchange whose body is the result → (status, headers, body), read as it arrives and
+    refused (the connection closed) as soon as it passes `max_bytes`."""
+    async with open_stream(transport, runtime, request, model) as reply:
+        chunks, size = [], 0
+        async for chunk in reply.chunks():
+            size += len(chunk)
+            if size > max_bytes:
+                raise InvalidReplyError(f"the reply body is larger than {max_bytes} bytes (binary.max_bytes)",
+                                        provider=runtime.name, model=model, status=reply.status)
+            chunks.append(chunk)
+        return reply.status, reply.headers, b"".join(chunks)

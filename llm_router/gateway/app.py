@@ -1,4 +1,4 @@
-"""The HTTP routes of one runtime: chat completions (`chat`), images, models, health; the error
+"""The HTTP routes of one runtime: chat completions (`chat`), images, embeddings, models, health; the error
 envelope every route answers with; CORS when configured. One Starlette app per loaded config."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from starlette.routing import Route
 from ..errors import RouterError
 from ..inputs import estimate_tokens
 from .chat import chat_completions
-from .convert import dumps, image, model_json
+from .convert import dumps, embedding_list, image, model_json
 from .errors import ApiError, from_router_error
 from .exchange import Exchange
 from .runtime import Runtime
-from .schemas import ImageGenerationRequest, parse
+from .schemas import EmbeddingRequest, ImageGenerationRequest, parse
 
 log = logging.getLogger("llm_router.gateway")
 access = logging.getLogger("llm_router.gateway.access")
@@ -71,7 +71,7 @@ async def images_generations(ex: Exchange) -> Response:
     key = ex.authenticate()
     body = await ex.json_body()
     request = parse(ImageGenerationRequest, body)
-    model = ex.models_for(request.model, request.fallback_model, "image", "/v1/chat/completions")
+    model = ex.models_for(request.model, request.fallback_model, "image")
     params = image_params(request, model.params)
     limiter = ex.runtime.limiter
     admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt, params))
@@ -83,6 +83,25 @@ async def images_generations(ex: Exchange) -> Response:
         await limiter.settle(admission, None, None)
         raise
     return Response(dumps(image(response, int(time.time()))), media_type="application/json",
+                    headers=ex.answer_headers(response),
+                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+
+
+async def embeddings(ex: Exchange) -> Response:
+    key = ex.authenticate()
+    request = parse(EmbeddingRequest, await ex.json_body())
+    ex.models_for(request.model, request.fallback_model, "embed")
+    params = request.params()
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    limiter = ex.runtime.limiter
+    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, "\n".join(texts), params))
+    try:
+        response = await ex.runtime.router.embed(request.model, texts, fallback_model=request.fallback_model,
+                                                 fallback_config=request.fallback_config, **params)
+    except BaseException:
+        await limiter.settle(admission, None, None)
+        raise
+    return Response(dumps(embedding_list(response, request.encoding_format == "base64")), media_type="application/json",
                     headers=ex.answer_headers(response),
                     background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
 
@@ -144,6 +163,7 @@ def build_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/v1/chat/completions", endpoint(runtime, chat_completions), methods=["POST"]),
         Route("/v1/images/generations", endpoint(runtime, images_generations), methods=["POST"]),
+        Route("/v1/embeddings", endpoint(runtime, embeddings), methods=["POST"]),
         Route("/v1/models", endpoint(runtime, list_models), methods=["GET"]),
         Route("/v1/models/{model_id:path}", endpoint(runtime, get_model), methods=["GET"]),
         Route("/healthz", endpoint(runtime, healthz, logging.DEBUG), methods=["GET"]),

@@ -32,7 +32,7 @@ async def chat_completions(ex: Exchange) -> Response:
     key = ex.authenticate()
     body = await ex.json_body()
     request = parse(ChatCompletionRequest, body)
-    ex.models_for(request.model, request.fallback_model, "chat", "/v1/images/generations")
+    ex.models_for(request.model, request.fallback_model, "chat")
     params = request.params()
     messages = body["messages"]
     call: dict[str, Any] = {

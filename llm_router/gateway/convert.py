@@ -1,15 +1,18 @@
 """Router results as the JSON the openai SDKs parse: `chat.completion`, `chat.completion.chunk`
-(with `delta.tool_calls` fragments by index), images, models, and SSE framing."""
+(with `delta.tool_calls` fragments by index), images, embeddings, models, and SSE framing."""
 
 from __future__ import annotations
 
+import array
+import base64
 import dataclasses
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ..config.model import ModelConfig
-from ..types import LLMResponse, StreamChunk, ToolCallDelta, Usage
+from ..types import EmbeddingResponse, LLMResponse, StreamChunk, ToolCallDelta, Usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -103,6 +106,22 @@ def image(response: LLMResponse, created: int) -> dict[str, Any]:
         out["usage"] = {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0,
                         "total_tokens": usage.total_tokens or 0}
     return out
+
+
+def embedding_list(response: EmbeddingResponse, as_base64: bool) -> dict[str, Any]:
+    """OpenAI's embeddings list; with `as_base64`, each vector as base64 of little-endian float32 values."""
+    def vector(values: list[float]) -> Any:
+        if not as_base64:
+            return values
+        floats = array.array("f", values)
+        if sys.byteorder == "big":
+            floats.byteswap()
+        return base64.b64encode(floats.tobytes()).decode("ascii")
+
+    tokens = response.usage.input_tokens or 0
+    return {"object": "list", "model": response.model_name,
+            "data": [{"object": "embedding", "index": i, "embedding": vector(v)} for i, v in enumerate(response.vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def model_json(model: ModelConfig, created: int) -> dict[str, Any]:

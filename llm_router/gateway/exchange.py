@@ -14,11 +14,13 @@ from starlette.requests import Request
 
 from ..config.model import ModelConfig
 from ..errors import UnknownModelError
-from ..types import LLMResponse
+from ..types import LLMResponse, OperationResponse
 from .config import VirtualKey
 from .errors import ApiError
 from .keys import Admission
 from .runtime import Runtime
+
+ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations", "embed": "/v1/embeddings"}  # by model kind
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -87,12 +89,14 @@ class Exchange:
             raise ApiError(404, f"the model {name!r} does not exist{hint}", "invalid_request_error", "model_not_found",
                            field) from None
 
-    def models_for(self, name: str, fallback: str | None, kind: str, endpoint: str) -> ModelConfig:
+    def models_for(self, name: str, fallback: str | None, kind: str) -> ModelConfig:
         """The requested model, when the key may use it and it is a `kind` model (else a 400 naming
         the endpoint that serves it), after checking the fallback model the same way."""
         model = self.model(name, "model")
         if model.kind != kind:
-            raise ApiError(400, f"{name!r} is {'an' if model.kind == 'image' else 'a'} {model.kind} model; call {endpoint}",
+            serves = ENDPOINTS.get(model.kind)
+            where = f"call {serves}" if serves else "the gateway has no endpoint for it (use the Python API)"
+            raise ApiError(400, f"{name!r} is a{'n' if model.kind[0] in 'aeiou' else ''} {model.kind} model; {where}",
                            "invalid_request_error", "wrong_endpoint", "model")
         if fallback is not None:
             self.model(fallback, "fallback_model")
@@ -110,7 +114,7 @@ class Exchange:
             headers |= self.admission.headers
         return headers
 
-    def answer_headers(self, response: LLMResponse) -> dict[str, str]:
+    def answer_headers(self, response: LLMResponse | OperationResponse) -> dict[str, str]:
         """Who answered, after how many attempts, at what cost, and the gateway's and router's own time:
         the time since the gateway took the request less the body's arrival and the attempts."""
         overhead_s = time.perf_counter() - self.started - self.reading_s - sum(a.latency for a in response.attempts)

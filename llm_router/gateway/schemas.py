@@ -117,6 +117,14 @@ class ImageGenerationRequest(_Routed):
     response_format: Literal["url", "b64_json"] | None = None
 
 
+class EmbeddingRequest(_Routed):
+    """OpenAI's embeddings body: texts only (token arrays are refused); the vectors come back as
+    floats, or as base64 float32 when asked (the openai SDKs ask by default)."""
+
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] | None = None
+
+
 Body = TypeVar("Body", bound=BaseModel)
 
 
