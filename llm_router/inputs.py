@@ -46,8 +46,9 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
         if not isinstance(messages, list) or not messages:
             raise InvalidRequestError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
         for i, message in enumerate(messages):
-            size += _check_message(message, f"messages[{i}]")
-            _check_total(size, f"messages[{i}]")
+            size += _check_message(message, i)
+            if size > MAX_INPUT_CHARS:
+                _check_total(size, f"messages[{i}]")
     if prompt is not None:
         if not isinstance(prompt, str):
             raise InvalidRequestError(f"prompt must be a string, got {type(prompt).__name__}")
@@ -61,7 +62,8 @@ def check_input(model: ModelConfig, messages: Any, prompt: Any, params: Mapping[
             raise InvalidRequestError(f"{model.name} is an image model: give prompt='...' or a user message")
     if messages is None and model.kind == "chat":
         messages = [{"role": "user", "content": prompt}]
-    _check_total(size + check_params(params), "params")
+    if params:
+        _check_total(size + check_params(params), "params")
     return messages, prompt
 
 
@@ -82,11 +84,12 @@ _PARTS: dict[str, tuple[tuple[type, ...], tuple[str, ...]]] = {
     "text": ((str,), ()), "image_url": ((str, dict), ("url", "detail")), "file": ((dict,), ("file_data", "filename", "file_id"))}
 
 
-def _check_message(message: Any, where: str) -> int:
+def _check_message(message: Any, i: int) -> int:
     """One OpenAI-style message: its role, its content's shape, its provider state; all JSON data."""
     if type(message) is dict and len(message) == 2 and type(message.get("content")) is str \
             and message.get("role") in ROLES and message["content"].isascii():
         return len(message["content"]) + 8  # the common message, `{"role": "user", "content": "..."}`
+    where = f"messages[{i}]"
     if not isinstance(message, dict) or not isinstance(message.get("role"), str):
         raise InvalidRequestError(f"{where} must be a dict with a string 'role'")
     role = message["role"]

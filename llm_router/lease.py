@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .balance import Balancer, Route, Target
@@ -66,6 +66,10 @@ class Hooks:
             raise ValueError(f"unknown hook event {event!r}; events: {', '.join(HOOK_EVENTS)}")
         self._hooks[event].append(hook)
 
+    def __contains__(self, event: str) -> bool:
+        """Whether any hook runs on `event` (a call with none skips building and awaiting the emit)."""
+        return bool(self._hooks[event])
+
     async def emit(self, event: str, payload: Any) -> None:
         for hook in self._hooks[event]:
             try:
@@ -105,7 +109,7 @@ class Leases:
             return []
         return sorted(needs - model.capabilities)
 
-    def walk(self, plan: Sequence[Planned], messages: Any, prompt: Any, needs: frozenset[str] = frozenset(),
+    def walk(self, plan: Iterable[Planned], messages: Any, prompt: Any, needs: frozenset[str] = frozenset(),
              streaming: bool = False) -> Walk:
         return Walk(self, plan, messages, prompt, needs, streaming)
 
@@ -119,7 +123,7 @@ class Walk:
     __slots__ = ("_health", "_leases", "_needs", "_plan", "_planned", "_route", "_streaming", "_targets", "_tried",
                  "attempts", "errors", "messages", "prompt")
 
-    def __init__(self, leases: Leases, plan: Sequence[Planned], messages: Any, prompt: Any, needs: frozenset[str],
+    def __init__(self, leases: Leases, plan: Iterable[Planned], messages: Any, prompt: Any, needs: frozenset[str],
                  streaming: bool) -> None:
         self._leases = leases
         self._plan = iter(plan)
@@ -284,7 +288,8 @@ class Lease:
             log.debug("attempt ok: model=%s provider=%s status=%s tries=%d latency=%.3fs tokens=%s/%s%s",
                       model.name, target.provider, self.status, self.tries, latency, usage.input_tokens,
                       usage.output_tokens, f" deployment={target.deployment}" if target.deployment else "")
-        await leases.hooks.emit("on_attempt", attempt)
+        if "on_attempt" in leases.hooks:
+            await leases.hooks.emit("on_attempt", attempt)
 
     async def _close_failed(self, error: RouterError) -> bool:
         """Give the ticket back, charge what a stream delivered, record; True when the call moves on."""

@@ -117,23 +117,34 @@ class JSONPath:
 def lookups(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
     """A function doing the key and index lookups of `steps` (None where a step finds nothing),
     written out for these steps: a generic loop costs twice as much, and a reply is read with a
-    dozen paths (a stream, on every event). The source holds only the shape of the steps; their
-    values are the function's globals, never text in its source."""
+    dozen paths (a stream, on every event). The code is made once per shape of steps (which are
+    keys, which indexes) and holds none of their values: they are arguments of its maker."""
     if not steps:
         return _itself
-    names = {f"s{i}": step for i, step in enumerate(steps)}
-    lines = ["def lookup(data):"]
-    for name, step in names.items():
-        if isinstance(step, str):
-            lines.append(f"    if type(data) is not dict: return None\n    data = data.get({name})")
+    shape = tuple(isinstance(step, str) for step in steps)
+    make = _MAKERS.get(shape)
+    if make is None:
+        make = _MAKERS[shape] = _maker(shape)
+    return make(*steps)
+
+
+_MAKERS: dict[tuple[bool, ...], Callable[..., Callable[[Any], Any]]] = {}
+
+
+def _maker(shape: tuple[bool, ...]) -> Callable[..., Callable[[Any], Any]]:
+    names = [f"s{i}" for i in range(len(shape))]
+    lines = [f"def make({', '.join(names)}):", "    def lookup(data):"]
+    for name, is_key in zip(names, shape, strict=True):
+        if is_key:
+            lines.append(f"        if type(data) is not dict: return None\n        data = data.get({name})")
         else:
-            lines.append(f"    if type(data) is not list or not -len(data) <= {name} < len(data): return None\n"
-                         f"    data = data[{name}]")
-    lines.append("    return data")
-    namespace: dict[str, Any] = {"__builtins__": {"type": type, "dict": dict, "list": list, "len": len}, **names}
-    exec("\n".join(lines), namespace)  # the shape only: see above
-    lookup: Callable[[Any], Any] = namespace["lookup"]
-    return lookup
+            lines.append(f"        if type(data) is not list or not -len(data) <= {name} < len(data): return None\n"
+                         f"        data = data[{name}]")
+    lines += ["        return data", "    return lookup"]
+    namespace: dict[str, Any] = {"__builtins__": {"type": type, "dict": dict, "list": list, "len": len}}
+    exec("\n".join(lines), namespace)  # the shape only: the steps' values are the maker's arguments
+    make: Callable[..., Callable[[Any], Any]] = namespace["make"]
+    return make
 
 
 def _itself(data: Any) -> Any:

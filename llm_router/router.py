@@ -5,10 +5,11 @@ the chain as leases (`lease`: admission, release, records, spend, hooks, moving 
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +32,7 @@ from .errors import (
     UnsupportedParamError,
 )
 from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
-from .lease import HOOK_EVENTS, Hooks, Lease, Leases, Planned
+from .lease import ADHOC_ROUTES, HOOK_EVENTS, Hooks, Lease, Leases, Planned
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .state import StateBackend, build_state
 from .types import (
@@ -70,6 +71,7 @@ class Router:
         self._budgets = BudgetLedger(catalog.settings.budgets, self._state)
         self._usage = UsageTotals()
         self._calls = Calls()
+        self._adhoc: dict[str, ModelConfig] = {}  # 'provider/upstream' models resolved, kept (bounded)
         self._leases = Leases(catalog, Balancer(catalog.settings, self._state, self._budgets), self._budgets,
                               self._usage, self._hooks, self._calls, self._can_stream)
         # params that carry a file (an image to edit), by model: read into FileInputs before a call
@@ -126,14 +128,18 @@ class Router:
     # --- resolving a call ---------------------------------------------------------------------------
 
     def resolve(self, name: str) -> ModelConfig:
-        model = self._catalog.models.get(name)
+        model = self._catalog.models.get(name) or self._adhoc.get(name)
         if model is not None:
             return model
         provider_name, sep, upstream = name.partition("/")
         provider = self.providers.get(provider_name) if sep else None
         if provider is not None and upstream:
             kind = "chat" if "chat" in provider.operations else next(iter(provider.operations))
-            return ModelConfig(name=name, provider=provider_name, upstream=upstream, pricing=None, kind=kind)
+            if len(self._adhoc) >= ADHOC_ROUTES:  # bounded, as the routes of such models are
+                self._adhoc.clear()
+            model = self._adhoc[name] = ModelConfig(name=name, provider=provider_name, upstream=upstream, pricing=None,
+                                                    kind=kind)
+            return model
         raise UnknownModelError(name, difflib.get_close_matches(name, list(self._catalog.models), n=3, cutoff=0.5))
 
     def _params_for(self, model: ModelConfig, given: Mapping[str, Any], strict: bool) -> Planned:
@@ -195,9 +201,9 @@ class Router:
     def _plan(
         self, model_name: str, messages: Any, prompt: Any, params: Mapping[str, Any],
         fallback_model: str | None, fallback_config: Mapping[str, Any] | None,
-    ) -> tuple[list[Planned], Any, str | None]:
-        """The chain with each model's params. `tools`, `tool_choice`, `response_format` are not
-        params: every model of the chain gets them (see `_options`)."""
+    ) -> tuple[Planned, list[ModelConfig], Any, str | None]:
+        """The primary with its params, the models after it, and the call's checked input. `tools`,
+        `tool_choice`, `response_format` are not params: every model of the chain gets them (see `_options`)."""
         if not isinstance(model_name, str):
             raise InvalidRequestError(f"model_name must be a string, got {type(model_name).__name__}")
         if fallback_model is not None and not isinstance(fallback_model, str):
@@ -209,16 +215,23 @@ class Router:
         messages, prompt = check_input(primary, messages, prompt, params)
         if fallback_config:
             check_params(fallback_config, "fallback_config param")
-        plan = [self._params_for(primary, params, strict=True)]
-        for model in self._chain(primary, fallback_model)[1:]:
-            plan.append(self._params_for(model, fallback_config or {}, strict=False))
+        planned = self._params_for(primary, params, strict=True)
+        fallbacks = self._chain(primary, fallback_model)[1:] if fallback_model is not None or primary.fallbacks else []
         if log.isEnabledFor(logging.DEBUG):
-            chain = " → ".join(p.model.name for p in plan)
+            chain = " → ".join(m.name for m in (primary, *fallbacks))
             if self._catalog.settings.log_content:
                 log.debug("call: chain=%s messages=%r prompt=%r", chain, messages, prompt)
             else:
                 log.debug("call: chain=%s input_chars=%d", chain, len(input_text(messages, prompt)))
-        return plan, messages, prompt
+        return planned, fallbacks, messages, prompt
+
+    def _planned(self, primary: Planned, fallbacks: list[ModelConfig],
+                 fallback_config: Mapping[str, Any] | None) -> Iterable[Planned]:
+        """The chain with each model's params, a fallback's worked out only when the call gets to it
+        (most calls never do; a fallback's params never raise)."""
+        if not fallbacks:
+            return (primary,)
+        return itertools.chain((primary,), (self._params_for(m, fallback_config or {}, strict=False) for m in fallbacks))
 
     @staticmethod
     def _call(planned: Planned, target: Target, messages: Any, prompt: Any, options: RequestOptions = NO_OPTIONS) -> Call:
@@ -278,10 +291,11 @@ class Router:
         with the request (never over the provider's own headers or its key)."""
         started = time.perf_counter()
         with self._calls.inside():
-            plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+            primary, fallbacks, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model,
+                                                              fallback_config)
             options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
                                            prompt_cache, extra_headers)
-            walk = self._leases.walk(plan, messages, prompt, needs)
+            walk = self._leases.walk(self._planned(primary, fallbacks, fallback_config), messages, prompt, needs)
             while (lease := await walk.next()) is not None:
                 async with lease:
                     result = await self._engine.execute(self._call(lease.planned, lease.target, messages, prompt, options))
@@ -290,7 +304,8 @@ class Router:
                     response = self._response(lease, started, result.turn or Turn(), result)  # an image has no turn
                     if self._catalog.settings.log_content:
                         log.debug("reply of %s: content=%r", lease.planned.model.name, result.content)
-                    await self._hooks.emit("on_success", response)
+                    if "on_success" in self._hooks:
+                        await self._hooks.emit("on_success", response)
                     return response
             raise await walk.exhausted()
 
@@ -315,15 +330,15 @@ class Router:
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
         with self._calls.inside() as inside:
-            plan, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model, fallback_config)
+            primary, fallbacks, messages, prompt = self._plan(model_name, messages, prompt, params, fallback_model,
+                                                              fallback_config)
             options, needs = self._options(messages, tools, tool_choice, parallel_tool_calls, response_format,
                                            prompt_cache, extra_headers)
-            streamable = [p for p in plan if p.model.streaming
-                          and any(self._can_stream(p.model, t) for t in self._leases.route(p.model).targets)]
-            if not streamable or streamable[0] is not plan[0]:
-                primary = plan[0].model
-                raise InvalidRequestError(f"streaming is not supported for {primary.name} (provider {primary.provider})")
-            walk = self._leases.walk(streamable, messages, prompt, needs, streaming=True)
+            if not self._streams(primary.model):
+                raise InvalidRequestError(f"streaming is not supported for {primary.model.name} "
+                                          f"(provider {primary.model.provider})")
+            planned = self._planned(primary, [m for m in fallbacks if self._streams(m)], fallback_config)
+            walk = self._leases.walk(planned, messages, prompt, needs, streaming=True)
             while (lease := await walk.next()) is not None:
                 model, provider = lease.planned.model.name, lease.target.provider
                 turn = None
@@ -337,17 +352,19 @@ class Router:
                             lease.usage.update(event.usage)
                         if event.turn is not None:
                             turn = event.turn
-                        if event.delta or event.tool_call_deltas or event.reasoning:
-                            lease.delivered += len(event.delta or "") + len(event.reasoning or "") + sum(
-                                len(d.arguments) + 1 for d in event.tool_call_deltas)
+                        delta, deltas, reasoning = event.delta or "", event.tool_call_deltas, event.reasoning or ""
+                        if delta or deltas or reasoning:
+                            lease.delivered += len(delta) + len(reasoning)
+                            if deltas:
+                                lease.delivered += sum(len(d.arguments) + 1 for d in deltas)
                             inside.pause()
-                            yield StreamChunk(event.delta or "", model, provider, tool_call_deltas=event.tool_call_deltas,
-                                              reasoning_delta=event.reasoning or "")
+                            yield StreamChunk(delta, model, provider, tool_call_deltas=deltas, reasoning_delta=reasoning)
                             inside.resume()
                 if lease.ok:
                     assert turn is not None  # the engine's last event
                     response = self._response(lease, started, turn)
-                    await self._hooks.emit("on_success", response)
+                    if "on_success" in self._hooks:
+                        await self._hooks.emit("on_success", response)
                     inside.pause()
                     yield StreamChunk("", model, provider, turn.finish_reason, response.usage, response.cost, True,
                                       response.attempts, tool_calls=turn.tool_calls, message=turn.message,
@@ -405,6 +422,9 @@ class Router:
         """Generate a video (usually a job the provider runs while the router polls): `url`, or `video` bytes."""
         inputs = operations.video_inputs(prompt)
         return cast(VideoResponse, await operations.run(self, "video", model_name, inputs, params, fallback_model, fallback_config))
+
+    def _streams(self, model: ModelConfig) -> bool:
+        return model.streaming and any(self._can_stream(model, t) for t in self._leases.route(model).targets)
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))

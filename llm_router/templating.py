@@ -296,9 +296,11 @@ def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str
             return DROP if value is None else value
         return render_expression(ctx)
 
+    lookup = _lookup_plain if chain is not None and _plain_chain(chain) else _lookup
+
     def render_expression(ctx: Mapping[str, Any]) -> Any:
         if chain is not None:  # `messages`, `model.upstream`: plain lookups, no Jinja context
-            result = _lookup(ctx, chain)
+            result = lookup(ctx, chain)
             if result is not _SLOW:
                 return DROP if result is None else result
         try:
@@ -367,6 +369,25 @@ def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
         if value is None:
             return None
     return value
+
+
+def _lookup_plain(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
+    """`_lookup` for a chain none of whose names is an attribute of a plain mapping (`_plain_chain`),
+    so the `hasattr` test is known to be False at every step."""
+    value: Any = ctx
+    for key in chain:
+        if type(value) not in _PLAIN_MAPPINGS:
+            return _SLOW
+        value = value.get(key)
+        if value is None:
+            return None
+    return value
+
+
+def _plain_chain(chain: tuple[str, ...]) -> bool:
+    """No name of the chain is an attribute of dict or MappingProxyType (their instances have no
+    attributes of their own, so the type says it for every instance)."""
+    return not any(hasattr(mapping, key) for key in chain for mapping in _PLAIN_MAPPINGS)
 
 
 def _param_names(ast: nodes.Template) -> set[str]:

@@ -5,6 +5,7 @@ lookups written out per path, the shared head that skips a reply's usage paths, 
 from __future__ import annotations
 
 from itertools import pairwise
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from llm_router.config.model import UsagePaths
 from llm_router.engine.extract import _sum, counts_of, usage_of
 from llm_router.engine.sse import SSEDecoder
 from llm_router.paths import JSONPath, common_head, lookups
+from llm_router.templating import _lookup, _lookup_plain, _plain_chain
 from llm_router.types import Usage
 
 KEYS = ["a", "b", "usage", "n", "0", "items"]
@@ -120,3 +122,22 @@ def test_the_sse_decoder_reads_any_split_as_the_whole(lines: list[tuple[bytes, b
     for start, end in pairwise(points):
         events += decoder.feed(body[start:end])
     assert events == reference_events(body)
+
+
+# --- templates: a chain known at compile time to hold no mapping method --------------------------
+
+NAMES = st.sampled_from(["model", "upstream", "name", "items", "get", "keys", "a", "__class__"])
+CTX = st.recursive(st.one_of(st.none(), st.integers(0, 3), st.just("s")),
+                   lambda inner: st.one_of(st.dictionaries(NAMES, inner, max_size=3),
+                                           st.dictionaries(NAMES, inner, max_size=3).map(MappingProxyType),
+                                           st.lists(inner, max_size=2)),
+                   max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ctx=st.dictionaries(NAMES, CTX, max_size=4), chain=st.lists(NAMES, min_size=1, max_size=3).map(tuple))
+def test_the_plain_template_lookup_equals_the_checked_one(ctx: dict[str, Any], chain: tuple[str, ...]) -> None:
+    if _plain_chain(chain):
+        assert _lookup_plain(ctx, chain) is _lookup(ctx, chain)
+    else:
+        assert any(name in ("items", "get", "keys", "__class__") for name in chain)

@@ -82,6 +82,14 @@ class ProviderRuntime:
                 templates = (spec.body if spec is not None else op.body, op.path, op.query,
                              spec.path if spec is not None else None, spec.query if spec is not None else None)
                 self.placed_params[(kind, streaming)] = owned.union(*(t.param_names for t in templates if t is not None))
+        # the content type the provider's own headers give a JSON body, checked once (see _content_type)
+        self.json_headers: dict[str, str] | None = None
+        try:
+            headers = dict(self.static_headers)
+            _content_type(headers, self.name, "")
+            self.json_headers = headers
+        except InvalidRequestError:
+            pass  # a declared type that is not JSON: each request with a body says so
         self._auth_header: dict[str, str] = {}
         if self.authorizer is not None:
             self._key_ok = True  # the key (a client secret) goes to the token endpoint, not in a header
@@ -223,25 +231,32 @@ def build_request(
 
     query = {}
     for template in (operation.query, spec.query if spec is not None else None):
+        if template is None:
+            continue
         rendered = _render(template, ctx, provider, model_name)
         if rendered is not DROP:
             query.update({k: str(v) for k, v in rendered.items()})
 
-    headers = dict(runtime.static_headers)
+    # the provider's own headers, with the content type of a JSON body when they are all there is
+    plain = (body is not None and operation.encoding == "json" and not options.headers and operation.headers is None
+             and runtime.json_headers is not None)
+    headers = dict(runtime.json_headers if plain else runtime.static_headers)  # type: ignore[arg-type]
     if options.headers:  # the caller's (a gateway's allow-listed client headers): config and the key win
         headers.update((k, v) for k, v in options.headers.items() if k not in runtime.own_header_names)
-    rendered_headers = _render(operation.headers, ctx, provider, model_name)
-    if rendered_headers is not DROP:  # values built from params: checked on every call
-        for name, value in rendered_headers.items():
-            _check_header_value(name, str(value), model_name, provider)
-            headers[name] = str(value)
+    if operation.headers is not None:
+        rendered_headers = _render(operation.headers, ctx, provider, model_name)
+        if rendered_headers is not DROP:  # values built from params: checked on every call
+            for name, value in rendered_headers.items():
+                _check_header_value(name, str(value), model_name, provider)
+                headers[name] = str(value)
     content = None
     if body is not None and operation.encoding != "json":
         content = encode(operation, body, headers, f"{provider} ({model_name})")
         body = shown(body)
     elif body is not None:
         content = _json_bytes(body, provider, model_name)
-        _content_type(headers, provider, model_name)
+        if not plain:
+            _content_type(headers, provider, model_name)
     if stream and operation.stream is not None:
         headers.setdefault("accept", MEDIA_TYPES[operation.stream.format][0])  # the framing's own media type
     if runtime.config.auth is None:
@@ -255,9 +270,13 @@ def build_request(
                            {**query, **runtime.auth_query(model_name, display)}, body, content, wire.structured_tool)
 
 
+# json.dumps builds an encoder per call when given options; this one is built once
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _json_bytes(body: Any, provider: str, model: str) -> bytes:
     try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODE(body).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # a config expression that built a method, a set, NaN...
         raise InvalidRequestError(f"{provider} ({model}): the request body is not JSON data: {exc}") from None
 
