@@ -99,7 +99,7 @@ async def make_kind(kind: str, mock_url: str, redis_url: str, site: Path) -> tup
     if kind == "router-local":
         state: Any = LocalState()
     else:
-        from llm_router.redis_state import RedisState
+        from llm_router.state.redis import RedisState
 
         state = RedisState(redis_url, key_prefix="bench:", on_error="fail")
     router = router_on(state, site, mock_url)

@@ -31,8 +31,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .lease import Planned
     from .router import Router
+    from .routing.lease import Planned
 
 METHODS = {"embed": "embed", "rerank": "rerank", "speech": "speak", "transcribe": "transcribe", "video": "generate_video"}
 

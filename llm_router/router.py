@@ -16,9 +16,6 @@ from types import MappingProxyType
 from typing import Any, Self, cast
 
 from . import operations
-from .balance import Balancer, Target
-from .budgets import BudgetLedger
-from .calls import Calls
 from .config import load_catalog
 from .config.model import Catalog, ModelConfig, ProviderConfig
 from .engine import Call, Engine, EngineResult, RequestOptions, StreamEvent, TransportOption
@@ -32,8 +29,11 @@ from .errors import (
     UnsupportedParamError,
 )
 from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
-from .lease import ADHOC_ROUTES, HOOK_EVENTS, Hooks, Lease, Leases, Planned
 from .reasoning import REASONING_PARAMS, apply_reasoning
+from .routing.balance import Balancer, Target
+from .routing.budgets import BudgetLedger
+from .routing.calls import Calls
+from .routing.lease import ADHOC_ROUTES, HOOK_EVENTS, Hooks, Lease, Leases, Planned
 from .state import StateBackend, build_state
 from .types import (
     EmbeddingResponse,

@@ -18,8 +18,8 @@ from typing import Any
 
 from llm_router import RateLimitError, Router
 from llm_router._resources import catalog_dir
-from llm_router.redis_state import RedisState
 from llm_router.state import Cooldown, Outcome, Slot, Ticket
+from llm_router.state.redis import RedisState
 
 USER = [{"role": "user", "content": "hi"}]
 

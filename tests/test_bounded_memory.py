@@ -8,9 +8,11 @@ import asyncio
 from loopback import NO_RETRY, loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply
 
-from llm_router import lease, redis_state, state, usage
-from llm_router.redis_state import RedisState
+from llm_router import state, usage
+from llm_router.routing import lease
 from llm_router.state import LocalState, Outcome, Slot, Ticket
+from llm_router.state import redis as redis_state
+from llm_router.state.redis import RedisState
 
 pytest_plugins = ["redis_server"]
 

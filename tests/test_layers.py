@@ -16,7 +16,7 @@ def _loaded(code: str, modules: list[str]) -> list[str]:
 
 
 VALIDATOR = ["llm_router.config.checks", "llm_router.config.schema", "llm_router.config.build", "jsonschema"]
-RUNTIME = ["llm_router.state", "llm_router.router", "llm_router.lease", "llm_router.engine", "llm_router.balance"]
+RUNTIME = ["llm_router.state", "llm_router.router", "llm_router.routing.lease", "llm_router.engine", "llm_router.routing.balance"]
 
 
 def test_the_engine_imports_no_part_of_the_validator() -> None:

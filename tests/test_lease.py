@@ -9,10 +9,12 @@ import pytest
 from loopback import NO_RETRY, loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
-from llm_router import StreamInterrupted, limits, redis_state
-from llm_router.limits import LimitExceeded
-from llm_router.redis_state import RedisState
+from llm_router import StreamInterrupted
+from llm_router.routing import limits
+from llm_router.routing.limits import LimitExceeded
 from llm_router.state import LocalState, Outcome, Slot, Ticket
+from llm_router.state import redis as redis_state
+from llm_router.state.redis import RedisState
 
 pytest_plugins = ["redis_server"]
 

@@ -8,7 +8,7 @@ from loopback import loopback_router
 from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import RateLimitError
-from llm_router.limits import LimitExceeded
+from llm_router.routing.limits import LimitExceeded
 from llm_router.state import LocalState, Outcome, Slot, Ticket
 
 USER = [{"role": "user", "content": "hi"}]

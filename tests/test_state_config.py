@@ -52,7 +52,7 @@ state:
   on_error: fail
 """})
     router = Router.from_dir(catalog_dir(), site, env={"OPENAI_API_KEY": "k", "MY_REDIS_URL": "redis://127.0.0.1:2/3"})
-    from llm_router.redis_state import RedisState
+    from llm_router.state.redis import RedisState
 
     state = router._state
     assert isinstance(state, RedisState)

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from fakeclock import FakeClock
 
-from llm_router.limits import LimitExceeded
+from llm_router.routing.limits import LimitExceeded
 from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateBackend, Ticket
 
 COOL = Cooldown(failures=3, window_s=10, cooldown_s=30)

@@ -9,9 +9,9 @@ import sys
 import pytest
 import redis.asyncio as aioredis
 
-from llm_router.limits import LimitExceeded
-from llm_router.redis_state import RedisState
+from llm_router.routing.limits import LimitExceeded
 from llm_router.state import Cooldown, Health, LocalState, Outcome, Slot, StateUnavailableError, Ticket
+from llm_router.state.redis import RedisState
 
 pytest_plugins = ["redis_server"]
 
@@ -268,7 +268,7 @@ async def test_on_error_fail_refuses_calls_while_redis_is_down(redis_proc, uniqu
 
 
 def test_import_llm_router_does_not_import_redis():
-    code = ("import sys, llm_router, llm_router.state, llm_router.limits, llm_router.router; "
+    code = ("import sys, llm_router, llm_router.state, llm_router.routing.limits, llm_router.router; "
             "sys.exit(1 if any(m == 'redis' or m.startswith('redis.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=30).returncode == 0
 

@@ -19,9 +19,9 @@ from mockserver import MockServer, Reply, openai_chat_reply
 
 from llm_router import ConfigurationError, Router, StateUnavailableError
 from llm_router._resources import catalog_dir
-from llm_router.limits import LimitExceeded
-from llm_router.redis_state import RedisState
+from llm_router.routing.limits import LimitExceeded
 from llm_router.state import Outcome, Slot, Ticket
+from llm_router.state.redis import RedisState
 
 pytest_plugins = ["redis_server"]
 
@@ -252,7 +252,7 @@ def test_a_malformed_redis_url_in_router_yaml_names_the_url_key(write_config):
 
 def test_a_redis_state_without_the_redis_package_says_what_to_install(write_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` now fails as if it were not installed
-    monkeypatch.delitem(sys.modules, "llm_router.redis_state")
+    monkeypatch.delitem(sys.modules, "llm_router.state.redis")
     site = write_config({"router.yaml": "state:\n  backend: redis\n  url: redis://127.0.0.1:6379/0\n"})
     with pytest.raises(ConfigurationError, match=r"pip install 'llm-router\[redis\]'"):
         Router.from_dir(catalog_dir(), site, env={})

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..budgets import budget_key
 from ..config.model import Budget
-from ..limits import LimitExceeded
+from ..routing.budgets import budget_key
+from ..routing.limits import LimitExceeded
 from ..state import Outcome, Slot, StateBackend, StateUnavailableError, Ticket, WindowUse
 from .config import ADMIN_NAME, GatewayConfig, VirtualKey, compile_patterns
 from .errors import ApiError, budget_error

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..config.model import Budget, Limits, ModelConfig, Pricing, RouterSettings
+from ..errors import COOLDOWN_KINDS, DeploymentsCoolingDown, StateUnavailableError
+from ..inputs import estimate_tokens
+from ..pricing import unit_price
+from ..state import Cooldown, Health, Outcome, Slot, StateBackend, Ticket
+from ..types import Usage
 from .budgets import BudgetLedger
-from .config.model import Budget, Limits, ModelConfig, Pricing, RouterSettings
-from .errors import COOLDOWN_KINDS, DeploymentsCoolingDown, StateUnavailableError
-from .inputs import estimate_tokens
 from .limits import LimitExceeded, limit_error
-from .pricing import unit_price
-from .state import Cooldown, Health, Outcome, Slot, StateBackend, Ticket
-from .types import Usage
 
 log = logging.getLogger("llm_router")
 

@@ -7,9 +7,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .config.model import Budget
-from .errors import BudgetExceeded
-from .state import StateBackend, StateUnavailableError
+from ..config.model import Budget
+from ..errors import BudgetExceeded
+from ..state import StateBackend, StateUnavailableError
 
 log = logging.getLogger("llm_router")
 

@@ -39,8 +39,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .limits import WINDOW_S, LimitExceeded
-from .state import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError, Ticket, WindowUse
+from ..routing.limits import WINDOW_S, LimitExceeded
+from . import LATENCY_ALPHA, Health, LocalState, Outcome, Slot, StateUnavailableError, Ticket, WindowUse
 
 __all__ = ["RedisState"]
 

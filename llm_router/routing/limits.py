@@ -1,5 +1,5 @@
 """Rate limits (requests and tokens per minute): the window length, the in-process sliding window
-`state.LocalState` keeps per slot, and the error a full window raises (`redis_state` shares the
+`state.LocalState` keeps per slot, and the error a full window raises (`state.redis` shares the
 length and the error). Each reservation is an object its request settles, never one looked up by
 its token count."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import collections
 
-from .errors import RateLimitError
+from ..errors import RateLimitError
 
 WINDOW_S = 60.0
 

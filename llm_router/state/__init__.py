@@ -2,7 +2,7 @@
 latency, cooldowns) and budget counters.
 
 `LocalState` keeps it in this process (the default, no server needed); `RedisState`
-(llm_router.redis_state, optional extra `llm-router[redis]`) shares it between processes and
+(llm_router.state.redis, optional extra `llm-router[redis]`) shares it between processes and
 hosts. The router only ever talks to `StateBackend`.
 
 A request `acquire`s a `Ticket` and hands exactly that ticket to `release`: the reservation it
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from .config.model import Cooldown, StateSettings
-from .errors import ConfigurationError, Problem, StateUnavailableError
-from .limits import LimitExceeded, Reservation, Window
+from ..config.model import Cooldown, StateSettings
+from ..errors import ConfigurationError, Problem, StateUnavailableError
+from ..routing.limits import LimitExceeded, Reservation, Window
 
 __all__ = [
     "Cooldown", "Health", "LimitExceeded", "LocalState", "Outcome", "Slot", "StateBackend", "StateUnavailableError",
@@ -339,7 +339,7 @@ def build_state(settings: StateSettings, files: Sequence[str], env: Mapping[str,
                                           "expected redis://[:password@]host[:port][/db], rediss://... or unix:///path",
                                           key=key)])
     try:
-        from .redis_state import RedisState  # only when configured: `import llm_router` never imports redis
+        from .redis import RedisState  # only when configured: `import llm_router` never imports redis
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "redis":
             raise

@@ -21,11 +21,8 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from .balance import Balancer, Route, Target
-from .budgets import BudgetLedger
-from .calls import Calls
-from .config.model import Catalog, ModelConfig
-from .errors import (
+from ..config.model import Catalog, ModelConfig
+from ..errors import (
     AllAttemptsFailed,
     BudgetExceeded,
     ErrorKind,
@@ -34,11 +31,14 @@ from .errors import (
     RouterError,
     UnsupportedCapabilityError,
 )
-from .inputs import input_text
-from .pricing import price
-from .state import Ticket
-from .types import Attempt, CostBreakdown, Usage
-from .usage import UsageTotals
+from ..inputs import input_text
+from ..pricing import price
+from ..state import Ticket
+from ..types import Attempt, CostBreakdown, Usage
+from ..usage import UsageTotals
+from .balance import Balancer, Route, Target
+from .budgets import BudgetLedger
+from .calls import Calls
 
 log = logging.getLogger("llm_router")
 

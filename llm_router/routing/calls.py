@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from .errors import RouterClosedError
+from ..errors import RouterClosedError
 
 CLOSE_WAIT_S = 2.0  # how long aclose() waits for the calls it ended to give their tickets back
 
