@@ -116,21 +116,30 @@ class CompiledTemplate:
     def __init__(self, render: Renderer, param_names: frozenset[str], variables: frozenset[str]) -> None:
         self.render = render
         self.param_names = param_names  # params.X named anywhere, so they are not merged again
+        # the variables it reads, found by the checks (a trusted template other than a URL is not
+        # checked, and its set is empty: only URL templates' are ever asked for)
         self.variables = variables
 
 
-def compile_structure(value: Any, allowed: frozenset[str], where: str = "", url: bool = False) -> CompiledTemplate:
+def compile_structure(value: Any, allowed: frozenset[str], where: str = "", url: bool = False,
+                      trusted: bool = False) -> CompiledTemplate:
     """Compile a YAML value; raise TemplateCompileError naming the key path on any fault. `url`: a
-    URL (a path, or a poll URL) whose every expression places one percent-encoded value."""
+    URL (a path, or a poll URL) whose every expression places one percent-encoded value.
+
+    `trusted`: the value comes from a bundled file its digest vouches for (config/digest.py), which
+    passed these checks when the digest was written, and passes them with today's code
+    (tests/test_startup.py loads the bundled catalog in full): its templates other than URLs are
+    parsed but not checked again, and Jinja compiles each one when it is first rendered."""
     params: set[str] = set()
     variables: set[str] = set()
-    render = _compile(value, allowed, where, params, variables, url)
+    render = _compile(value, allowed, where, params, variables, url, trusted)
     return CompiledTemplate(render, frozenset(params), frozenset(variables))
 
 
-def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str], url: bool) -> Renderer:
+def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], variables: set[str], url: bool,
+             trusted: bool) -> Renderer:
     if isinstance(value, dict):
-        items = [(k, _compile(v, allowed, f"{where}.{k}" if where else str(k), params, variables, url))
+        items = [(k, _compile(v, allowed, f"{where}.{k}" if where else str(k), params, variables, url, trusted))
                  for k, v in value.items()]
         if not items:
             return lambda ctx: {}
@@ -145,7 +154,7 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
 
         return render_dict
     if isinstance(value, list):
-        renderers = [_compile(v, allowed, f"{where}[{i}]", params, variables, url) for i, v in enumerate(value)]
+        renderers = [_compile(v, allowed, f"{where}[{i}]", params, variables, url, trusted) for i, v in enumerate(value)]
 
         def render_list(ctx: Mapping[str, Any]) -> Any:
             out = [r for r in (render(ctx) for render in renderers) if r is not DROP]
@@ -153,26 +162,27 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
 
         return render_list
     if isinstance(value, str) and is_template(value):
-        return _compile_string(value, allowed, where, params, variables, url)
+        return _compile_string(value, allowed, where, params, variables, url, trusted)
     return lambda ctx: value
 
 
-_LEAVES: dict[tuple[str, frozenset[str], bool], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
+_LEAVES: dict[tuple[str, frozenset[str], bool, bool], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
 # what a render may raise from a config expression's own fault (a recursion: str() of deeply nested data)
 _RENDER_FAULTS = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
 
 
 def _compile_string(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
-                    url: bool) -> Renderer:
+                    url: bool, trusted: bool) -> Renderer:
     """One template leaf, compiled once per distinct source: providers that extend one base, and a
     stream body merged from the operation's, repeat the same leaves (a render error then names the
-    key path where the leaf was first compiled)."""
-    key = (source, allowed, url)
+    key path where the leaf was first compiled). A trusted leaf is never handed to an untrusted
+    file: the key says which it is."""
+    key = (source, allowed, url, trusted)
     cached = _LEAVES.get(key)
     if cached is None:
         leaf_params: set[str] = set()
         leaf_variables: set[str] = set()
-        render = _compile_leaf(source, allowed, where, leaf_params, leaf_variables, url)
+        render = _compile_leaf(source, allowed, where, leaf_params, leaf_variables, url, trusted)
         if len(_LEAVES) >= 8192:
             _LEAVES.clear()
         cached = _LEAVES[key] = (render, frozenset(leaf_params), frozenset(leaf_variables))
@@ -209,27 +219,35 @@ def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str
 
 
 def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
-                  url: bool) -> Renderer:
+                  url: bool, trusted: bool) -> Renderer:
     try:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
-    variables.update(_check(ast, allowed, where, source))
+    if url or not trusted:  # a URL's variables are asked for by the checks (config/checks.py)
+        variables.update(_check(ast, allowed, where, source))
     params.update(_param_names(ast))
     whole = _WHOLE.match(source)
     if whole and source.count("{{") == 1 and "{%" not in source and not url:
-        return _expression_renderer(ast, whole["expr"], where, source)
+        return _expression_renderer(ast, whole["expr"], where, source, trusted)
     env = URL_ENV if url else ENV
     pieces = _url_pieces(ast) if url else None  # computed before Jinja instruments the tree
-    try:
-        template = env.from_string(ast)
-    except TemplateError as exc:
-        raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
-    _flatten_globals(template)
+    compiled: list[Any] = []
+
+    def template() -> Any:
+        if not compiled:
+            try:
+                compiled.append(_flatten_globals(env.from_string(ast)))
+            except TemplateError as exc:
+                raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
+        return compiled[0]
+
+    if not trusted:
+        template()
 
     def render_text(ctx: Mapping[str, Any]) -> Any:
         try:  # the text output is charged to the render's budget as it is written (the sandbox's finalize)
-            return template.render(ctx)
+            return template().render(ctx)
         except UnsafeUrlValue as exc:
             raise TemplateRenderError(f"{where}: {exc} (in {source!r})") from None
         except _RENDER_FAULTS as exc:
@@ -275,9 +293,10 @@ def _url_pieces(ast: nodes.Template) -> list[str | tuple[str, ...]] | None:
     return pieces
 
 
-def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str) -> Renderer:
+def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str, trusted: bool) -> Renderer:
     """A leaf that is exactly one `{{ expr }}`: the value itself. A plain lookup (`messages`,
-    `model.upstream`) is a dict lookup; anything else runs in the sandbox."""
+    `model.upstream`) is a dict lookup; anything else runs in the sandbox (compiled at load, or
+    for a trusted file when first needed)."""
     chain = _lookup_chain(ast)
     variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
     compiled: list[Any] = []  # a plain lookup is rarely evaluated by Jinja: compiled on first need, not at load
@@ -287,7 +306,7 @@ def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str
             compiled.append(_compile_expression(expr, where, source))
         return compiled[0](ctx)
 
-    if chain is None:
+    if chain is None and not trusted:
         compiled.append(_compile_expression(expr, where, source))
 
     def render_variable(ctx: Mapping[str, Any]) -> Any:  # `{{ tools }}`: one dict lookup
@@ -324,11 +343,12 @@ def _compile_expression(expr: str, where: str, source: str) -> Any:
     return expression
 
 
-def _flatten_globals(template: Any) -> None:
+def _flatten_globals(template: Any) -> Any:
     """A template's globals as one plain dict instead of Jinja's ChainMap over the environment's:
     each render copies them into a new context, and copying a ChainMap was two thirds of the cost
     of evaluating an expression (19 us → 7 us). The environment's globals never change after import."""
     template.globals = dict(template.globals)
+    return template
 
 
 _SLOW: Any = object()  # the fast lookup cannot decide; ask Jinja

@@ -58,11 +58,15 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
     problems += router_problems
 
     resolved = {n: d for n, d in resolve_extends(raw).items() if n not in broken}
+    trusted = set()  # providers every file of which the digest vouches for: their templates compile on first use
     for name, doc in resolved.items():
         if doc is raw.providers[name]:
+            if doc.file in known_good:
+                trusted.add(name)
             continue
         # Merged by `extends`: validate the result as well, unless both files it came from are known good.
         if {doc.file, raw.providers[raw.providers[name].data["extends"]].file} <= known_good:
+            trusted.add(name)
             continue
         found = schema.check(doc, "provider")
         if found:
@@ -73,7 +77,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
         if name in broken:
             continue
         before = len(problems)
-        providers[name] = build_provider(doc, problems)
+        providers[name] = build_provider(doc, problems, trusted=name in trusted)
         if len(problems) > before:
             broken.add(name)
         problems += checks.check_provider(providers[name], doc)

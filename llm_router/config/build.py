@@ -41,9 +41,10 @@ def _given(data: dict[str, Any], *keys: str) -> dict[str, Any]:
 class _Builder:
     """Compiles one doc; a fault is recorded as a problem at its line and the value left out."""
 
-    def __init__(self, doc: Doc, problems: list[Problem]) -> None:
+    def __init__(self, doc: Doc, problems: list[Problem], trusted: bool = False) -> None:
         self.doc = doc
         self.problems = problems
+        self.trusted = trusted  # vouched for by the digest: see templating.compile_structure
 
     def fail(self, path: KeyPath, message: str) -> None:
         file, line = self.doc.where(path)
@@ -77,24 +78,24 @@ class _Builder:
         if value is None:
             return None
         try:
-            return _compile_cached(value, allowed, ".".join(map(str, at)), url)
+            return _compile_cached(value, allowed, ".".join(map(str, at)), url, self.trusted)
         except TemplateCompileError as exc:
             self.fail(_faulty_leaf(value, at, allowed, url), str(exc))
             return None
 
 
-_COMPILED: dict[tuple[str, frozenset[str], str, bool], CompiledTemplate] = {}
+_COMPILED: dict[tuple[str, frozenset[str], str, bool, bool], CompiledTemplate] = {}
 _PATHS: dict[str, JSONPath] = {}  # a compiled JSONPath holds no state: one per distinct expression
 
 
-def _compile_cached(value: Any, allowed: frozenset[str], where: str, url: bool) -> CompiledTemplate:
+def _compile_cached(value: Any, allowed: frozenset[str], where: str, url: bool, trusted: bool) -> CompiledTemplate:
     """compile_structure, once per distinct input: the providers that extend one base share its
     templates, and compiling Jinja is most of the cost of loading the catalog. A compiled template
     holds no state between renders, so sharing one is safe."""
-    key = (repr(value), allowed, where, url)
+    key = (repr(value), allowed, where, url, trusted)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = compile_structure(value, allowed, where, url)
+        compiled = compile_structure(value, allowed, where, url, trusted)
         if len(_COMPILED) >= 4096:
             _COMPILED.clear()
         _COMPILED[key] = compiled
@@ -410,8 +411,9 @@ def _vars(data: dict[str, Any]) -> Mapping[str, m.Var]:
     })
 
 
-def build_provider(doc: Doc, problems: list[Problem]) -> m.ProviderConfig:
-    b = _Builder(doc, problems)
+def build_provider(doc: Doc, problems: list[Problem], trusted: bool = False) -> m.ProviderConfig:
+    """`trusted`: every file the doc came from is vouched for by the digest (templating.compile_structure)."""
+    b = _Builder(doc, problems, trusted)
     data = doc.data
     operations = {}
     for kind, op in data.get("operations", {}).items():

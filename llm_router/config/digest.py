@@ -5,7 +5,9 @@ JSON Schema validation was most of the cost of loading the bundled catalog, and 
 file is fixed by the file's bytes and its schema's bytes. So a bundled file whose bytes, and its
 schema's, match the digest is known to pass and skips that pass; a user's file, or a bundled file
 or schema edited since the digest was written, is validated in full. Every other check
-(references, keys, templates, JSONPaths) runs on every file, always.
+(references, keys, templates, JSONPaths) runs on every file, but for the template checks of a
+vouched-for provider (templating.compile_structure, `trusted`: its templates compile on first use;
+tests/test_startup.py validates the bundled catalog in full with today's code).
 
 After editing a bundled file or a schema:  python -m llm_router.config.digest --write
 Without --write, the command says whether the digest is current (exit 1 when it is stale).
