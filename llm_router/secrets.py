@@ -72,6 +72,8 @@ def mask_userinfo(url: str) -> str:
 # A JSON escape (\uXXXX, \/, \\, \n...) or an ASCII percent-escape: decoded before looking for a key, so that
 # a key echoed in an escaped form is found too.
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])|%([0-7][0-9a-fA-F])")
+# The same without `\\`: a backslash just before an escaped key (`\\u003A...`) must not hide it from the mask.
+_ESCAPE_AFTER_BACKSLASH = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"/bfnrt])|%([0-7][0-9a-fA-F])")
 _JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # What an excerpt's cut may leave after a key's prefix: half an escape (then an ellipsis, blank space).
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
@@ -120,9 +122,10 @@ class Redactor:
         if not self._values or not text:
             return text
         spans = self._spans(text)
-        decoded, shifts = _decode(text)
-        if shifts is not None:  # the text as written, and with its escapes decoded (a key may hold a '%' or a '\\')
-            spans += [(_original(start, shifts), _original(end, shifts)) for start, end in self._spans(decoded)]
+        for pattern in (_ESCAPE, _ESCAPE_AFTER_BACKSLASH) if "\\" in text or "%" in text else ():
+            decoded, shifts = _decode(text, pattern)
+            if shifts is not None:  # the text as written, and with its escapes decoded (a key may hold a '%' or a '\\')
+                spans += [(_original(start, shifts), _original(end, shifts)) for start, end in self._spans(decoded)]
         if not spans:
             return text
         merged: list[list[int]] = []  # overlapping spans (a key inside a longer one) masked as one
@@ -216,7 +219,7 @@ def _cut_ends(text: str) -> set[int]:
     return {end, half.start()} if half is not None else {end}
 
 
-def _decode(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
+def _decode(text: str, pattern: re.Pattern[str] = _ESCAPE) -> tuple[str, tuple[list[int], list[int]] | None]:
     """The text with its JSON and ASCII percent escapes decoded, and what maps a position in the
     decoded text back to the text: the decoded start of each escape, and the characters every
     escape up to it saved (None when there is no escape)."""
@@ -226,7 +229,7 @@ def _decode(text: str) -> tuple[str, tuple[list[int], list[int]] | None]:
     starts: list[int] = []
     saved: list[int] = []
     total, last, length = 0, 0, 0
-    for match in _ESCAPE.finditer(text):
+    for match in pattern.finditer(text):
         parts.append(text[last:match.start()])
         length += match.start() - last
         hex4, char, hex2 = match.groups()

@@ -254,3 +254,11 @@ async def test_credentials_in_a_base_url_override_are_masked_in_render_errors_an
     for text in texts:
         assert password not in text and KEY not in text, text[:500]
     assert MASK in str(info.value)
+
+
+def test_a_backslash_just_before_an_escaped_key_does_not_hide_it():
+    """Found by the property test above (CI, 2026-11-30): `\\` + the key as \\uXXXX escapes was left whole."""
+    redact = Redactor([Secret(":0000000")])
+    escaped = "".join(f"\\u{ord(c):04X}" for c in ":0000000")
+    assert escaped not in redact("\\" + escaped)
+    assert redact("\\" + escaped).startswith("\\")
