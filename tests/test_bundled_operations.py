@@ -200,3 +200,44 @@ operations:
     assert fields(srv.requests[0].headers, srv.requests[0].body)["prompt"] == "a lighthouse"
     assert (resp.content, resp.content_kind, resp.finish_reason, resp.extra) == (
         base64.b64encode(TINY_PNG).decode(), "base64", "stop", {"seed": 343940597})
+
+
+async def test_veo_polls_its_long_running_operation_and_prices_the_seconds_asked_for(srv, write_config):
+    """The bundled Veo operation (providers.d/gemini.yaml) against a mock of Google's operations API; a
+    site layer only shortens its poll interval."""
+    site = write_config({"providers.d/gemini-quick.yaml": (
+        "extends: gemini\nname: gemini-quick\noperations:\n  video:\n    poll: {interval_s: 0.01, backoff: null}\n"),
+        "models.d/v.yaml": "models:\n  veo-quick:\n    provider: gemini-quick\n    upstream: veo-3.1-generate-preview\n"
+                           "    kind: video\n    params: [duration_seconds, resolution]\n    pricing:\n"
+                           "      per_output_second: 0.4\n      per_output_second_by: {param: resolution, prices: {4k: 0.6}}\n"
+                           "      seconds_from: {param: duration_seconds, default: 8}\n"})
+    name = "models/veo-3.1-generate-preview/operations/op-7"
+    uri = "https://generativelanguage.googleapis.com/v1beta/files/op7:download?alt=media"
+    srv.route("POST", "/v1beta/models/veo-3.1-generate-preview:predictLongRunning", Reply.json({"name": name}))
+    srv.script("GET", f"/v1beta/{name}", [Reply.json({"name": name}), Reply.json({"name": name, "metadata": {}})],
+               then=Reply.json({"name": name, "done": True, "response": {"generateVideoResponse": {
+                   "generatedSamples": [{"video": {"uri": uri}}]}}}))
+    from llm_router import catalog_dir
+
+    env = {"GEMINI_API_KEY": "gk-0123456789", "GEMINI_BASE_URL": srv.url + "/v1beta"}
+    async with Router.from_dir(catalog_dir(), site, env=env) as router:
+        resp = await router.generate_video("veo-quick", "Man with a dog", duration_seconds=4, resolution="4k")
+        assert resp.url == uri and resp.cost == pytest.approx(4 * 0.6)
+        default = await router.generate_video("veo-quick", "Man with a dog")
+        assert default.cost == pytest.approx(8 * 0.4)  # Veo's own default: 8 seconds
+    submit = srv.requests[0]
+    assert submit.headers["x-goog-api-key"] == "gk-0123456789"
+    assert submit.json() == {"instances": [{"prompt": "Man with a dog"}], "parameters": {"durationSeconds": 4, "resolution": "4k"}}
+    assert [r.path for r in srv.requests[1:4]] == [f"/v1beta/{name}"] * 3
+
+
+def test_vertex_does_not_inherit_geminis_veo_operation():
+    """Vertex's Veo polls another way (POST :fetchPredictOperation): vertex.yaml deletes the inherited
+    operation with `video: null`, which a file that extends another may do even when it is all it says."""
+    from llm_router import catalog_dir
+    from llm_router.config import load_catalog
+
+    catalog, problems = load_catalog([catalog_dir()], {})
+    assert [p for p in problems if p.severity == "error"] == []
+    assert "video" in catalog.providers["gemini"].operations and "video" not in catalog.providers["vertex"].operations
+    assert "chat" in catalog.providers["vertex"].operations

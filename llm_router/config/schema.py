@@ -77,15 +77,16 @@ def check(doc: Doc, schema: str, data: Any = None, strip: int = 0, partial: bool
 
     `strip` drops that many leading parts of each error's path before looking up its line
     (a model is validated wrapped in `{models: {name: ...}}` but marked relative to itself).
-    `partial` checks a file that `extends` another as written: missing keys are not errors and
-    `null` (which deletes an inherited key) is allowed; the merged result is checked in full later.
+    `partial` checks a file that `extends` another as written: missing keys are not errors (nor an
+    object that only deletes, `operations: {video: null}`) and `null` (which deletes an inherited
+    key) is allowed; the merged result is checked in full later.
     """
     data = doc.data if data is None else data
     if partial:
         data = _without_nulls(data)
     problems = []
     for error in _leaf_errors(validator(schema).iter_errors(data)):
-        if partial and error.validator == "required":
+        if partial and error.validator in ("required", "minProperties"):  # what the file it extends gives
             continue
         full = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
