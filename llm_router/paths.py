@@ -83,9 +83,12 @@ class JSONPath:
 
     def _of_names(self, data: Any) -> list[Any]:
         base = self._head(data)
-        if type(base) is not dict:
-            return []
-        return [base[name] for name in self._names if name in base]  # type: ignore[union-attr]
+        found: list[Any] = []
+        if type(base) is dict:
+            for name in self._names:  # type: ignore[union-attr]  # a loop: a comprehension is a call of its own
+                if name in base:
+                    found.append(base[name])
+        return found
 
     def _selected(self, data: Any) -> list[Any]:
         base = self._head(data)
@@ -117,29 +120,31 @@ class JSONPath:
 def lookups(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
     """A function doing the key and index lookups of `steps` (None where a step finds nothing),
     written out for these steps: a generic loop costs twice as much, and a reply is read with a
-    dozen paths (a stream, on every event). The code is made once per shape of steps (which are
-    keys, which indexes) and holds none of their values: they are arguments of its maker."""
+    dozen paths (a stream, on every event). The code is made once per shape of steps (a key, an
+    index from the start, an index from the end) and holds none of their values: they are
+    arguments of its maker."""
     if not steps:
         return _itself
-    shape = tuple(isinstance(step, str) for step in steps)
+    shape = tuple("key" if isinstance(step, str) else "from_start" if step >= 0 else "from_end" for step in steps)
     make = _MAKERS.get(shape)
     if make is None:
         make = _MAKERS[shape] = _maker(shape)
     return make(*steps)
 
 
-_MAKERS: dict[tuple[bool, ...], Callable[..., Callable[[Any], Any]]] = {}
+_MAKERS: dict[tuple[str, ...], Callable[..., Callable[[Any], Any]]] = {}
+# for a step of each kind: the test that it finds nothing in the value {v}, and the lookup of step {s} in it
+_TESTS = {"key": "type({v}) is not dict", "from_start": "type({v}) is not list or len({v}) <= {s}",
+          "from_end": "type({v}) is not list or len({v}) < -{s}"}
+_STEPS = {"key": "{v}.get({s})", "from_start": "{v}[{s}]", "from_end": "{v}[{s}]"}
 
 
-def _maker(shape: tuple[bool, ...]) -> Callable[..., Callable[[Any], Any]]:
+def _maker(shape: tuple[str, ...]) -> Callable[..., Callable[[Any], Any]]:
     names = [f"s{i}" for i in range(len(shape))]
     lines = [f"def make({', '.join(names)}):", "    def lookup(data):"]
-    for name, is_key in zip(names, shape, strict=True):
-        if is_key:
-            lines.append(f"        if type(data) is not dict: return None\n        data = data.get({name})")
-        else:
-            lines.append(f"        if type(data) is not list or not -len(data) <= {name} < len(data): return None\n"
-                         f"        data = data[{name}]")
+    for name, kind in zip(names, shape, strict=True):
+        lines.append(f"        if {_TESTS[kind].format(v='data', s=name)}: return None\n"
+                     f"        data = {_STEPS[kind].format(v='data', s=name)}")
     lines += ["        return data", "    return lookup"]
     namespace: dict[str, Any] = {"__builtins__": {"type": type, "dict": dict, "list": list, "len": len}}
     exec("\n".join(lines), namespace)  # the shape only: the steps' values are the maker's arguments
@@ -154,8 +159,14 @@ def _itself(data: Any) -> Any:
 def common_head(paths: Sequence[JSONPath]) -> Callable[[Any], Any] | None:
     """The lookups every one of `paths` begins with, or None when they share none. Where these find
     nothing (None), none of the paths finds anything: each walks its own head first."""
+    shared = common_prefix(paths)
+    return lookups(shared) if shared else None
+
+
+def common_prefix(paths: Sequence[JSONPath]) -> tuple[str | int, ...]:
+    """The steps the heads of all `paths` begin with (none for no paths)."""
     if not paths:
-        return None
+        return ()
     shared = paths[0]._prefix
     for path in paths[1:]:
         steps = path._prefix
@@ -163,7 +174,76 @@ def common_head(paths: Sequence[JSONPath]) -> Callable[[Any], Any] | None:
         while n < min(len(shared), len(steps)) and type(shared[n]) is type(steps[n]) and shared[n] == steps[n]:
             n += 1
         shared = shared[:n]
-    return lookups(shared) if shared else None
+    return shared
+
+
+def head_steps(path: JSONPath) -> tuple[str | int, ...]:
+    """The steps of a path's head: all of a singular path; else those before its first wildcard,
+    filter, list of names or descendant segment. Where they find nothing, the path finds nothing."""
+    return path._prefix
+
+
+def heads(prefixes: Sequence[tuple[str | int, ...] | None]) -> Callable[[Any], tuple[Any, ...]]:
+    """One function giving, for each list of steps, what its lookups find (None for a None entry):
+    given heads (`head_steps`), the whole match of a singular path, else the value the rest of the
+    path starts from. The walk is shared where the steps begin alike (a stream event's delta,
+    finish reason, tool calls and reasoning all start at `$.choices[0]`), and written out like
+    `lookups`: once per shape, the steps being its maker's arguments."""
+    root: _Node = ({}, [])
+    for i, steps in enumerate(prefixes):
+        if steps is None:
+            continue
+        node = root
+        for step in steps:
+            node = node[0].setdefault((_kind(step), step), ({}, []))
+        node[1].append(i)
+    args: list[str | int] = []
+
+    def shape(node: _Node) -> tuple[Any, ...]:
+        children = []
+        for (kind, step), child in node[0].items():
+            args.append(step)
+            children.append((kind, shape(child)))
+        return tuple(node[1]), tuple(children)
+
+    key = (len(prefixes), shape(root))
+    make = _HEAD_MAKERS.get(key)
+    if make is None:
+        make = _HEAD_MAKERS[key] = _heads_maker(*key)
+    return make(*args)
+
+
+_Node = tuple[dict[tuple[str, str | int], "_Node"], list[int]]  # children by (kind, step), and the paths ending here
+_HEAD_MAKERS: dict[tuple[Any, ...], Callable[..., Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _kind(step: str | int) -> str:
+    return "key" if isinstance(step, str) else "from_start" if step >= 0 else "from_end"
+
+
+def _heads_maker(count: int, root: tuple[Any, ...]) -> Callable[..., Callable[[Any], tuple[Any, ...]]]:
+    body: list[str] = []
+    names = iter(range(1_000_000))  # the arguments (steps) and the variables (values) are numbered in one walk
+
+    def emit(node: tuple[Any, ...], value: str, indent: str) -> None:
+        ends, children = node
+        body.extend(f"{indent}v{i} = {value}" for i in ends)
+        for kind, child in children:
+            n = next(names)
+            body.append(f"{indent}if not ({_TESTS[kind].format(v=value, s=f'a{n}')}):")
+            body.append(f"{indent}    n{n} = {_STEPS[kind].format(v=value, s=f'a{n}')}")
+            emit(child, f"n{n}", indent + "    ")
+
+    emit(root, "data", "        ")
+    outputs = [f"v{i}" for i in range(count)]
+    arguments = [f"a{i}" for i in range(next(names))]
+    lines = [f"def make({', '.join(arguments)}):", "    def heads(data):",
+             f"        {' = '.join(outputs)} = None" if outputs else "        pass", *body,
+             f"        return ({', '.join(outputs)}{',' if len(outputs) == 1 else ''})", "    return heads"]
+    namespace: dict[str, Any] = {"__builtins__": {"type": type, "dict": dict, "list": list, "len": len}}
+    exec("\n".join(lines), namespace)  # the shape only: the steps' values are the maker's arguments
+    make: Callable[..., Callable[[Any], tuple[Any, ...]]] = namespace["make"]
+    return make
 
 
 _MISSING: Any = object()

@@ -1,22 +1,29 @@
 """The hot path's precomputed shortcuts answer exactly as the plain code they stand for: JSONPath
 lookups written out per path, the shared head that skips a reply's usage paths, the SSE decoder's
-`data:` line, and the template lookup that knows at compile time no name is a mapping method."""
+`data:` line, the template lookup that knows at compile time no name is a mapping method, and a
+stream handler's heads read in one walk."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from llm_router.config.model import UsagePaths
-from llm_router.engine.extract import _sum, counts_of, usage_of
+from llm_router._resources import catalog_dir
+from llm_router.config import load_catalog
+from llm_router.config.model import StreamHandler, UsagePaths
+from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_of
+from llm_router.engine.reply import StreamAssembler, joined
 from llm_router.engine.sse import SSEDecoder
-from llm_router.paths import JSONPath, common_head, lookups
+from llm_router.engine.stream import _event
+from llm_router.paths import JSONPath, common_head, head_steps, heads, lookups
 from llm_router.templating import _lookup, _lookup_plain, _plain_chain
-from llm_router.types import Usage
+from llm_router.types import ToolCallDelta, Usage
 
 KEYS = ["a", "b", "usage", "n", "0", "items"]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2, allow_nan=False), st.sampled_from(["x", ""]))
@@ -42,9 +49,35 @@ def walk(data: Any, steps: tuple[str | int, ...]) -> Any:
     return data
 
 
-@settings(max_examples=300, deadline=None)
-@given(doc=JSON, steps=STEPS)
-def test_written_out_lookups_equal_the_plain_loop(doc: Any, steps: tuple[str | int, ...]) -> None:
+@st.composite
+def doc_and_steps(draw: st.DrawFn) -> tuple[Any, tuple[str | int, ...]]:
+    """A document and steps that mostly follow it, so that the edges (the last index, one past it,
+    the first from the end, one before it) are walked, and sometimes leave it."""
+    doc = draw(JSON)
+    steps: list[str | int] = []
+    at = doc
+    for _ in range(draw(st.integers(0, 4))):
+        if type(at) is dict and at and draw(st.booleans()):
+            step: str | int = draw(st.sampled_from(sorted(at)))
+        elif type(at) is list and draw(st.booleans()):
+            n = len(at)
+            step = draw(st.sampled_from(sorted({0, n - 1, n, -1, -n, -n - 1})))
+        else:
+            step = draw(st.one_of(st.sampled_from(KEYS), st.integers(-3, 3)))
+        steps.append(step)
+        at = walk(at, (step,))
+    return doc, tuple(steps)
+
+
+@settings(max_examples=500, deadline=None)
+@given(case=doc_and_steps())
+@example(case=([5], (-1,))).via("the first from the end")
+@example(case=([5], (-2,))).via("one before it")
+@example(case=([5], (0,))).via("the first")
+@example(case=([5], (1,))).via("one past the last")
+@example(case=({"a": [1, {"b": None}]}, ("a", -1, "b"))).via("a null found")
+def test_written_out_lookups_equal_the_plain_loop(case: tuple[Any, tuple[str | int, ...]]) -> None:
+    doc, steps = case
     got, expected = lookups(steps)(doc), walk(doc, steps)
     assert got is expected or (got == expected and type(got) is type(expected))
 
@@ -141,3 +174,85 @@ def test_the_plain_template_lookup_equals_the_checked_one(ctx: dict[str, Any], c
         assert _lookup_plain(ctx, chain) is _lookup(ctx, chain)
     else:
         assert any(name in ("items", "get", "keys", "__class__") for name in chain)
+
+
+# --- a stream handler's heads, read in one walk ---------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(doc=JSON, paths=st.lists(st.one_of(st.none(), PATHS.map(lambda ps: ps[0])), max_size=6))
+def test_heads_read_in_one_walk_equal_each_head_read_alone(doc: Any, paths: list[JSONPath | None]) -> None:
+    got = heads([head_steps(p) if p is not None else None for p in paths])(doc)
+    assert len(got) == len(paths)
+    for value, path in zip(got, paths, strict=True):
+        if path is None:
+            assert value is None
+            continue
+        expected = lookups(head_steps(path))(doc)
+        assert value is expected or (value == expected and type(value) is type(expected))
+        if value is None:
+            assert path.all(doc) == []
+        if path.singular:
+            assert value is path.first(doc) or value == path.first(doc)
+
+
+def _handlers() -> list[StreamHandler]:
+    catalog, _ = load_catalog([catalog_dir()], {})
+    found = []
+    for provider in catalog.providers.values():
+        for operation in provider.operations.values():
+            spec = operation.stream
+            if spec is not None:
+                found += [h for h in (spec.handler, *spec.on.values()) if h is not None]
+    return found
+
+
+HANDLERS = _handlers()
+TEXT = st.one_of(st.none(), st.sampled_from(["", "a", "tok "]), st.integers(0, 2), st.lists(st.just("x"), max_size=1))
+CALL = st.fixed_dictionaries({}, optional={"index": st.integers(0, 1), "id": TEXT, "type": st.just("function"),
+                                           "function": st.fixed_dictionaries({}, optional={"name": TEXT, "arguments": TEXT})})
+COUNTS = st.one_of(st.none(), st.fixed_dictionaries({}, optional={k: st.integers(0, 9) for k in (
+    "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens", "promptTokenCount", "candidatesTokenCount")}))
+OPENAI = st.fixed_dictionaries({}, optional={
+    "choices": st.lists(st.fixed_dictionaries({}, optional={
+        "delta": st.fixed_dictionaries({}, optional={"content": TEXT, "reasoning_content": TEXT, "reasoning": TEXT,
+                                                     "tool_calls": st.lists(CALL, max_size=2)}),
+        "finish_reason": TEXT}), max_size=2),
+    "usage": COUNTS})
+ANTHROPIC = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["content_block_delta", "message_delta", "content_block_start"]), "index": st.integers(0, 1),
+    "delta": st.fixed_dictionaries({}, optional={"type": st.sampled_from(["text_delta", "input_json_delta", "thinking_delta"]),
+                                                 "text": TEXT, "partial_json": TEXT, "thinking": TEXT, "stop_reason": TEXT}),
+    "content_block": st.fixed_dictionaries({}, optional={"type": st.just("tool_use"), "id": TEXT, "name": TEXT}),
+    "message": st.fixed_dictionaries({}, optional={"usage": COUNTS}), "usage": COUNTS})
+GEMINI = st.fixed_dictionaries({}, optional={
+    "candidates": st.lists(st.fixed_dictionaries({}, optional={
+        "content": st.fixed_dictionaries({}, optional={"parts": st.lists(st.fixed_dictionaries({}, optional={
+            "text": TEXT, "thought": st.booleans(), "functionCall": st.fixed_dictionaries({}, optional={"name": TEXT})}),
+            max_size=2)}),
+        "finishReason": TEXT}), max_size=1),
+    "usageMetadata": COUNTS})
+EVENT = st.one_of(OPENAI, ANTHROPIC, GEMINI, JSON)
+
+
+def _event_read_path_by_path(handler: StreamHandler, data: Any) -> tuple[Any, ...]:
+    """The event as read before the heads: every part through its own path."""
+    assembler = StreamAssembler()
+    deltas = assembler.tool_fragments(handler.tool_calls, data) if handler.tool_calls is not None else []
+    return (joined(handler.delta, data), text_or_none(handler.finish_reason, data),
+            counts_of(handler.usage, data) if handler.usage is not None else None, deltas,
+            joined(handler.reasoning, data) if handler.reasoning is not None else None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=EVENT, which=st.integers(0, len(HANDLERS) - 1))
+def test_a_bundled_handler_reads_an_event_as_path_by_path(data: Any, which: int) -> None:
+    handler = HANDLERS[which]
+    event = _event(handler, data, StreamAssembler())
+    got = (event.delta, event.finish_reason, event.usage, _named(event.tool_call_deltas), event.reasoning)
+    expected = _event_read_path_by_path(handler, data)
+    assert got == (*expected[:3], _named(expected[3]), expected[4])
+
+
+def _named(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """The deltas with the ids the assembler makes up (for a call that came without one) made alike."""
+    return [replace(d, id="call_made_up") if d.id and re.fullmatch(r"call_[0-9a-f]{24}", d.id) else d for d in deltas]

@@ -91,6 +91,7 @@ DERIVED = {
     ("operation", "kind"): "the key under `operations:`",
     ("stream", "route_path"): "`route_by` compiled, when it is a JSONPath",
     ("usage", "head"): "the lookups every usage path begins with, compiled",
+    ("stream_handler", "heads"): "the heads of the handler's paths, looked up in one walk",
     ("extraction", "headers"): "the `{header: name}` values of finish_reason, id and extra, by field",
 }
 

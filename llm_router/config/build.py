@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import Problem
-from ..paths import JSONPath, PathSyntaxError, common_head
+from ..paths import JSONPath, PathSyntaxError, common_head, common_prefix, head_steps, heads
 from ..templating import CompiledTemplate, TemplateCompileError, compile_structure
 from . import model as m
 from .load import Doc, KeyPath, merge
@@ -255,17 +255,32 @@ def _errors(b: _Builder, data: dict[str, Any] | None) -> m.ErrorPolicy:
 
 
 def _handler(b: _Builder, data: dict[str, Any], at: KeyPath) -> m.StreamHandler:
+    delta = b.path(data.get("delta"), (*at, "delta"))
+    finish_reason = b.path(data.get("finish_reason"), (*at, "finish_reason"))
+    usage = _usage(b, data["usage"], (*at, "usage")) if "usage" in data else None
+    tool_calls = _tool_calls(b, data.get("tool_calls"), (*at, "tool_calls"))
+    reasoning = b.path(data.get("reasoning"), (*at, "reasoning"))
+    usage_paths = [p for name in USAGE_COUNTS for p in getattr(usage, name)] if usage is not None else []
+    items = tool_calls.items if tool_calls is not None else None
     return m.StreamHandler(
-        delta=b.path(data.get("delta"), (*at, "delta")),
-        finish_reason=b.path(data.get("finish_reason"), (*at, "finish_reason")),
-        usage=_usage(b, data["usage"], (*at, "usage")) if "usage" in data else None,
+        delta=delta,
+        finish_reason=finish_reason,
+        usage=usage,
         **_given(data, "end"),
         error=b.path(data.get("error"), (*at, "error")),
-        tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
-        reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
+        tool_calls=tool_calls,
+        reasoning=reasoning,
         state=b.path(data.get("state"), (*at, "state")),
         state_block=_state_block(b, data.get("state_block"), (*at, "state_block")),
         extra=_extra(b, data.get("extra"), (*at, "extra")),
+        heads=heads([
+            head_steps(delta) if delta is not None else None,
+            head_steps(finish_reason) if finish_reason is not None else None,
+            common_prefix(usage_paths) if usage is not None else None,
+            # tool calls without `items`: the event itself is one
+            (head_steps(items) if items is not None else ()) if tool_calls is not None else None,
+            head_steps(reasoning) if reasoning is not None else None,
+        ]),
     )
 
 

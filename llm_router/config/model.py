@@ -173,6 +173,9 @@ class StreamHandler:
     state: JSONPath | None = None  # appended across events (a list extends)
     state_block: StateBlock | None = None
     extra: Mapping[str, JSONPath] = field(default_factory=_empty)
+    # derived: what the heads of delta, finish_reason, usage, tool_calls' items and reasoning find,
+    # in one walk (paths.heads); where one finds nothing, that part of the event is not read
+    heads: Callable[[Any], tuple[Any, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,11 @@ def text_or_none(path: JSONPath | None, data: Any) -> str | None:
     when there is none, or when it nests too deep to be written."""
     if path is None:
         return None
-    value = path.first(data)
+    return text_of(path.first(data))
+
+
+def text_of(value: Any) -> str | None:
+    """A value found where text is expected, as text_or_none gives it."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (bool, int, float)):

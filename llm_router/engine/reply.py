@@ -211,7 +211,7 @@ class StreamAssembler:
         return list(self._blocks.values())
 
     def tool_fragments(self, paths: ToolCallPaths, data: Any) -> list[ToolCallDelta]:
-        items = _items(paths, data)
+        items = paths.items.all(data) if paths.items is not None else [data]  # _items(), inlined: on every event
         if not items:  # most events
             return []
         deltas = []

@@ -17,7 +17,7 @@ from ..config.model import Operation, StreamHandler, StreamSpec
 from ..errors import InvalidReplyError, ProviderError, RouterClosedError, ServerError, StreamInterrupted
 from ..types import ToolCallDelta, Usage
 from .errors import NotJSON, decode_json
-from .extract import counts_of, text_or_none
+from .extract import counts_of, text_of, text_or_none
 from .framing import MEDIA_TYPES, EventStreamDecoder, Frame, FrameError, NDJSONDecoder, StreamErrorFrame
 from .reply import StreamAssembler, Turn, extras_of, joined
 from .request import ProviderRuntime
@@ -174,17 +174,30 @@ def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -
 
 
 def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> StreamEvent:
-    delta = joined(handler.delta, data)
-    finish_reason = text_or_none(handler.finish_reason, data)
-    event = StreamEvent(delta, finish_reason, counts_of(handler.usage, data) if handler.usage is not None else None,
-                        handler.end)
+    """The event's parts, each read only where its head found something (most events carry a delta only)."""
+    assert handler.heads is not None  # built with the handler
+    delta_at, finish_at, usage_at, tools_at, reasoning_at = handler.heads(data)
+    path = handler.delta
+    if delta_at is None or path is None:
+        delta = None
+    elif path.singular:
+        delta = delta_at if isinstance(delta_at, str) else None
+    else:
+        delta = joined(path, data)
+    finish = handler.finish_reason
+    if finish_at is None or finish is None:
+        finish_reason = None
+    else:
+        finish_reason = text_of(finish_at) if finish.singular else text_or_none(finish, data)
+    usage = counts_of(handler.usage, data) if usage_at is not None and handler.usage is not None else None
+    event = StreamEvent(delta, finish_reason, usage, handler.end)
     if delta:
         assembler.text(delta)
     if finish_reason:
         assembler.native_finish_reason = finish_reason
-    if handler.tool_calls is not None:
+    if tools_at is not None and handler.tool_calls is not None:
         event.tool_call_deltas = assembler.tool_fragments(handler.tool_calls, data)
-    if handler.reasoning is not None:
+    if reasoning_at is not None and handler.reasoning is not None:
         event.reasoning = joined(handler.reasoning, data)
         if event.reasoning:
             assembler.reasoning(event.reasoning)
