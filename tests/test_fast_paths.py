@@ -1,10 +1,12 @@
 """The hot path's precomputed shortcuts answer exactly as the plain code they stand for: JSONPath
 lookups written out per path, the shared head that skips a reply's usage paths, the SSE decoder's
 `data:` line, the template lookup that knows at compile time no name is a mapping method, and a
-stream handler's heads read in one walk."""
+stream handler's heads read in one walk, and the JSON decode that calls the scanner directly."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import replace
 from itertools import pairwise
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
 from llm_router.config.model import StreamHandler, UsagePaths
+from llm_router.engine.errors import NotJSON, decode_json
 from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_of
 from llm_router.engine.reply import StreamAssembler, joined
 from llm_router.engine.sse import SSEDecoder
@@ -256,3 +259,36 @@ def test_a_bundled_handler_reads_an_event_as_path_by_path(data: Any, which: int)
 def _named(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:
     """The deltas with the ids the assembler makes up (for a call that came without one) made alike."""
     return [replace(d, id="call_made_up") if d.id and re.fullmatch(r"call_[0-9a-f]{24}", d.id) else d for d in deltas]
+
+
+JSON_TEXT = st.one_of(
+    JSON.map(json.dumps),
+    st.tuples(st.sampled_from(["", " ", "\n", "\t", "\r\n ", "\ufeff", "\x0b"]), JSON.map(json.dumps),
+              st.sampled_from(["", " ", "\n\n", "x", " 1", "}", ",", "\x0c"])).map("".join),
+    st.text(alphabet='{}[]":,0123456789 .-eE\ntrufalsn\\', max_size=12),
+)
+
+
+def _loaded(text: str) -> Any:
+    try:
+        return json.loads(text[1:] if text[:1] == "\ufeff" else text)
+    except ValueError:
+        return NotJSON
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=JSON_TEXT)
+@example(text=" [1] ").via("whitespace around")
+@example(text="[1] [2]").via("a second value")
+@example(text="\ufeff{}").via("a BOM")
+@example(text="").via("nothing")
+def test_decoding_with_the_scanner_equals_json_loads(text: str) -> None:
+    """decode_json calls the C scanner directly; it accepts and refuses what json.loads does."""
+    expected = _loaded(text)
+    for given_as in (text, text.encode()):
+        try:
+            got = decode_json(given_as)
+        except NotJSON:
+            got = NotJSON
+        same = got == expected or (isinstance(got, float) and isinstance(expected, float) and math.isnan(got) and math.isnan(expected))
+        assert same, (text, got, expected)

@@ -6,7 +6,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config.model import ErrorPolicy
@@ -58,6 +58,7 @@ def default_kind(status: int) -> ErrorKind:
 # walking an accepted reply recursively (repr, json.dumps) cannot hit it.
 MAX_JSON_DEPTH = 512
 _DECODER = json.JSONDecoder()
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]  # set in __init__
 
 
 class NotJSON(ValueError):
@@ -69,14 +70,24 @@ def decode_json(content: bytes | str) -> Any:
     as Python reads them: where a count should be, extraction ignores them.)"""
     try:
         text = content.decode() if isinstance(content, bytes) else content  # UTF-8, as RFC 8259 says
-        data = _DECODER.decode(text[1:] if text[:1] == "\ufeff" else text)  # (a BOM tolerated)
+        if text[:1] == "\ufeff":  # a BOM, tolerated
+            text = text[1:]
+        try:  # the scanner itself: a stream decodes hundreds of small events, and decode() is Python around it
+            data, end = _SCAN(text, 0)
+        except StopIteration:  # leading whitespace, or nothing that starts a value
+            data, end = _DECODER.decode(text), len(text)
+        if end != len(text) and text[end:].strip(" \t\n\r"):
+            raise NotJSON("not valid JSON (more after the value)")
     except RecursionError:
         raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, NotJSON):
+            raise
         raise NotJSON("not valid JSON") from None
-    openers = content.count(b"[") + content.count(b"{") if isinstance(content, bytes) else content.count("[") + content.count("{")
-    if openers > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):  # a cheap count first: most replies stop there
-        raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if len(content) > MAX_JSON_DEPTH:  # shorter, it cannot open more than MAX_JSON_DEPTH values
+        openers = content.count(b"[") + content.count(b"{") if isinstance(content, bytes) else content.count("[") + content.count("{")
+        if openers > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):  # a cheap count first: most replies stop there
+            raise NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 

@@ -14,39 +14,21 @@ CLOSE_WAIT_S = 2.0  # how long aclose() waits for the calls it ended to give the
 
 
 class Calls:
-    """The tasks running inside the router's calls now, so that `aclose()` can end them: a call
-    still inside when the router closes ends with RouterClosedError."""
+    """The calls inside the router now, so that `aclose()` can end them: a call still inside when
+    the router closes ends with RouterClosedError."""
 
     def __init__(self) -> None:
         self.closed = False
-        self._running: set[asyncio.Task[Any]] = set()
-        self._ended: set[asyncio.Task[Any]] = set()  # cancelled by aclose()
+        self._inside: set[Inside] = set()
         self._background: set[asyncio.Task[None]] = set()  # bookkeeping of cancelled attempts
 
     def inside(self) -> Inside:
         """`with calls.inside() as inside:` around a call's work (RouterClosedError once closed)."""
-        return Inside(self)
-
-    def enter(self) -> asyncio.Task[Any]:
         if self.closed:
-            raise RouterClosedError("the router is closed (aclose() was called); create a new Router to make calls")
-        task = asyncio.current_task()
-        assert task is not None
-        self._running.add(task)
-        return task
-
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        self._running.discard(task)
-        self._ended.discard(task)
-
-    def closed_error(self, task: asyncio.Task[Any]) -> RouterClosedError | None:
-        """For a CancelledError in `task`: the error to raise instead, when aclose() alone cancelled it."""
-        if task not in self._ended:
-            return None
-        self._ended.discard(task)
-        if task.uncancel() > 0:  # cancelled by someone else too: that cancellation stands
-            return None
-        return RouterClosedError("the router was closed (aclose()) while this call was in flight")
+            raise _closed()
+        inside = Inside(self)
+        self._inside.add(inside)
+        return inside
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` (a coroutine) to the end even though the task that owes it was cancelled."""
@@ -54,41 +36,54 @@ class Calls:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _working(self, current: asyncio.Task[Any] | None) -> list[Inside]:
+        return [inside for inside in self._inside if not inside.paused and inside.task is not current]
+
     async def close(self) -> None:
         """Refuse new calls, end the ones inside (but the caller's own), and wait a little for their bookkeeping."""
         self.closed = True
         current = asyncio.current_task()
-        for task in self._running - {current}:
-            self._ended.add(task)
-            task.cancel()
+        for inside in self._working(current):
+            inside.ended = True
+            inside.task.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_WAIT_S
-        while (self._running - {current} or self._background) and loop.time() < deadline:
+        while (self._working(current) or self._background) and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
 
 class Inside:
-    """One call's time inside the router: its task is counted while it runs there (a stream
-    `pause`s at each chunk it hands its caller and `resume`s when asked for the next), and a
+    """One call's time inside the router. A stream is `paused` while its caller holds a chunk (the
+    caller's task is then not the router's to cancel) and `resume`s when asked for the next; a
     cancellation that came from `aclose()` leaves as RouterClosedError."""
 
-    __slots__ = ("_calls", "_task")
+    __slots__ = ("_calls", "ended", "paused", "task")
 
     def __init__(self, calls: Calls) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         self._calls = calls
-        self._task = calls.enter()
+        self.task = task
+        self.paused = False
+        self.ended = False  # cancelled by aclose()
 
     def pause(self) -> None:
-        self._calls.leave(self._task)
+        self.paused = True
 
     def resume(self) -> None:
-        self._task = self._calls.enter()
+        if self._calls.closed:
+            raise _closed()
+        self.paused = False
 
     def __enter__(self) -> Inside:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        closed = self._calls.closed_error(self._task) if isinstance(exc, asyncio.CancelledError) else None
-        self._calls.leave(self._task)
-        if closed is not None:
-            raise closed from None
+        self._calls._inside.discard(self)
+        if isinstance(exc, asyncio.CancelledError) and self.ended and self.task.uncancel() == 0:
+            # cancelled by aclose() alone (a cancellation from anyone else too stands)
+            raise RouterClosedError("the router was closed (aclose()) while this call was in flight") from None
+
+
+def _closed() -> RouterClosedError:
+    return RouterClosedError("the router is closed (aclose() was called); create a new Router to make calls")
