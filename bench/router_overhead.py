@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -50,7 +50,7 @@ class Streamed:
     status = 200
     headers: ClassVar[dict[str, str]] = {"content-type": "text/event-stream"}
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         for event in EVENTS:
             yield event
 

@@ -21,7 +21,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,7 +279,7 @@ class _Served:
     def __init__(self, reply: Reply) -> None:
         self.status, self.headers, self._body = reply.status, reply.headers, reply.body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         yield self._body
 
     async def read(self) -> bytes:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,10 +90,11 @@ class _Kept:
         self.status, self.headers = reply.status, reply.headers
         self.parts: list[bytes] = []
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._reply.chunks():
-            self.parts.append(chunk)
-            yield chunk
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(self._reply.chunks()) as chunks:
+            async for chunk in chunks:
+                self.parts.append(chunk)
+                yield chunk
 
     async def read(self) -> bytes:
         body = await self._reply.read()

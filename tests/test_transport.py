@@ -7,6 +7,7 @@ per event loop, and aclose() ending calls in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -17,7 +18,7 @@ import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -532,3 +533,52 @@ async def test_a_callers_httpx2_client_serves_every_provider_and_stays_open(writ
             assert await collect(router) == ["Hel", "lo"]
         assert seen == [CHAT, CHAT] and not client.is_closed  # its owner closes it
         await client.aclose()
+
+
+class _Watched:
+    """The default transport, with a note of when each streamed reply's chunk generator finished."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def __call__(self, settings: seam.ClientSettings) -> _Watched:
+        self._inner = AiohttpTransport(settings)
+        return self
+
+    async def send(self, request: Any) -> seam.Reply:
+        return await self._inner.send(request)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        async with self._inner.stream(request) as reply:
+            yield _WatchedReply(reply, self.finished)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _WatchedReply:
+    def __init__(self, reply: Any, finished: list[str]) -> None:
+        self.status, self.headers, self._reply, self._finished = reply.status, reply.headers, reply, finished
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in self._reply.chunks():
+                yield chunk
+        finally:
+            self._finished.append("closed")
+
+    async def read(self) -> bytes:
+        return bytes(await self._reply.read())
+
+
+async def test_a_stream_ended_by_its_marker_closes_the_body_reader_before_the_callers_loop_ends(write_config) -> None:
+    """The engine stops reading at [DONE]; the reply's chunk generator is closed then, in the
+    caller's task, not later by a task the event loop starts when the generator is collected."""
+    watched = _Watched()
+    with MockServer() as srv:
+        srv.route("POST", CHAT, Reply.sse(openai_chat_sse(["a", "b"])))
+        async with make_router(write_config, srv.url, transport=watched) as router:
+            deltas = [chunk.delta async for chunk in router.stream(MODEL, MSG) if chunk.delta]
+            assert watched.finished == ["closed"]  # no await since the loop ended
+            assert deltas == ["a", "b"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -150,11 +150,12 @@ async def send_binary(
     """One exchange whose body is the result → (status, headers, body), read as it arrives and
     refused (the connection closed) as soon as it passes `max_bytes`."""
     async with open_stream(transport, runtime, request, model) as reply:
-        chunks, size = [], 0
-        async for chunk in reply.chunks():
-            size += len(chunk)
-            if size > max_bytes:
-                raise InvalidReplyError(f"the reply body is larger than {max_bytes} bytes (binary.max_bytes)",
-                                        provider=runtime.name, model=model, status=reply.status)
-            chunks.append(chunk)
-        return reply.status, reply.headers, b"".join(chunks)
+        parts, size = [], 0
+        async with aclosing(reply.chunks()) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise InvalidReplyError(f"the reply body is larger than {max_bytes} bytes (binary.max_bytes)",
+                                            provider=runtime.name, model=model, status=reply.status)
+                parts.append(chunk)
+        return reply.status, reply.headers, b"".join(parts)

@@ -56,6 +56,7 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
         raise transport_error(exc, runtime, model) from None
     assembler = StreamAssembler()
     received = 0
+    chunks = reply.chunks()
     try:
         content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type not in MEDIA_TYPES[spec.format]:
@@ -65,7 +66,6 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
         decoder = _decoder(spec)
         done = spec.done
         ended = False
-        chunks = reply.chunks()
         while not ended:
             chunk = await anext(chunks, None)
             for item in _frames(decoder, chunk, spec, runtime, model):
@@ -107,7 +107,10 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
         raise StreamInterrupted(f"stream cut after {received} characters were received: {exc}",
                                 provider=runtime.name, model=model) from None
     finally:
-        await context.__aexit__(None, None, None)
+        try:
+            await chunks.aclose()  # read to [DONE], not to the body's end: closed here, not when collected
+        finally:
+            await context.__aexit__(None, None, None)
 
 
 class _SSEDecoder(SSEDecoder):

@@ -27,7 +27,7 @@ import importlib
 import re
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeAlias
@@ -109,8 +109,10 @@ class StreamingReply(Protocol):
     def headers(self) -> Mapping[str, str]:  # case-insensitive
         ...
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body, decompressed, chunk by chunk; at most `max_reply_bytes` in all."""
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body, decompressed, chunk by chunk; at most `max_reply_bytes` in all. The reader
+        closes it (`aclose()`) when it stops early, so that its cleanup runs there and then, not
+        in a task the event loop starts when the generator is garbage-collected."""
         ...
 
     async def read(self) -> bytes:

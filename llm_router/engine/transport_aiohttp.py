@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NoReturn
 
@@ -47,7 +47,7 @@ class _Stream:
         self.status = response.status
         self.headers: CIMultiDictProxy[str] = response.headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         content, limit, size = self._response.content, self._owner.max_reply_bytes, 0
         while True:
             try:
