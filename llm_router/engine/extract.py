@@ -46,10 +46,16 @@ def counts_of(paths: UsagePaths, data: Any) -> Usage | None:
     """The counts a reply or a stream event reports, or None when it reports none (most events)."""
     if paths.head is not None and paths.head(data) is None:
         return None
-    usage = Usage(_sum(paths.input_tokens, data), _sum(paths.output_tokens, data), _sum(paths.cached_input_tokens, data),
-                  _sum(paths.cache_write_tokens, data), _sum(paths.reasoning_tokens, data), _sum(paths.search_units, data),
-                  _sum(paths.characters, data), _sum(paths.audio_seconds, data, whole=False),
-                  _sum(paths.video_seconds, data, whole=False))
+    p = paths  # most operations declare two or three of these: an empty one costs no call
+    usage = Usage(_sum(p.input_tokens, data) if p.input_tokens else None,
+                  _sum(p.output_tokens, data) if p.output_tokens else None,
+                  _sum(p.cached_input_tokens, data) if p.cached_input_tokens else None,
+                  _sum(p.cache_write_tokens, data) if p.cache_write_tokens else None,
+                  _sum(p.reasoning_tokens, data) if p.reasoning_tokens else None,
+                  _sum(p.search_units, data) if p.search_units else None,
+                  _sum(p.characters, data) if p.characters else None,
+                  _sum(p.audio_seconds, data, whole=False) if p.audio_seconds else None,
+                  _sum(p.video_seconds, data, whole=False) if p.video_seconds else None)
     if (usage.input_tokens is None and usage.output_tokens is None and usage.cached_input_tokens is None
             and usage.cache_write_tokens is None and usage.reasoning_tokens is None and usage.search_units is None
             and usage.characters is None and usage.audio_seconds is None and usage.video_seconds is None):
