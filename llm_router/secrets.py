@@ -12,6 +12,7 @@ import base64
 import bisect
 import json
 import re
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -19,6 +20,7 @@ from urllib.parse import quote, quote_plus, unquote
 MASK = "***"
 MIN_SECRET_CHARS = 4  # a shorter value would match ordinary words: it is never looked for in text
 MIN_CUT_CHARS = 6  # a text that ends with this much of a key (or more) ends with a key an excerpt cut
+ROTATING_KEPT = 4  # the values of a rotating secret (a token) still masked: the current one and the three before
 
 
 class Secret:
@@ -88,21 +90,30 @@ class Redactor:
     length), `redactor.data(value)` every string in a JSON-like value (a copy), and
     `redactor.echoed_in(body)` says, cheaply, whether a reply's bytes may hold a secret at all."""
 
-    __slots__ = ("_needles", "_values")
+    __slots__ = ("_kept", "_needles", "_rotating", "_values")
 
     def __init__(self, secrets: Iterable[Secret] = ()) -> None:
-        self._values: list[str] = []  # longest first, so that a key is masked whole before any shorter one
+        self._kept: list[str] = []  # every form of every lasting secret (a key)
+        self._rotating: dict[str, deque[list[str]]] = {}  # the forms of the last few values of each rotating one
+        self._values: list[str] = []  # all of them, longest first, so that a key is masked whole before any shorter one
         self._needles: tuple[bytes, ...] = ()
         for secret in secrets:
             self.add(secret)
 
-    def add(self, secret: Secret) -> None:
+    def add(self, secret: Secret, rotating: str | None = None) -> None:
+        """Mask `secret` from now on. A `rotating` one (a token refreshed every hour, under a name of
+        its own) is masked while it is one of the last ROTATING_KEPT of that name: older ones have
+        expired, and keeping them all would make every search slower, hour by hour."""
         value = secret.reveal()
         # percent-encoded as a query string sends it (non-ASCII bytes are not decoded before the search)
-        for form in (value, quote(value, safe=""), quote_plus(value, safe="")):
-            if len(form) >= MIN_SECRET_CHARS and form not in self._values:
-                self._values.append(form)
-        self._values.sort(key=len, reverse=True)
+        forms = [form for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe="")))
+                 if len(form) >= MIN_SECRET_CHARS]
+        if rotating is None:
+            self._kept += [form for form in forms if form not in self._kept]
+        else:
+            self._rotating.setdefault(rotating, deque(maxlen=ROTATING_KEPT)).append(forms)
+        every = dict.fromkeys([*self._kept, *(form for kept in self._rotating.values() for forms in kept for form in forms)])
+        self._values = sorted(every, key=len, reverse=True)
         self._needles = tuple({needle for value in self._values for needle in _needles(value)})
 
     def add_url(self, url: str) -> None:

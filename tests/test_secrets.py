@@ -20,7 +20,7 @@ from mockserver import BflSimulator, MockServer, Reply
 from llm_router import Router
 from llm_router._resources import catalog_dir
 from llm_router.errors import RouterError
-from llm_router.secrets import MASK, Redactor, Secret, WireValue, mask_userinfo
+from llm_router.secrets import MASK, ROTATING_KEPT, Redactor, Secret, WireValue, mask_userinfo
 
 KEY = "sk-te/st+k3y=0123456789abcdef"
 
@@ -98,6 +98,22 @@ def test_property_a_key_cut_by_truncation_leaves_at_most_five_of_its_characters(
     shown = (text + key)[: len(text) + min(cut, len(key) - 1)]
     masked = Redactor([Secret(key)])(shown + "…")
     assert key[:6] not in masked
+
+
+def test_a_rotating_secret_is_masked_while_it_is_one_of_the_last_few_and_a_key_always() -> None:
+    """A token refreshed every hour for a month: the redactor masks the key and the last
+    ROTATING_KEPT tokens of each name, and does not grow by one value an hour."""
+    redact = Redactor([Secret("sk-the-static-key-123")])
+    tokens = [f"tok-{hour:04d}-abcdef" for hour in range(24 * 30)]
+    for token in tokens:
+        redact.add(Secret(token), rotating="token")
+        redact.add(Secret("assert-" + token), rotating="assertion")
+    text = " ".join(["sk-the-static-key-123", *tokens[-ROTATING_KEPT:], "assert-" + tokens[-1]])
+    assert redact(text) == " ".join([MASK] * (ROTATING_KEPT + 2))
+    assert redact(tokens[-ROTATING_KEPT - 1]) == tokens[-ROTATING_KEPT - 1]  # expired long ago: plain text now
+    assert redact.echoed_in(tokens[-1].encode()) and not redact.echoed_in(tokens[0].encode())
+    static_forms = 1  # the key is its own percent-encoded forms
+    assert len(redact._values) == static_forms + 2 * ROTATING_KEPT
 
 
 def test_data_masks_every_string_and_key_of_a_reply_nested_any_depth() -> None:

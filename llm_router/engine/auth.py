@@ -109,10 +109,11 @@ async def authorized(runtime: ProviderRuntime, request: PreparedRequest, model: 
     return reply
 
 
-def remember(runtime: ProviderRuntime, value: str) -> None:
-    """A credential the provider is sent: masked in every text (the Redactor) and in any reply that echoes it."""
-    runtime.redact.add(Secret(value))
-    runtime.sent_secrets.add(Secret(value))
+def remember(runtime: ProviderRuntime, value: str, rotating: str | None = None) -> None:
+    """A credential the provider is sent: masked in every text (the Redactor) and in any reply that
+    echoes it. A `rotating` one (a token, an assertion) is masked while it is one of the last few."""
+    runtime.redact.add(Secret(value), rotating)
+    runtime.sent_secrets.add(Secret(value), rotating)
 
 
 # --- tokens ---------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ class ServiceAccount:
         claims = {"iss": email, "scope": " ".join(self._spec.scopes), "aud": token_uri, "iat": now,
                   "exp": now + int(self._spec.lifetime_s)}
         assertion = WireValue(jwt.encode(signer, claims).decode())  # type: ignore[no-untyped-call]
-        remember(self._runtime, assertion)  # a bearer credential until it expires
+        remember(self._runtime, assertion, rotating="assertion")  # a bearer credential until it expires
         return await post_form(self._runtime, token_uri, {"grant_type": JWT_BEARER, "assertion": assertion}, {},
                                (ACCESS_TOKEN, EXPIRES_IN, self._spec.lifetime_s), exchange, model)
 
@@ -276,7 +277,7 @@ def _read_token(runtime: ProviderRuntime, endpoint: str, reply: Reply,
     if not token.isascii() or any(c in token for c in "\r\n\0"):
         raise AuthenticationError(f"the token endpoint {endpoint} answered with a token that cannot go in a header",
                                   provider=runtime.name, model=model, status=status)
-    remember(runtime, token)
+    remember(runtime, token, rotating="token")
     token = WireValue(token)  # a str to the HTTP client, `'***'` in any repr (a traceback's locals)
     lifetime = lifetime_path.first(data)
     try:
