@@ -14,7 +14,7 @@ from mockserver import MockServer, Reply, openai_chat_reply, openai_chat_sse
 
 from llm_router import Router
 from llm_router.engine.extract import MAX_TOKEN_COUNT
-from llm_router.errors import RouterError
+from llm_router.errors import RouterError, StreamInterrupted
 from llm_router.paths import JSONPath
 
 KEY = "sk-hostile-reply-0001"
@@ -153,3 +153,24 @@ def test_a_path_over_data_nested_deeper_than_it_can_walk_gives_a_list_never_a_re
     assert isinstance(found, list)
     if expr.startswith("$.."):
         assert found == []  # a descendant query stops at the library's depth limit: nothing found
+
+
+@pytest.mark.parametrize("shape", ["line", "event"])
+async def test_an_sse_line_or_event_over_8_mib_ends_the_stream_long_before_the_body_cap(shape: str) -> None:
+    """A provider that never ends a line (or an event) is refused at 8 MiB (the framings' cap), not
+    held in memory up to the 64 MiB body cap; what arrived before it was delivered."""
+    piece = b"x" * 2**20
+    # twelve chunks and no newline, or twelve data lines and no blank line to end the event
+    flood = [b"data: " + piece + (b"" if shape == "line" else b"\n")] * 12
+    events = [*openai_chat_sse(["first "])[:2], *flood]
+    with MockServer() as srv:
+        srv.route("POST", "/v1/chat/completions", Reply.sse(events))
+        async with _router(srv) as router:
+            deltas = []
+            with pytest.raises(RouterError) as caught:
+                async with asyncio.timeout(20):
+                    async for chunk in router.stream("openai/gpt-x", messages=HI):
+                        deltas.append(chunk.delta)
+    assert deltas == ["first "]
+    assert isinstance(caught.value, StreamInterrupted)  # after a delta: the stream is cut, not fallen back from
+    assert f"the sse stream is broken: an SSE {shape} is longer than 8388608 bytes" in str(caught.value)
