@@ -18,7 +18,7 @@ from eventstream_codec import BEDROCK_EXCEPTION, BEDROCK_LIVE, event, exception
 from mockserver import MockServer, Reply
 
 from llm_router import Router
-from llm_router.errors import AuthenticationError, ServerError, StreamInterrupted
+from llm_router.errors import AuthenticationError, RateLimitError, ServerError, StreamInterrupted
 
 ACCESS_KEY, SECRET_KEY = "AKIASTREAMROUTER0001", "sTrEaMsEcReT/kEy+ForTheRouter00000000000"
 SONNET = "bedrock-claude-sonnet-4"
@@ -184,12 +184,17 @@ async def test_an_exception_message_mid_stream_interrupts_it_with_its_type_and_m
             await collect(router.stream("bedrock-nova-lite", HI))
 
 
-async def test_an_exception_message_before_any_delta_is_a_server_error_with_its_code(srv):
-    ConverseMock(srv, verifier(), [exception("throttlingException", {"message": "Too many requests, please wait."})])
+@pytest.mark.parametrize(("exception_type", "error", "status"), [
+    ("throttlingException", RateLimitError, 429),
+    ("modelStreamErrorException", ServerError, 424),  # "Retry your request": a server error, not the caller's
+    ("serviceUnavailableException", ServerError, 503),
+])
+async def test_an_exception_message_before_any_delta_is_classified_as_aws_documents_it(srv, exception_type, error, status):
+    ConverseMock(srv, verifier(), [exception(exception_type, {"message": "Too many requests, please wait."})])
     async with Router.from_dir(env=bedrock_env(srv)) as router:
-        with pytest.raises(ServerError, match="throttlingException: Too many requests, please wait.") as caught:
+        with pytest.raises(error, match=f"{exception_type}: Too many requests, please wait.") as caught:
             await collect(router.stream("bedrock-nova-lite", HI))
-    assert caught.value.code == "throttlingException"
+    assert caught.value.code == exception_type and caught.value.status == status
 
 
 async def test_every_try_of_a_stream_is_signed_over_the_bytes_it_sends(srv):

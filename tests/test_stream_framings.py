@@ -10,12 +10,19 @@ import json
 
 import pytest
 from botocore.eventstream import EventStreamBuffer
-from eventstream_codec import BEDROCK_EXCEPTION, BEDROCK_LIVE, BEDROCK_TOOL_EVENTS, event, message
+from eventstream_codec import BEDROCK_EXCEPTION, BEDROCK_LIVE, BEDROCK_TOOL_EVENTS, event, exception, message
 from mockserver import MockServer, Reply
 
 from llm_router import Router
 from llm_router.config import load_catalog
-from llm_router.errors import InvalidReplyError, ProviderError, ServerError, StreamInterrupted
+from llm_router.errors import (
+    BadRequestError,
+    InvalidReplyError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    StreamInterrupted,
+)
 
 KEY = "sk-stream-test-1234"
 LINES = """
@@ -56,6 +63,7 @@ operations:
       path: "/model/{{ model.upstream }}/converse-stream"
       format: aws_eventstream
       max_frame_bytes: 65536
+      exception_status: {throttlingException: 429, validationException: 400, modelStreamErrorException: 424}
       route_by: event
       unknown_event: fail
       on:
@@ -67,6 +75,8 @@ operations:
         contentBlockStop: {}
         messageStop: {finish_reason: $.stopReason}
         metadata: {usage: {input_tokens: $.usage.inputTokens, output_tokens: $.usage.outputTokens}}
+errors:
+  classify: [{status: [424], kind: server_error}]
 """
 MODELS = """
 models:
@@ -236,6 +246,33 @@ async def test_an_exception_frame_first_is_a_server_error_with_its_code(srv, rou
     assert info.value.code == "modelStreamErrorException"
 
 
+@pytest.mark.parametrize(("exception_type", "error", "status"), [
+    ("throttlingException", RateLimitError, 429),
+    ("validationException", BadRequestError, 400),
+    ("modelStreamErrorException", ServerError, 424),
+    ("somethingNewException", ServerError, 500),  # not listed: a server error
+])
+async def test_an_exception_frame_is_classified_by_the_status_its_api_documents(srv, router, exception_type, error, status):
+    frame = exception(exception_type, {"message": "no"})
+    srv.route("POST", "/model/anthropic.claude/converse-stream", chunked(frame, EVENTSTREAM))
+    async with router:
+        with pytest.raises(ProviderError, match=f"{exception_type}: no") as info:
+            await collect(router.stream("frames", MESSAGES))
+    assert type(info.value) is error and info.value.status == status and info.value.code == exception_type
+
+
+async def test_a_throttled_stream_cools_its_model_down_and_falls_back(srv, router, write_config):
+    """Before the first delta, a throttlingException is a rate limit: the router moves on to the
+    fallback, as it would for an HTTP 429."""
+    srv.route("POST", "/model/anthropic.claude/converse-stream",
+              chunked(exception("throttlingException", {"message": "Too many tokens, please wait"}), EVENTSTREAM))
+    srv.route("POST", "/api/chat", chunked(OLLAMA_STREAM, NDJSON))
+    async with router:
+        *deltas, final = await collect(router.stream("frames", MESSAGES, fallback_model="lines"))
+    assert "".join(c.delta for c in deltas) == "The sky" and final.model_name == "lines"
+    assert [(a.model, a.error_kind) for a in final.attempts] == [("frames", "rate_limited"), ("lines", None)]
+
+
 async def test_an_error_message_frame_carries_its_code_and_text(srv, router):
     frame = message({":message-type": "error", ":error-code": "ThrottlingException", ":error-message": "slow down"})
     srv.route("POST", "/model/anthropic.claude/converse-stream", chunked(frame, EVENTSTREAM))
@@ -291,6 +328,10 @@ HEAD = ("name: p\nbase_url: https://p.test\nauth: {header: x-key, env: P_KEY}\no
     ("      format: aws_eventstream\n      done: '[DONE]'\n      handler: {delta: $.d}\n",
      "p.yaml:10: stream.done is an SSE data value; a aws_eventstream stream ends with its body"),
     ("      format: jsonl\n      handler: {delta: $.d}\n", "'jsonl' is not one of 'sse', 'ndjson', 'aws_eventstream'"),
+    ("      exception_status: {throttlingException: 429}\n      handler: {delta: $.d}\n",
+     "p.yaml:9: stream.exception_status names the exception messages of an aws_eventstream; a sse stream has none"),
+    ("      format: aws_eventstream\n      exception_status: {throttlingException: 200}\n      handler: {delta: $.d}\n",
+     "200 is less than the minimum of 400"),
 ])
 def test_framing_config_mistakes_are_reported_with_file_line_and_fix(write_config, stream, says):
     config = write_config({"providers.d/p.yaml": HEAD + stream})

@@ -297,6 +297,9 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     if "done" in data and framing != "sse":
         b.fail((*at, "done"), f"stream.done is an SSE data value; a {framing} stream ends with its body (or an event "
                               "whose handler says `end: true`)")
+    if "exception_status" in data and framing != "aws_eventstream":
+        b.fail((*at, "exception_status"), "stream.exception_status names the exception messages of an aws_eventstream; "
+                                          f"a {framing} stream has none (remove it, or set `format: aws_eventstream`)")
     if "max_frame_bytes" in data and framing == "sse":
         b.fail((*at, "max_frame_bytes"), "stream.max_frame_bytes applies to the ndjson and aws_eventstream framings; "
                                          "remove it, or set `format`")
@@ -311,6 +314,7 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
         handler=_handler(b, data["handler"], (*at, "handler")) if "handler" in data else None,
         error=b.path(data.get("error"), (*at, "error")),
         done=data.get("done"),
+        exception_status=MappingProxyType(dict(data.get("exception_status", {}))),
         **_given(data, "format", "max_frame_bytes", "unknown_event"),
     )
 

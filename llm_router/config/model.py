@@ -186,6 +186,7 @@ class StreamSpec:
     query: CompiledTemplate | None = None
     format: str = "sse"  # sse | ndjson | aws_eventstream
     max_frame_bytes: int = 8388608
+    exception_status: Mapping[str, int] = field(default_factory=_empty)  # aws_eventstream: exception type → HTTP status
     route_by: str | None = None
     route_path: JSONPath | None = None  # derived: route_by compiled, when it is a JSONPath
     on: Mapping[str, StreamHandler] = field(default_factory=_empty)

@@ -16,7 +16,7 @@ from typing import TypeAlias
 from ..config.model import Operation, StreamHandler, StreamSpec
 from ..errors import InvalidReplyError, ProviderError, RouterClosedError, ServerError, StreamInterrupted
 from ..types import ToolCallDelta, Usage
-from .errors import NotJSON, decode_json
+from .errors import KIND_CLASSES, NotJSON, classify, decode_json
 from .extract import counts_of, text_of, text_or_none
 from .framing import MEDIA_TYPES, EventStreamDecoder, Frame, FrameError, NDJSONDecoder, StreamErrorFrame
 from .reply import StreamAssembler, Turn, extras_of, joined
@@ -139,8 +139,10 @@ def _frames(decoder: _SSEDecoder | NDJSONDecoder | EventStreamDecoder, chunk: by
     except FrameError as exc:
         raise InvalidReplyError(f"the {spec.format} stream is broken: {exc}", provider=runtime.name, model=model) from None
     except StreamErrorFrame as exc:  # an event-stream `exception` or `error` message
-        raise ServerError(runtime.redact(f"{exc.code}: {exc.message}"), provider=runtime.name, model=model,
-                          code=exc.code) from None
+        status = spec.exception_status.get(exc.code, 500)  # classified as a reply with the status the API documents
+        kind = classify(runtime.config.errors, status, {"message": exc.message, "code": exc.code})
+        raise KIND_CLASSES[kind](runtime.redact(f"{exc.code}: {exc.message}"), provider=runtime.name, model=model,
+                                 status=status, code=runtime.redact(exc.code)) from None
 
 
 def _parse(spec: StreamSpec, name: str, text: str | bytes, runtime: ProviderRuntime, model: str,
