@@ -1,4 +1,4 @@
-"""The HTTP routes of one runtime: chat completions (`chat`), images, embeddings, models, health; the error
+"""The HTTP routes of one runtime: chat completions (`chat`), images, embeddings, speech, models, health; the error
 envelope every route answers with; CORS when configured. One Starlette app per loaded config."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .convert import dumps, embedding_list, image, model_json
 from .errors import ApiError, from_router_error
 from .exchange import Exchange
 from .runtime import Runtime
-from .schemas import EmbeddingRequest, ImageGenerationRequest, parse
+from .schemas import EmbeddingRequest, ImageGenerationRequest, SpeechRequest, parse
 
 log = logging.getLogger("llm_router.gateway")
 access = logging.getLogger("llm_router.gateway.access")
@@ -106,6 +106,24 @@ async def embeddings(ex: Exchange) -> Response:
                     background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
 
 
+async def audio_speech(ex: Exchange) -> Response:
+    key = ex.authenticate()
+    request = parse(SpeechRequest, await ex.json_body())
+    ex.models_for(request.model, request.fallback_model, "speech")
+    params = request.speech_params()
+    limiter = ex.runtime.limiter
+    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.input, params))
+    try:
+        response = await ex.runtime.router.speak(request.model, request.input, fallback_model=request.fallback_model,
+                                                 fallback_config=request.fallback_config, **params)
+    except BaseException:
+        await limiter.settle(admission, None, None)
+        raise
+    return Response(response.audio, media_type=response.media_type or "application/octet-stream",
+                    headers=ex.answer_headers(response),
+                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+
+
 def image_params(request: ImageGenerationRequest, accepted: frozenset[str]) -> dict[str, Any]:
     """The call's params: OpenAI's `size: WxH` becomes `width`/`height` for a model that takes those
     instead; `response_format` goes only to a model that takes it (others answer in their own form)."""
@@ -164,6 +182,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/v1/chat/completions", endpoint(runtime, chat_completions), methods=["POST"]),
         Route("/v1/images/generations", endpoint(runtime, images_generations), methods=["POST"]),
         Route("/v1/embeddings", endpoint(runtime, embeddings), methods=["POST"]),
+        Route("/v1/audio/speech", endpoint(runtime, audio_speech), methods=["POST"]),
         Route("/v1/models", endpoint(runtime, list_models), methods=["GET"]),
         Route("/v1/models/{model_id:path}", endpoint(runtime, get_model), methods=["GET"]),
         Route("/healthz", endpoint(runtime, healthz, logging.DEBUG), methods=["GET"]),

@@ -20,7 +20,8 @@ from .errors import ApiError
 from .keys import Admission
 from .runtime import Runtime
 
-ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations", "embed": "/v1/embeddings"}  # by model kind
+ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations", "embed": "/v1/embeddings",
+             "speech": "/v1/audio/speech"}  # by model kind
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

@@ -125,6 +125,22 @@ class EmbeddingRequest(_Routed):
     encoding_format: Literal["float", "base64"] | None = None
 
 
+class SpeechRequest(_Routed):
+    """OpenAI's speech body (`client.audio.speech.create`): the text is `input`; voice, format, speed and
+    instructions are params the model's allow-list checks. The reply is the audio itself."""
+
+    input: str = Field(min_length=1)
+    voice: str | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None = None
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    instructions: str | None = None
+
+    def speech_params(self) -> dict[str, Any]:
+        given = {"voice": self.voice, "response_format": self.response_format, "speed": self.speed,
+                 "instructions": self.instructions}
+        return self.params() | {name: value for name, value in given.items() if value is not None}
+
+
 Body = TypeVar("Body", bound=BaseModel)
 
 
