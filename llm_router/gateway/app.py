@@ -1,5 +1,5 @@
-"""The HTTP routes of one runtime: chat completions (`chat`), images, embeddings, speech, models, health; the error
-envelope every route answers with; CORS when configured. One Starlette app per loaded config."""
+"""The HTTP routes of one runtime: chat completions (`chat`), images, embeddings, speech, transcription, models,
+health; the error envelope every route answers with; CORS when configured. One Starlette app per loaded config."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import RouterError
@@ -24,7 +25,7 @@ from .convert import dumps, embedding_list, image, model_json
 from .errors import ApiError, from_router_error
 from .exchange import Exchange
 from .runtime import Runtime
-from .schemas import EmbeddingRequest, ImageGenerationRequest, SpeechRequest, parse
+from .schemas import EmbeddingRequest, ImageGenerationRequest, SpeechRequest, TranscriptionRequest, parse
 
 log = logging.getLogger("llm_router.gateway")
 access = logging.getLogger("llm_router.gateway.access")
@@ -124,6 +125,36 @@ async def audio_speech(ex: Exchange) -> Response:
                     background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
 
 
+async def audio_transcriptions(ex: Exchange) -> Response:
+    key = ex.authenticate()
+    form = await ex.form_body()
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "file: required, the audio as a file part", "invalid_request_error", "invalid_value", "file")
+        fields = {name: value for name, value in form.multi_items() if name != "file"}  # text: one file at most
+        request = parse(TranscriptionRequest, fields)
+        ex.models_for(request.model, request.fallback_model, "transcribe")
+        audio, filename, media_type = await upload.read(), upload.filename, upload.content_type
+    finally:
+        await form.close()
+    params = request.transcription_params()
+    limiter = ex.runtime.limiter
+    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt or "", params))
+    try:
+        response = await ex.runtime.router.transcribe(request.model, audio, filename=filename, media_type=media_type,
+                                                      fallback_model=request.fallback_model,
+                                                      fallback_config=request.fallback_config, **params)
+    except BaseException:
+        await limiter.settle(admission, None, None)
+        raise
+    settle = BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost)
+    if request.response_format == "text":
+        return PlainTextResponse(response.text, headers=ex.answer_headers(response), background=settle)
+    return Response(dumps({"text": response.text}), media_type="application/json", headers=ex.answer_headers(response),
+                    background=settle)
+
+
 def image_params(request: ImageGenerationRequest, accepted: frozenset[str]) -> dict[str, Any]:
     """The call's params: OpenAI's `size: WxH` becomes `width`/`height` for a model that takes those
     instead; `response_format` goes only to a model that takes it (others answer in their own form)."""
@@ -183,6 +214,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/v1/images/generations", endpoint(runtime, images_generations), methods=["POST"]),
         Route("/v1/embeddings", endpoint(runtime, embeddings), methods=["POST"]),
         Route("/v1/audio/speech", endpoint(runtime, audio_speech), methods=["POST"]),
+        Route("/v1/audio/transcriptions", endpoint(runtime, audio_transcriptions), methods=["POST"]),
         Route("/v1/models", endpoint(runtime, list_models), methods=["GET"]),
         Route("/v1/models/{model_id:path}", endpoint(runtime, get_model), methods=["GET"]),
         Route("/healthz", endpoint(runtime, healthz, logging.DEBUG), methods=["GET"]),

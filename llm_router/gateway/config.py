@@ -19,6 +19,7 @@ GATEWAY_FILE = "gateway.yaml"
 ADMIN_NAME = "admin"  # the admin key's name in logs
 DEFAULT_ADMIN_KEY_ENV = "LLM_ROUTER_ADMIN_KEY"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 25 * 2**20  # OpenAI's own limit for an audio file (speech-to-text guide)
 SHORT_ADMIN_KEY = 20  # characters; shorter admin keys are reported as a warning
 
 
@@ -49,6 +50,7 @@ class GatewayConfig:
     keys: tuple[VirtualKey, ...] = ()
     admin_key_env: str = DEFAULT_ADMIN_KEY_ENV
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # a multipart body (an audio file to transcribe)
     cors_origins: tuple[str, ...] = ()
     forward_headers: tuple[str, ...] = ()  # client headers passed on upstream
     file: str | None = None  # the gateway.yaml it came from (None: none found, defaults)
@@ -170,6 +172,7 @@ def _build(doc: Doc) -> GatewayConfig:
         keys=keys,
         admin_key_env=data.get("admin_key_env", DEFAULT_ADMIN_KEY_ENV),
         max_request_bytes=data.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
+        max_upload_bytes=data.get("max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES),
         cors_origins=tuple(data.get("cors", {}).get("origins", ())),
         forward_headers=tuple(data.get("forward_headers", ())),
         file=doc.file,

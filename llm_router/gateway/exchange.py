@@ -10,6 +10,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from ..config.model import ModelConfig
@@ -21,7 +24,7 @@ from .keys import Admission
 from .runtime import Runtime
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations", "embed": "/v1/embeddings",
-             "speech": "/v1/audio/speech"}  # by model kind
+             "speech": "/v1/audio/speech", "transcribe": "/v1/audio/transcriptions"}  # by model kind
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -75,6 +78,26 @@ class Exchange:
             return json.loads(b"".join(parts))
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON", "invalid_request_error", "invalid_json") from None
+
+    async def form_body(self) -> FormData:
+        """A multipart/form-data body (a file and its fields): 411 without a Content-Length (the size is
+        checked before anything is read), 413 past `max_upload_bytes`, 400 when it is not multipart or
+        does not parse. The caller closes it (its files may be spooled to disk)."""
+        headers = self.request.headers
+        if not headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            raise ApiError(400, "the body must be multipart/form-data: the file and its fields", "invalid_request_error",
+                           "invalid_body")
+        cap = self.runtime.config.max_upload_bytes
+        declared = headers.get("content-length", "")
+        if not declared.isdigit():
+            raise ApiError(411, "a multipart body needs a Content-Length header", "invalid_request_error", "length_required")
+        if int(declared) > cap:
+            raise _too_large(cap)
+        try:
+            return await self.request.form(max_files=1, max_fields=32)
+        except (MultiPartException, HTTPException) as exc:  # Starlette raises the latter for the former inside an app
+            detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
+            raise ApiError(400, f"the multipart body does not parse: {detail}", "invalid_request_error", "invalid_body") from None
 
     def model(self, name: str, field: str) -> ModelConfig:
         """The model `name`, when the key may use it: 403 when it may not (whether or not the model

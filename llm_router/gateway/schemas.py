@@ -141,6 +141,21 @@ class SpeechRequest(_Routed):
         return self.params() | {name: value for name, value in given.items() if value is not None}
 
 
+class TranscriptionRequest(_Routed):
+    """OpenAI's transcription form fields (`client.audio.transcriptions.create`), the file apart:
+    language, prompt and temperature are params the model's allow-list checks; the answer is JSON
+    (`{"text": ...}`) or, with `response_format: text`, the text itself."""
+
+    language: str | None = None
+    prompt: str | None = None
+    response_format: Literal["json", "text"] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+
+    def transcription_params(self) -> dict[str, Any]:
+        given = {"language": self.language, "prompt": self.prompt, "temperature": self.temperature}
+        return self.params() | {name: value for name, value in given.items() if value is not None}
+
+
 Body = TypeVar("Body", bound=BaseModel)
 
 
