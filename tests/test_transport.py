@@ -12,13 +12,17 @@ import dataclasses
 import gzip
 import json
 import logging
+import os
 import re
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -583,3 +587,30 @@ async def test_a_stream_ended_by_its_marker_closes_the_body_reader_before_the_ca
             deltas = [chunk.delta async for chunk in router.stream(MODEL, MSG) if chunk.delta]
             assert watched.finished == ["closed"]  # no await since the loop ended
             assert deltas == ["a", "b"]
+
+
+@pytest.mark.parametrize("option", ["http://proxy:3128", 42])
+def test_a_transport_option_that_is_neither_httpx2_nor_a_factory_is_a_clear_type_error(option) -> None:
+    with pytest.raises(TypeError, match=f"transport= takes an httpx2.AsyncBaseTransport, .* not {type(option).__name__}"):
+        seam.transport_factory(option)
+
+
+def test_the_library_runs_without_httpx2_installed(tmp_path) -> None:
+    """httpx2 is an extra: a query over the default transport, in a process where importing it fails."""
+    script = tmp_path / "no_httpx2.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "sys.modules['httpx2'] = None  # `import httpx2` raises ImportError from here on\n"
+        "from mockserver import MockServer, Reply, openai_chat_reply\n"
+        "from llm_router import Router\n"
+        "async def main():\n"
+        "    with MockServer() as srv:\n"
+        "        srv.route('POST', '/v1/chat/completions', Reply.json(openai_chat_reply('hi there')))\n"
+        "        async with Router.from_dir(env={'OPENAI_API_KEY': 'k', 'OPENAI_BASE_URL': srv.url + '/v1'}) as router:\n"
+        "            print((await router.query('openai/gpt-x', [{'role': 'user', 'content': 'hi'}])).content)\n"
+        "    print('httpx2' in sys.modules and sys.modules['httpx2'] is not None)\n"
+        "asyncio.run(main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["hi", "there", "False"]

@@ -164,6 +164,9 @@ def transport_factory(option: TransportOption) -> TransportFactory:
         return default_transport
     if callable(option):  # httpx2's transports and clients are not
         return option
+    if "httpx2" not in sys.modules:  # a caller who built an httpx2 object has imported httpx2 (the `httpx2` extra)
+        raise TypeError(f"transport= takes an httpx2.AsyncBaseTransport, an httpx2.AsyncClient or a factory of "
+                        f"llm_router transports, not {type(option).__name__}")
     from .transport_httpx import httpx_factory
 
     return httpx_factory(option)
