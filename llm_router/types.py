@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._records import record
 
 
-@dataclass(slots=True)
+@record
 class Usage:
     input_tokens: int | None = None  # all input tokens, cached ones included
     output_tokens: int | None = None  # reasoning tokens included
@@ -18,6 +20,8 @@ class Usage:
     characters: int | None = None  # speech: characters of the text sent
     audio_seconds: float | None = None  # transcription: seconds of audio
     video_seconds: float | None = None  # video: seconds of video generated
+    if TYPE_CHECKING:
+        __slots__: ClassVar[tuple[str, ...]]  # made by @record, from the fields above
 
     @property
     def total_tokens(self) -> int | None:
@@ -33,7 +37,7 @@ class Usage:
                 setattr(self, name, value)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class CostBreakdown:
     """What a call cost, in USD, by what was billed; `total` is the call's `cost`."""
 
@@ -51,7 +55,7 @@ class CostBreakdown:
         return self.input + self.cached_input + self.cache_write + self.output + self.reasoning + self.fees
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Attempt:
     """One deployment tried during a call (or a model none of whose deployments could be tried):
     what happened there, how long it took, and what it used and cost."""
@@ -72,7 +76,7 @@ class Attempt:
     cost: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ToolCall:
     """A call the model asked for: `arguments` is the JSON text it wrote, `parsed` that text parsed
     (None when it does not parse, or parses to something other than an object)."""
@@ -87,7 +91,7 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ToolCallDelta:
     """A fragment of a streamed tool call. `index` is the call's place among this turn's calls;
     `id` and `name` come with the call's first fragment, `arguments` is the next piece of its JSON text."""
@@ -98,7 +102,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(slots=True)
+@record
 class LLMResponse:
     content: Any
     model_name: str
@@ -121,7 +125,7 @@ class LLMResponse:
     media_type: str | None = None  # content_kind "bytes": the reply's content type (image/png, ...)
 
 
-@dataclass(slots=True)
+@record
 class StreamChunk:
     delta: str
     model_name: str
@@ -144,7 +148,7 @@ class StreamChunk:
 # --- what the other operation kinds return ------------------------------------------------------------
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class OperationResponse:
     """What every operation kind's response holds besides its result: who answered, what it used
     and cost, how long it took, and every attempt made."""
@@ -162,7 +166,7 @@ class OperationResponse:
     cost_breakdown: CostBreakdown | None = None  # None exactly when cost is None
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class EmbeddingResponse(OperationResponse):
     """`router.embed(...)`: one vector per input, in the order of the inputs."""
 
@@ -173,21 +177,21 @@ class EmbeddingResponse(OperationResponse):
         return len(self.vectors[0]) if self.vectors else 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RankedDocument:
     index: int  # its place in the `documents` the call gave
     score: float
     document: str
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class RerankResponse(OperationResponse):
     """`router.rerank(...)`: the documents the provider ranked, most relevant first."""
 
     ranking: list[RankedDocument]
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class SpeechResponse(OperationResponse):
     """`router.speak(...)`: the audio, as the provider encoded it (`media_type`, e.g. audio/mpeg)."""
 
@@ -195,14 +199,14 @@ class SpeechResponse(OperationResponse):
     media_type: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class TranscriptionResponse(OperationResponse):
     """`router.transcribe(...)`: the text of the audio."""
 
     text: str
 
 
-@dataclass(slots=True, kw_only=True)
+@record(kw_only=True)
 class VideoResponse(OperationResponse):
     """`router.generate_video(...)`: where the video is (`url`), or the video itself (`video`, `media_type`)."""
 

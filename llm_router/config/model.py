@@ -9,10 +9,11 @@ the JSON Schema, so a second validation pass would only cost import and load tim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._records import frozen
 from ..errors import DEFAULT_FALLBACK_ON
 
 if TYPE_CHECKING:  # annotations only: importing the config types pulls in neither Jinja nor the JSONPath library
@@ -26,7 +27,7 @@ def _empty() -> Mapping[str, Any]:
     return EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsagePaths:
     input_tokens: tuple[JSONPath, ...] = ()
     output_tokens: tuple[JSONPath, ...] = ()
@@ -42,7 +43,7 @@ class UsagePaths:
     head: Callable[[Any], Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolCallPaths:
     """Where tool calls are in a reply (or tool-call fragments in a stream event)."""
 
@@ -53,7 +54,7 @@ class ToolCallPaths:
     arguments: JSONPath | None = None  # JSON text, or an object (serialised as written)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JobUrl:
     """A URL of a submitted job (poll, result, cancel): one of the two is set."""
 
@@ -61,13 +62,13 @@ class JobUrl:
     template: CompiledTemplate | None = None  # variables: submit, model, params
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EmptyResult:
     kind: str  # the error kind raised when `content` finds nothing
     message: JSONPath | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VectorPaths:
     """Where an embed reply's vectors are."""
 
@@ -77,7 +78,7 @@ class VectorPaths:
     encoding: str = "float"  # float | base64_f32le
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RankingPaths:
     """Where a rerank reply's ranked documents are."""
 
@@ -86,14 +87,14 @@ class RankingPaths:
     score: JSONPath
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BinaryBody:
     """The reply body is the result (audio, an image, a video)."""
 
     max_bytes: int = 52428800
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Extraction:
     content: JSONPath | None = None  # for text, every match is joined; None: `vectors`, `ranking` or `binary` is the result
     content_kind: str = "text"
@@ -114,7 +115,7 @@ class Extraction:
     headers: Mapping[str, str] = field(default_factory=_empty)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Backoff:
     initial_s: float = 0.5
     factor: float = 2
@@ -122,7 +123,7 @@ class Backoff:
     jitter: str = "full"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RetryPolicy:
     max_attempts: int = 3
     backoff: Backoff = Backoff()
@@ -130,20 +131,20 @@ class RetryPolicy:
     max_wait_s: float = 20
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClassifyWhen:
     path: JSONPath
     in_: frozenset[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClassifyRule:
     status: frozenset[int]
     kind: str
     when: ClassifyWhen | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ErrorPolicy:
     message: JSONPath | None = None
     code: JSONPath | None = None
@@ -151,7 +152,7 @@ class ErrorPolicy:
     classify: tuple[ClassifyRule, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StateBlock:
     """A stream event that opens or extends one content block of the provider state."""
 
@@ -161,7 +162,7 @@ class StateBlock:
     json: Mapping[str, JSONPath] = field(default_factory=_empty)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamHandler:
     delta: JSONPath | None = None
     finish_reason: JSONPath | None = None
@@ -178,7 +179,7 @@ class StreamHandler:
     heads: Callable[[Any], tuple[Any, ...]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamSpec:
     body: CompiledTemplate  # derived: the operation body with the stream body deep-merged in
     own_keys: frozenset[str] = frozenset()  # derived: the keys the stream block's own body sets (stream, stream_options)
@@ -196,7 +197,7 @@ class StreamSpec:
     unknown_event: str = "ignore"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PollBackoff:
     factor: float = 1.5
     max_s: float = 5
@@ -207,14 +208,14 @@ def status_key(value: Any) -> tuple[bool, Any]:
     return type(value) is bool, value
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FailedWhen:
     path: JSONPath
     message: JSONPath | None = None
     code: JSONPath | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PollSpec:
     url: JobUrl
     status: JSONPath
@@ -233,20 +234,20 @@ class PollSpec:
     failed_when: FailedWhen | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CancelSpec:
     method: str
     url: JobUrl
     timeout_s: float = 5
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ParamPlacement:
     mode: str = "none"  # "merge" | "none" | "into"
     merge_into: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PartTemplates:
     """How each kind of canonical content part is written in a wire format (None: not accepted)."""
 
@@ -258,7 +259,7 @@ class PartTemplates:
     tool_result: CompiledTemplate | None = None  # result {call_id, name, content, json}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CacheBreakpoints:
     """Where prompt-cache markers go, for wire formats that need them placed (Anthropic)."""
 
@@ -268,7 +269,7 @@ class CacheBreakpoints:
     last_turns: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Conversation:
     """How canonical messages, tools and output formats map to one wire format."""
 
@@ -286,12 +287,12 @@ class Conversation:
     forced_tools_with_reasoning: str = "allow"  # allow | refuse
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CallIds:
     length: int  # tool call ids sent are letters and digits of exactly this length
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Operation:
     kind: str
     path: CompiledTemplate
@@ -313,7 +314,7 @@ class Operation:
     max_file_bytes: int = 26214400
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TokenExchange:
     """An OAuth2-style token endpoint: the form that gets a token, where the token and its lifetime are."""
 
@@ -326,7 +327,7 @@ class TokenExchange:
     refresh_before_s: float = 60
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GoogleServiceAccount:
     credentials_env: str
     scopes: tuple[str, ...]
@@ -334,13 +335,13 @@ class GoogleServiceAccount:
     refresh_before_s: float = 60
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AwsSigV4:
     service: str
     region: CompiledTemplate  # variables: vars
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Auth:
     env: str | None = None  # None: a mechanism that reads its own credentials (google_service_account, aws_sigv4)
     header: str | None = None
@@ -352,7 +353,7 @@ class Auth:
     aws_sigv4: AwsSigV4 | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Var:
     """A non-secret value from the environment (a region, a project), for templates and `{name}` in URLs."""
 
@@ -361,7 +362,7 @@ class Var:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Timeouts:
     connect_s: float = 10
     read_s: float = 120
@@ -370,7 +371,7 @@ class Timeouts:
     total_s: float = 600
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderConfig:
     name: str
     base_url: str
@@ -389,7 +390,7 @@ class ProviderConfig:
     errors: ErrorPolicy = ErrorPolicy()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PriceTier:
     """Prices for a whole request whose input exceeds `above_input_tokens` (None: the base price)."""
 
@@ -400,19 +401,19 @@ class PriceTier:
     cache_write_per_million: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PriceByParam:
     param: str
     prices: Mapping[str, float]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SecondsFrom:
     param: str
     default: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pricing:
     input_per_million: float | None = None
     output_per_million: float | None = None
@@ -433,14 +434,14 @@ class Pricing:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limits:
     rpm: int | None = None
     tpm: int | None = None
     max_wait_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Deployment:
     """One place that serves a model: a provider, with its own upstream name, key, base URL,
     weight, limits and price where they differ. The builder fills in every derived value."""
@@ -455,7 +456,7 @@ class Deployment:
     pricing: Pricing | None = None  # derived when not given: the model's
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReasoningTarget:
     """What one reasoning effort becomes for a model (the `reasoning` variable of templates)."""
 
@@ -464,19 +465,19 @@ class ReasoningTarget:
     level: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReasoningBudget:
     min: int
     max: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReasoningMaxTokens:
     param: str
     when_not_above: str = "raise"  # raise | refuse
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reasoning:
     efforts: Mapping[str, ReasoningTarget]
     budget: ReasoningBudget | None = None
@@ -484,7 +485,7 @@ class Reasoning:
     drops: frozenset[str] = frozenset()  # params left out when the call reasons
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cooldown:
     """Skip a deployment for `cooldown_s` after `failures` counted failures within `window_s`."""
 
@@ -493,7 +494,7 @@ class Cooldown:
     cooldown_s: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModelConfig:
     name: str
     provider: str  # with `deployments`: derived, the first deployment's provider
@@ -517,7 +518,7 @@ class ModelConfig:
     cooldown: Cooldown | None = None  # None: the router's (and none when the router sets none)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Budget:
     scope: str  # router | model | provider
     period: str  # day | month (UTC)
@@ -526,7 +527,7 @@ class Budget:
     on_exceed: str = "raise"  # raise | fallback
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StateSettings:
     backend: str = "local"  # local | redis
     url: str | None = None
@@ -535,7 +536,7 @@ class StateSettings:
     on_error: str = "local"  # local | fail
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RouterSettings:
     on_unsupported_param: str = "raise"
     fallback_on: frozenset[str] = DEFAULT_FALLBACK_ON
@@ -548,7 +549,7 @@ class RouterSettings:
     state: StateSettings = StateSettings()
 
 
-@dataclass(frozen=True)
+@frozen
 class Catalog:
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelConfig]
