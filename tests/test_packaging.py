@@ -1,5 +1,5 @@
-"""The wheel carries the bundled catalog, the schemas and the catalog's digest, and a bare copy of it loads them
-from inside the package, trusting the digest (so the schema validator is never imported)."""
+"""The wheel carries the bundled catalog, the schemas, the catalog's digest and its parsed snapshot, and a bare copy
+of it loads them from inside the package, trusting the digest (so neither the schema validator nor PyYAML is imported)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ print(len(r.models))
 print(llm_router.__file__)
 print(catalog_dir())
 print("jsonschema" in sys.modules)
+print("yaml" in sys.modules)
 """
 
 
@@ -43,6 +44,7 @@ def test_wheel_holds_the_catalog_and_loads_it_from_inside_the_package(tmp_path):
     assert {"provider.schema.json", "models.schema.json", "router.schema.json"} <= schemas
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith(f"{catalog}schemas/")} == schemas
     assert "llm_router/_catalog_digest.json" in names
+    assert "llm_router/_catalog_snapshot.marshal" in names
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -50,8 +52,9 @@ def test_wheel_holds_the_catalog_and_loads_it_from_inside_the_package(tmp_path):
     run = subprocess.run([sys.executable, "-c", PROBE.format(site=str(site))], check=False, capture_output=True, text=True,
                          cwd=elsewhere, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
-    count, module, catalog_path, validator_loaded = run.stdout.splitlines()
+    count, module, catalog_path, validator_loaded, yaml_loaded = run.stdout.splitlines()
     assert validator_loaded == "False"  # every bundled file matched the digest shipped beside it
+    assert yaml_loaded == "False"  # and was read from the snapshot shipped beside it
     assert int(count) == len(Router.from_dir(ROOT, env={}).models) > 20
     assert Path(module).is_relative_to(site)
     assert Path(catalog_path) == site / "llm_router" / "_catalog"

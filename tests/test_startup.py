@@ -13,6 +13,8 @@ import pytest
 
 from llm_router._resources import catalog_dir
 from llm_router.config import digest, load_catalog, schema
+from llm_router.config.load import load_dirs, parse_yaml
+from llm_router.config.parse import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,10 +155,11 @@ def test_importing_the_config_types_loads_neither_the_loader_nor_the_compilers()
     assert loaded == "[]"
 
 
-def test_loading_the_bundled_catalog_never_imports_the_schema_validator():
-    code = "import sys; from llm_router import Router; r = Router.from_dir(env={}); print(len(r.models), 'jsonschema' in sys.modules)"
-    count, validator_loaded = _fresh(code).split()
-    assert int(count) > 20 and validator_loaded == "False"
+def test_loading_the_bundled_catalog_never_imports_the_schema_validator_nor_yaml():
+    code = ("import sys; from llm_router import Router; r = Router.from_dir(env={}); "
+            "print(len(r.models), 'jsonschema' in sys.modules, 'yaml' in sys.modules)")
+    count, validator_loaded, yaml_loaded = _fresh(code).split()
+    assert int(count) > 20 and validator_loaded == "False" and yaml_loaded == "False"
 
 
 def test_the_lazy_names_of_the_package_are_the_real_ones():
@@ -167,3 +170,54 @@ def test_the_lazy_names_of_the_package_are_the_real_ones():
     assert llm_router.Router is Router and llm_router.StateUnavailableError is StateUnavailableError
     with pytest.raises(AttributeError, match="no attribute 'Routr'"):
         llm_router.Routr  # noqa: B018
+
+
+# --- the snapshot of the bundled files as parsed (written beside the digest by the same command) ---
+
+
+def _parsed_afresh(path: Path) -> tuple[object, dict]:
+    problems: list = []
+    result = parse_text(path.read_text(encoding="utf-8"), str(path), problems)
+    assert result is not None and problems == []
+    return result
+
+
+def test_the_snapshot_holds_every_bundled_file_as_it_parses_today():
+    """Same data (types included: True is not 1) and same line for every key path as parsing the file now."""
+    root = catalog_dir()
+    held = digest.snapshot(root)
+    files = [*root.glob("providers.d/*.yaml"), *root.glob("models.d/*.yaml")]
+    assert sorted(held) == sorted(str(f) for f in files)
+    for file in files:
+        data, marks = _parsed_afresh(file)
+        from_snapshot = parse_yaml(file, [], held)
+        assert from_snapshot is not None
+        assert repr(from_snapshot[0]) == repr(data) and from_snapshot[0] == data
+        assert from_snapshot[1] == marks
+
+
+def test_a_bundled_file_changed_since_the_snapshot_is_parsed_with_its_own_lines(bundled_copy, tmp_path, monkeypatch):
+    monkeypatch.setattr(digest, "DIGEST_FILE", tmp_path / "digest.json")
+    assert digest.write() == [] and digest.snapshot(bundled_copy)
+    path = bundled_copy / "providers.d" / "groq.yaml"
+    before = load_dirs([bundled_copy]).providers["groq"].marks[("name",)]
+    path.write_text("# a line above\n" + path.read_text())
+    after = load_dirs([bundled_copy]).providers["groq"].marks[("name",)]
+    assert after == (before[0], before[1] + 1) == _parsed_afresh(path)[1][("name",)]
+
+
+def test_a_snapshot_the_digest_does_not_vouch_for_is_not_read(bundled_copy, tmp_path, monkeypatch):
+    monkeypatch.setattr(digest, "DIGEST_FILE", tmp_path / "digest.json")
+    assert digest.write() == []
+    snapshot_file = tmp_path / digest.SNAPSHOT_NAME
+    snapshot_file.write_bytes(snapshot_file.read_bytes() + b"\0")
+    assert digest.snapshot(bundled_copy) == {}
+    snapshot_file.unlink()
+    assert digest.snapshot(bundled_copy) == {}
+    catalog, problems = load_catalog([bundled_copy], {})  # parsed as before
+    assert len(catalog.models) > 20 and not [p for p in problems if p.severity == "error"]
+
+
+def test_only_the_bundled_dir_is_read_from_the_snapshot(write_config):
+    site = write_config({"models.d/acme.yaml": "models: {}\n"})
+    assert digest.snapshot(site) == {}

@@ -9,6 +9,12 @@ or schema edited since the digest was written, is validated in full. Every other
 vouched-for provider (templating.compile_structure, `trusted`: its templates compile on first use;
 tests/test_startup.py validates the bundled catalog in full with today's code).
 
+The same command writes a snapshot of the bundled files as parsed (data and line marks, plain
+values in marshal's format, beside the digest, which records its sha256): a bundled file whose
+bytes are those it was parsed from is read from there, so a router of the bundled catalog alone
+never imports PyYAML nor parses YAML. Loading it executes nothing: marshal's format holds values,
+and a snapshot the digest does not vouch for, or a file changed since, is parsed as before.
+
 After editing a bundled file or a schema:  python -m llm_router.config.digest --write
 Without --write, the command says whether the digest is current (exit 1 when it is stale).
 """
@@ -17,14 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._resources import catalog_dir
 
 DIGEST_FILE = Path(__file__).resolve().parent.parent / "_catalog_digest.json"
+SNAPSHOT_NAME = "_catalog_snapshot.marshal"  # beside DIGEST_FILE
 WRITE_COMMAND = "python -m llm_router.config.digest --write"
 SCHEMA_OF = {"providers.d": "schemas/provider.schema.json", "models.d": "schemas/models.schema.json",
              "router.yaml": "schemas/router.schema.json"}  # what load_catalog validates each kind of file with
@@ -63,9 +72,60 @@ def write() -> list[str]:
     _, problems = load_catalog([catalog_dir()], env={}, trust_digest=False)
     errors = [f"{p.file}:{p.line or 0}: {p.message}" for p in problems if p.severity == "error"]
     if not errors:
-        body = {"written_by": WRITE_COMMAND, "sha256": _current()}
+        current = _current()
+        written = _write_snapshot([name for name in current if not name.startswith("schemas/")])
+        body = {"written_by": WRITE_COMMAND, "sha256": current, "snapshot": written}
         DIGEST_FILE.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return errors
+
+
+def snapshot(directory: Path) -> Mapping[str, tuple[str, Any, dict[tuple[str | int, ...], int]]]:
+    """The bundled files as parsed when the digest was written, by path: (the sha256 of the bytes
+    parsed, the data, the line of each key path). Empty unless `directory` is the bundled catalog
+    and the digest vouches for the snapshot."""
+    root = catalog_dir()
+    if Path(directory) != root:
+        return {}
+    try:
+        recorded = json.loads(DIGEST_FILE.read_text(encoding="utf-8")).get("snapshot")
+        body = DIGEST_FILE.with_name(SNAPSHOT_NAME).read_bytes()
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(recorded, str) or hashlib.sha256(body).hexdigest() != recorded:
+        return {}
+    try:
+        parsed = marshal.loads(body)
+    except (ValueError, EOFError, TypeError):
+        return {}
+    return {str(root / name): entry for name, entry in parsed.items()} if isinstance(parsed, dict) else {}
+
+
+def _write_snapshot(names: list[str]) -> str | None:
+    """Parse each bundled file and write what parses without a problem; the snapshot's sha256 (None: none written)."""
+    from ..errors import Problem
+    from .parse import parse_text
+
+    root = catalog_dir()
+    parsed: dict[str, tuple[str, Any, dict[tuple[str | int, ...], int]]] = {}
+    for name in names:
+        data = (root / name).read_bytes()
+        problems: list[Problem] = []
+        result = parse_text(data.decode("utf-8"), name, problems)
+        if result is None or problems:
+            continue
+        entry = (hashlib.sha256(data).hexdigest(), result[0], {key_path: line for key_path, (_, line) in result[1].items()})
+        try:
+            marshal.dumps(entry)
+        except ValueError:  # a value marshal does not hold (a YAML date): the file is parsed at load
+            continue
+        parsed[name] = entry
+    target = DIGEST_FILE.with_name(SNAPSHOT_NAME)
+    if not parsed:
+        target.unlink(missing_ok=True)
+        return None
+    body = marshal.dumps(parsed)
+    target.write_bytes(body)
+    return hashlib.sha256(body).hexdigest()
 
 
 def _recorded() -> dict[str, str]:
