@@ -1,8 +1,10 @@
-"""RFC 9535 JSONPath, compiled once at load (jsonpath-rfc9535 does the parsing).
+"""RFC 9535 JSONPath, compiled once at load.
 
 Most paths in provider files are singular (`$.choices[0].message.content`); those are turned
-into a plain chain of key and index lookups, a fraction of a microsecond per call. Any other
-query (filters, wildcards, descendants) is evaluated by the library.
+into a plain chain of key and index lookups, a fraction of a microsecond per call. The other
+common forms (a wildcard, a filter of the usual kind or a list of names after such a chain) are
+evaluated here too. pathsyntax.py parses all of these; jsonpath-rfc9535 is imported only for a
+query outside them (descendants, slices, functions), which it parses and evaluates.
 """
 
 from __future__ import annotations
@@ -10,11 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jsonpath_rfc9535 as rfc9535
+from .pathsyntax import Filter, Parsed, parse
 
 
 class PathSyntaxError(ValueError):
     pass
+
+
+def _library() -> Any:
+    """jsonpath_rfc9535, imported on first need (its import compiles its lexer: 40 ms)."""
+    import jsonpath_rfc9535
+
+    return jsonpath_rfc9535
 
 
 class JSONPath:
@@ -23,55 +32,45 @@ class JSONPath:
 
     A value nested deeper than a descendant query or a comparison can walk (Python's recursion
     limit) holds no match (the library's own limit is 100 levels): a hostile reply gives "nothing
-    found", never a RecursionError. Both are functions chosen for the query when it is compiled."""
+    found", never a RecursionError. Both are functions chosen for the query when it is compiled.
 
-    __slots__ = ("expr", "first", "all", "singular", "_query", "_steps", "_prefix", "_head", "_names", "_select",
-                 "_tail", "_rest")
+    `trusted`: the query is from a file the digest vouches for (config/digest.py), so known to be
+    valid: one that needs the library is parsed by it when first evaluated, not at load."""
+
+    __slots__ = ("expr", "first", "all", "singular", "_steps", "_prefix", "_head", "_names", "_select",
+                 "_tail", "_rest", "_rest_source")
 
     first: Callable[[Any], Any]
     all: Callable[[Any], list[Any]]
 
-    def __init__(self, expr: str) -> None:
+    def __init__(self, expr: str, trusted: bool = False) -> None:
         self.expr = expr
-        try:
-            self._query = rfc9535.compile(expr)
-        except rfc9535.JSONPathError as exc:
-            raise PathSyntaxError(f"invalid JSONPath {expr!r}: {exc}") from None
-        self._steps = _singular_steps(self._query)
+        parsed = parse(expr)
+        if parsed is not None and (parsed.complete or trusted):
+            rest_source = "" if parsed.complete else "$" + expr[parsed.rest:]
+        else:
+            parsed, rest_source = _parsed_by_library(expr)
+        singular = parsed.complete and parsed.names is None and parsed.select is None
+        self._steps = parsed.head if singular else None
         self.singular = self._steps is not None
         # Any other query: its singular head is walked by hand (usually it finds nothing: no tool calls,
-        # no reasoning), and only what follows it goes to the library, unless it is one wildcard or
-        # one list of names.
-        self._prefix, rest = _split_head(self._query)
+        # no reasoning), and only what follows it goes to the library, unless it is one wildcard, one
+        # filter of the usual kind, or one list of names.
+        self._prefix = parsed.head
         self._head = lookups(self._prefix)
-        self._names: tuple[str, ...] | None = None
-        self._select: Callable[[Any], bool] | None = None
-        self._tail: tuple[str | int, ...] = ()
+        self._names = parsed.names
+        self._select = _predicate(parsed.select) if parsed.select is not None else None
+        self._tail = parsed.tail
         self._rest: Any = None  # the library's compiled query for what follows the head
+        self._rest_source = rest_source
         if self._steps is not None:
             self.first = self._head  # the whole path is its head
             self.all = self._one
             return
-        self._plan(rest)
+        if not parsed.complete and not trusted:
+            self._rest = _compile(self._rest_source)
         self.first = self._first_match
         self.all = self._of_names if self._names is not None else self._selected if self._select is not None else self._library
-
-    def _plan(self, rest: list[Any]) -> None:
-        """How to evaluate what follows the head: a list of names; a wildcard or a filter of the
-        common kind, then plain steps; or, for anything else, the library."""
-        first = rest[0]
-        selectors: tuple[Any, ...] = tuple(first.selectors) if type(first).__name__ == "JSONPathChildSegment" else ()
-        tail = tuple(_plain_step(segment) for segment in rest[1:])
-        if len(rest) == 1 and selectors and all(isinstance(getattr(s, "name", None), str) for s in selectors):
-            self._names = tuple(s.name for s in selectors)
-            return
-        if len(selectors) == 1 and None not in tail:
-            kind = type(selectors[0]).__name__
-            select = _always if kind == "WildcardSelector" else _predicate(selectors[0].expression) if kind == "FilterSelector" else None
-            if select is not None:
-                self._select, self._tail = select, tuple(t for t in tail if t is not None)
-                return
-        self._rest = rfc9535.compile("$" + "".join(str(segment) for segment in rest))
 
     def _first_match(self, data: Any) -> Any:
         values = self.all(data)
@@ -107,10 +106,11 @@ class JSONPath:
         base = self._head(data)
         if base is None:
             return []
-        assert self._rest is not None
+        if self._rest is None:
+            self._rest = _compile(self._rest_source)
         try:
             return [node.value for node in self._rest.finditer(base)]
-        except (RecursionError, rfc9535.JSONPathRecursionError):
+        except (RecursionError, _library().JSONPathRecursionError):
             return []
 
     def __repr__(self) -> str:
@@ -267,49 +267,35 @@ def _always(item: Any) -> bool:
     return True
 
 
-def _predicate(node: Any) -> Callable[[Any], bool] | None:
-    """A plain function for the filters provider files use: existence tests and ==, != between
-    singular relative queries and literals, joined by &&, || and !. The expression is the one the
-    library parsed; None leaves any other filter to the library."""
-    kind = type(node).__name__
-    if kind == "FilterExpression":
-        return _predicate(node.expression)
-    if kind == "LogicalExpression" and node.operator in ("&&", "||"):
-        left, right = _predicate(node.left), _predicate(node.right)
-        if left is None or right is None:
-            return None
-        both, either = left, right  # bound for the closures, not None
-        if node.operator == "&&":
+def _predicate(tree: Filter) -> Callable[[Any], bool]:
+    """A plain function for a filter (pathsyntax.Filter): existence tests and ==, != between singular
+    relative queries and literals, joined by &&, || and !; ("all",) for a wildcard."""
+    kind = tree[0]
+    if kind == "all":
+        return _always
+    if kind in ("and", "or"):
+        both, either = _predicate(tree[1]), _predicate(tree[2])
+        if kind == "and":
             return lambda item: both(item) and either(item)
         return lambda item: both(item) or either(item)
-    if kind == "PrefixExpression" and node.operator == "!":
-        inner = _predicate(node.right)
-        return None if inner is None else (lambda item: not inner(item))
-    if kind == "RelativeFilterQuery":
-        steps = _singular_steps(node.query)
-        return None if steps is None else (lambda item: _lookup(item, steps) is not _MISSING)
-    if kind == "ComparisonExpression" and node.operator in ("==", "!="):
-        left, right = _operand(node.left), _operand(node.right)
-        if left is None or right is None:
-            return None
-        if node.operator == "==":
-            return lambda item: _json_equal(left(item), right(item))
-        return lambda item: not _json_equal(left(item), right(item))
-    return None
+    if kind == "not":
+        inner = _predicate(tree[1])
+        return lambda item: not inner(item)
+    if kind == "exists":
+        steps = tree[1]
+        return lambda item: _lookup(item, steps) is not _MISSING
+    left, right = _operand(tree[1]), _operand(tree[2])
+    if kind == "==":
+        return lambda item: _json_equal(left(item), right(item))
+    return lambda item: not _json_equal(left(item), right(item))
 
 
-_LITERALS = frozenset({"StringLiteral", "IntegerLiteral", "FloatLiteral", "BooleanLiteral", "NullLiteral"})
-
-
-def _operand(node: Any) -> Callable[[Any], Any] | None:
-    kind = type(node).__name__
-    if kind in _LITERALS:
-        value = node.value
+def _operand(operand: Filter) -> Callable[[Any], Any]:
+    if operand[0] == "value":
+        value = operand[1]
         return lambda item: value
-    if kind == "RelativeFilterQuery":
-        steps = _singular_steps(node.query)
-        return None if steps is None else (lambda item: _lookup(item, steps))
-    return None
+    steps = operand[1]
+    return lambda item: _lookup(item, steps)
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -321,6 +307,70 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return bool(a == b)
     return type(a) is type(b) and bool(a == b)
+
+
+# --- what the library parsed, for a query outside pathsyntax's forms ---------------------------------
+
+_LITERALS = frozenset({"StringLiteral", "IntegerLiteral", "FloatLiteral", "BooleanLiteral", "NullLiteral"})
+
+
+def _compile(expr: str) -> Any:
+    library = _library()
+    try:
+        return library.compile(expr)
+    except library.JSONPathError as exc:
+        raise PathSyntaxError(f"invalid JSONPath {expr!r}: {exc}") from None
+
+
+def _parsed_by_library(expr: str) -> tuple[Parsed, str]:
+    """The plan of a query as the library parses it (PathSyntaxError if it does not): the head, then a
+    list of names, a wildcard or a filter of the usual kind followed by plain steps, or else what
+    follows the head as a query of its own, for the library (its source is the second item)."""
+    query = _compile(expr)
+    head, rest = _split_head(query)
+    if not rest:
+        return Parsed(head, len(expr)), ""
+    first = rest[0]
+    selectors: tuple[Any, ...] = tuple(first.selectors) if type(first).__name__ == "JSONPathChildSegment" else ()
+    tail = tuple(_plain_step(segment) for segment in rest[1:])
+    if len(rest) == 1 and selectors and all(isinstance(getattr(s, "name", None), str) for s in selectors):
+        return Parsed(head, 0, names=tuple(s.name for s in selectors)), ""
+    if len(selectors) == 1 and None not in tail:
+        kind = type(selectors[0]).__name__
+        select = ("all",) if kind == "WildcardSelector" else _tree(selectors[0].expression) if kind == "FilterSelector" else None
+        if select is not None:
+            return Parsed(head, 0, select=select, tail=tuple(t for t in tail if t is not None)), ""
+    return Parsed(head, 0, complete=False), "$" + "".join(str(segment) for segment in rest)
+
+
+def _tree(node: Any) -> Filter | None:
+    """The library's filter expression as a pathsyntax.Filter, when it is of a kind _predicate evaluates."""
+    kind = type(node).__name__
+    if kind == "FilterExpression":
+        return _tree(node.expression)
+    if kind == "LogicalExpression" and node.operator in ("&&", "||"):
+        left, right = _tree(node.left), _tree(node.right)
+        return None if left is None or right is None else ("and" if node.operator == "&&" else "or", left, right)
+    if kind == "PrefixExpression" and node.operator == "!":
+        inner = _tree(node.right)
+        return None if inner is None else ("not", inner)
+    if kind == "RelativeFilterQuery":
+        steps = _singular_steps(node.query)
+        return None if steps is None else ("exists", steps)
+    if kind == "ComparisonExpression" and node.operator in ("==", "!="):
+        left, right = _tree_operand(node.left), _tree_operand(node.right)
+        return None if left is None or right is None else (node.operator, left, right)
+    return None
+
+
+def _tree_operand(node: Any) -> Filter | None:
+    kind = type(node).__name__
+    if kind in _LITERALS:
+        return ("value", node.value)
+    if kind == "RelativeFilterQuery":
+        steps = _singular_steps(node.query)
+        return None if steps is None else ("query", steps)
+    return None
 
 
 def _split_head(query: Any) -> tuple[tuple[str | int, ...], list[Any]]:

@@ -53,17 +53,18 @@ class _Builder:
     def path(self, value: Any, at: KeyPath) -> JSONPath | None:
         if value is None:
             return None
-        compiled = _PATHS.get(value)
+        key = (value, self.trusted)
+        compiled = _PATHS.get(key)
         if compiled is not None:
             return compiled
         try:
-            compiled = JSONPath(value)
+            compiled = JSONPath(value, trusted=self.trusted)
         except PathSyntaxError as exc:
             self.fail(at, f"{'.'.join(map(str, at))}: {exc}")
             return None
         if len(_PATHS) >= 8192:
             _PATHS.clear()
-        _PATHS[value] = compiled
+        _PATHS[key] = compiled
         return compiled
 
     def paths(self, value: Any, at: KeyPath) -> tuple[JSONPath, ...]:
@@ -85,7 +86,9 @@ class _Builder:
 
 
 _COMPILED: dict[tuple[str, frozenset[str], str, bool, bool], CompiledTemplate] = {}
-_PATHS: dict[str, JSONPath] = {}  # a compiled JSONPath holds no state: one per distinct expression
+# a compiled JSONPath holds no state: one per distinct expression (and trust: a trusted one that needs the
+# library is parsed by it on first use, an untrusted one at load, so a syntax error has a file and line)
+_PATHS: dict[tuple[str, bool], JSONPath] = {}
 
 
 def _compile_cached(value: Any, allowed: frozenset[str], where: str, url: bool, trusted: bool) -> CompiledTemplate:
