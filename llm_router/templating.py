@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import jinja2
 from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import TemplateError
 
@@ -218,26 +219,53 @@ def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str
     return set(undeclared)
 
 
+# What parsing a trusted leaf tells (the params it names, its lookup chain), by source, from the
+# digest's snapshot (config/digest.py): such a leaf is not parsed at load at all, only compiled
+# when first rendered. A pure function of the source (and Jinja's version, which the snapshot records).
+_TRUSTED_LEAVES: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = {}
+
+
+def leaf_facts(source: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """What the snapshot records of a template leaf: the params it names, and its lookup chain (or None)."""
+    ast = ENV.parse(source)
+    return tuple(sorted(_param_names(ast))), _lookup_chain(ast)
+
+
+def trust_leaves(facts: Mapping[str, tuple[Iterable[str], tuple[str, ...] | None]], jinja_version: str) -> None:
+    """Remember the facts of the leaves of digest-vouched files (used for trusted leaves only), when
+    they were found with this version of Jinja."""
+    if jinja_version != jinja2.__version__:
+        return
+    for source, (params, chain) in facts.items():
+        _TRUSTED_LEAVES[source] = (frozenset(params), chain)
+
+
 def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
                   url: bool, trusted: bool) -> Renderer:
-    try:
-        ast = ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
-    if url or not trusted:  # a URL's variables are asked for by the checks (config/checks.py)
-        variables.update(_check(ast, allowed, where, source))
-    params.update(_param_names(ast))
+    known = _TRUSTED_LEAVES.get(source) if trusted and not url else None
+    ast: nodes.Template | None = None
+    if known is not None:
+        params.update(known[0])
+    else:
+        try:
+            ast = ENV.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
+        if url or not trusted:  # a URL's variables are asked for by the checks (config/checks.py)
+            variables.update(_check(ast, allowed, where, source))
+        params.update(_param_names(ast))
     whole = _WHOLE.match(source)
     if whole and source.count("{{") == 1 and "{%" not in source and not url:
-        return _expression_renderer(ast, whole["expr"], where, source, trusted)
+        chain = known[1] if known is not None else _lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
+        return _expression_renderer(chain, whole["expr"], where, source, trusted)
     env = URL_ENV if url else ENV
-    pieces = _url_pieces(ast) if url else None  # computed before Jinja instruments the tree
+    pieces = _url_pieces(ast) if url and ast is not None else None  # computed before Jinja instruments the tree
     compiled: list[Any] = []
 
     def template() -> Any:
         if not compiled:
             try:
-                compiled.append(_flatten_globals(env.from_string(ast)))
+                compiled.append(_flatten_globals(env.from_string(ast if ast is not None else source)))
             except TemplateError as exc:
                 raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
         return compiled[0]
@@ -293,11 +321,10 @@ def _url_pieces(ast: nodes.Template) -> list[str | tuple[str, ...]] | None:
     return pieces
 
 
-def _expression_renderer(ast: nodes.Template, expr: str, where: str, source: str, trusted: bool) -> Renderer:
+def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, source: str, trusted: bool) -> Renderer:
     """A leaf that is exactly one `{{ expr }}`: the value itself. A plain lookup (`messages`,
-    `model.upstream`) is a dict lookup; anything else runs in the sandbox (compiled at load, or
-    for a trusted file when first needed)."""
-    chain = _lookup_chain(ast)
+    `model.upstream`; `chain`, its keys) is a dict lookup; anything else runs in the sandbox
+    (compiled at load, or for a trusted file when first needed)."""
     variable = chain[0] if chain is not None and len(chain) == 1 and not hasattr({}, chain[0]) else None
     compiled: list[Any] = []  # a plain lookup is rarely evaluated by Jinja: compiled on first need, not at load
 

@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
+from llm_router import templating
 from llm_router._resources import catalog_dir
 from llm_router.config import digest, load_catalog, schema
 from llm_router.config.load import load_dirs, parse_yaml
@@ -185,7 +187,7 @@ def _parsed_afresh(path: Path) -> tuple[object, dict]:
 def test_the_snapshot_holds_every_bundled_file_as_it_parses_today():
     """Same data (types included: True is not 1) and same line for every key path as parsing the file now."""
     root = catalog_dir()
-    held = digest.snapshot(root)
+    held = digest.snapshot(root).files
     files = [*root.glob("providers.d/*.yaml"), *root.glob("models.d/*.yaml")]
     assert sorted(held) == sorted(str(f) for f in files)
     for file in files:
@@ -198,7 +200,7 @@ def test_the_snapshot_holds_every_bundled_file_as_it_parses_today():
 
 def test_a_bundled_file_changed_since_the_snapshot_is_parsed_with_its_own_lines(bundled_copy, tmp_path, monkeypatch):
     monkeypatch.setattr(digest, "DIGEST_FILE", tmp_path / "digest.json")
-    assert digest.write() == [] and digest.snapshot(bundled_copy)
+    assert digest.write() == [] and digest.snapshot(bundled_copy).files
     path = bundled_copy / "providers.d" / "groq.yaml"
     before = load_dirs([bundled_copy]).providers["groq"].marks[("name",)]
     path.write_text("# a line above\n" + path.read_text())
@@ -211,13 +213,29 @@ def test_a_snapshot_the_digest_does_not_vouch_for_is_not_read(bundled_copy, tmp_
     assert digest.write() == []
     snapshot_file = tmp_path / digest.SNAPSHOT_NAME
     snapshot_file.write_bytes(snapshot_file.read_bytes() + b"\0")
-    assert digest.snapshot(bundled_copy) == {}
+    assert digest.snapshot(bundled_copy) == digest.NO_SNAPSHOT
     snapshot_file.unlink()
-    assert digest.snapshot(bundled_copy) == {}
+    assert digest.snapshot(bundled_copy) == digest.NO_SNAPSHOT
     catalog, problems = load_catalog([bundled_copy], {})  # parsed as before
     assert len(catalog.models) > 20 and not [p for p in problems if p.severity == "error"]
 
 
 def test_only_the_bundled_dir_is_read_from_the_snapshot(write_config):
     site = write_config({"models.d/acme.yaml": "models: {}\n"})
-    assert digest.snapshot(site) == {}
+    assert digest.snapshot(site) == digest.NO_SNAPSHOT
+
+
+def test_the_snapshot_holds_what_parsing_each_bundled_template_tells_today():
+    """A trusted leaf is not parsed at load: the params it names and its lookup chain come from here."""
+    held = digest.snapshot(catalog_dir())
+    assert held.jinja == jinja2.__version__ and len(held.leaves) > 50
+    assert {source: templating.leaf_facts(source) for source in held.leaves} == dict(held.leaves)
+    assert ("messages",) in {chain for _, chain in held.leaves.values()}
+
+
+def test_template_facts_found_with_another_jinja_are_not_used(monkeypatch):
+    monkeypatch.setattr(templating, "_TRUSTED_LEAVES", {})
+    templating.trust_leaves({"{{ params.x }}": (("x",), ("params", "x"))}, "0.0-other")
+    assert templating._TRUSTED_LEAVES == {}
+    templating.trust_leaves({"{{ params.x }}": (("x",), ("params", "x"))}, jinja2.__version__)
+    assert {"{{ params.x }}": (frozenset({"x"}), ("params", "x"))} == templating._TRUSTED_LEAVES

@@ -114,3 +114,31 @@ def test_a_trusted_template_that_would_not_compile_fails_its_render_not_the_proc
     template = compile_structure({"a": "{{ x | no_such_filter }}"}, frozenset({"x"}), "body", trusted=True)
     with pytest.raises(TemplateRenderError, match="no_such_filter"):
         template.render({"x": 1})
+
+
+def test_a_trusted_load_parses_only_url_templates(monkeypatch):
+    """The digest's snapshot says what parsing each bundled leaf would (its params, its lookup chain), so
+    Jinja parses only the URL templates, whose variables the checks ask for."""
+    monkeypatch.setattr(build, "_COMPILED", {})
+    monkeypatch.setattr(templating, "_LEAVES", {})
+    parsed: list[str] = []  # by the compiler of leaves (config/vars.py parses `vars` templates for its checks)
+    leaves: list[tuple[str, bool]] = []
+    real_parse, real_leaf = templating.ENV.parse, templating._compile_leaf
+
+    def parse(source, *args, **kwargs):
+        if leaves and leaves[-1][0] == source:
+            parsed.append(source)
+        return real_parse(source, *args, **kwargs)
+
+    def compile_leaf(source, allowed, where, params, variables, url, trusted):
+        leaves.append((source, url))
+        try:
+            return real_leaf(source, allowed, where, params, variables, url, trusted)
+        finally:
+            leaves.append(("", False))
+
+    monkeypatch.setattr(templating.ENV, "parse", parse)
+    monkeypatch.setattr(templating, "_compile_leaf", compile_leaf)
+    _, problems = load_catalog([catalog_dir()], {})
+    assert not [p for p in problems if p.severity == "error"]
+    assert len(leaves) > 100 and parsed and set(parsed) <= {source for source, url in leaves if url}

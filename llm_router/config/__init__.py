@@ -29,6 +29,10 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
 
     raw = load_dirs([Path(d) for d in dirs])
     known_good = unchanged_bundled(raw.files) if trust_digest else frozenset()
+    if known_good and raw.trusted_leaves is not None:
+        from ..templating import trust_leaves
+
+        trust_leaves(*raw.trusted_leaves)
     problems = list(raw.problems)
     broken: set[str] = set()  # providers with an error
     for name, doc in raw.providers.items():

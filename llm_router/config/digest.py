@@ -26,9 +26,9 @@ import json
 import marshal
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._resources import catalog_dir
 
@@ -77,55 +77,6 @@ def write() -> list[str]:
         body = {"written_by": WRITE_COMMAND, "sha256": current, "snapshot": written}
         DIGEST_FILE.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return errors
-
-
-def snapshot(directory: Path) -> Mapping[str, tuple[str, Any, dict[tuple[str | int, ...], int]]]:
-    """The bundled files as parsed when the digest was written, by path: (the sha256 of the bytes
-    parsed, the data, the line of each key path). Empty unless `directory` is the bundled catalog
-    and the digest vouches for the snapshot."""
-    root = catalog_dir()
-    if Path(directory) != root:
-        return {}
-    try:
-        recorded = json.loads(DIGEST_FILE.read_text(encoding="utf-8")).get("snapshot")
-        body = DIGEST_FILE.with_name(SNAPSHOT_NAME).read_bytes()
-    except (OSError, ValueError, AttributeError):
-        return {}
-    if not isinstance(recorded, str) or hashlib.sha256(body).hexdigest() != recorded:
-        return {}
-    try:
-        parsed = marshal.loads(body)
-    except (ValueError, EOFError, TypeError):
-        return {}
-    return {str(root / name): entry for name, entry in parsed.items()} if isinstance(parsed, dict) else {}
-
-
-def _write_snapshot(names: list[str]) -> str | None:
-    """Parse each bundled file and write what parses without a problem; the snapshot's sha256 (None: none written)."""
-    from ..errors import Problem
-    from .parse import parse_text
-
-    root = catalog_dir()
-    parsed: dict[str, tuple[str, Any, dict[tuple[str | int, ...], int]]] = {}
-    for name in names:
-        data = (root / name).read_bytes()
-        problems: list[Problem] = []
-        result = parse_text(data.decode("utf-8"), name, problems)
-        if result is None or problems:
-            continue
-        entry = (hashlib.sha256(data).hexdigest(), result[0], {key_path: line for key_path, (_, line) in result[1].items()})
-        try:
-            marshal.dumps(entry)
-        except ValueError:  # a value marshal does not hold (a YAML date): the file is parsed at load
-            continue
-        parsed[name] = entry
-    target = DIGEST_FILE.with_name(SNAPSHOT_NAME)
-    if not parsed:
-        target.unlink(missing_ok=True)
-        return None
-    body = marshal.dumps(parsed)
-    target.write_bytes(body)
-    return hashlib.sha256(body).hexdigest()
 
 
 def _recorded() -> dict[str, str]:
@@ -177,6 +128,85 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("the digest of the bundled catalog is current")
     return 0
+
+
+
+
+class Snapshot(NamedTuple):
+    """The bundled files as parsed when the digest was written, and what parsing their templates told."""
+
+    # by path: (the sha256 of the bytes parsed, the data, the line of each key path)
+    files: Mapping[str, tuple[str, Any, dict[tuple[str | int, ...], int]]]
+    # by template source: (the params it names, its lookup chain); see templating.trust_leaves
+    leaves: Mapping[str, tuple[tuple[str, ...], tuple[str, ...] | None]]
+    jinja: str  # the version of Jinja that parsed them
+
+
+NO_SNAPSHOT = Snapshot({}, {}, "")
+
+
+def snapshot(directory: Path) -> Snapshot:
+    """The snapshot, unless `directory` is not the bundled catalog or the digest does not vouch for it."""
+    root = catalog_dir()
+    if Path(directory) != root:
+        return NO_SNAPSHOT
+    try:
+        recorded = json.loads(DIGEST_FILE.read_text(encoding="utf-8")).get("snapshot")
+        body = DIGEST_FILE.with_name(SNAPSHOT_NAME).read_bytes()
+    except (OSError, ValueError, AttributeError):
+        return NO_SNAPSHOT
+    if not isinstance(recorded, str) or hashlib.sha256(body).hexdigest() != recorded:
+        return NO_SNAPSHOT
+    try:
+        files, leaves, jinja = marshal.loads(body)
+    except (ValueError, EOFError, TypeError):
+        return NO_SNAPSHOT
+    return Snapshot({str(root / name): entry for name, entry in files.items()}, leaves, jinja)
+
+
+def _write_snapshot(names: list[str]) -> str | None:
+    """Parse each bundled file and write what parses without a problem, with the facts of its templates;
+    the snapshot's sha256 (None: none written)."""
+    import jinja2
+
+    from ..errors import Problem
+    from ..templating import is_template, leaf_facts
+    from .parse import parse_text
+
+    root = catalog_dir()
+    files: dict[str, tuple[str, Any, dict[tuple[str | int, ...], int]]] = {}
+    leaves: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
+    for name in names:
+        data = (root / name).read_bytes()
+        problems: list[Problem] = []
+        result = parse_text(data.decode("utf-8"), name, problems)
+        if result is None or problems:
+            continue
+        entry = (hashlib.sha256(data).hexdigest(), result[0], {key_path: line for key_path, (_, line) in result[1].items()})
+        try:
+            marshal.dumps(entry)
+        except ValueError:  # a value marshal does not hold (a YAML date): the file is parsed at load
+            continue
+        files[name] = entry
+        leaves.update((text, leaf_facts(text)) for text in _strings(result[0]) if is_template(text) and text not in leaves)
+    target = DIGEST_FILE.with_name(SNAPSHOT_NAME)
+    if not files:
+        target.unlink(missing_ok=True)
+        return None
+    body = marshal.dumps((files, leaves, jinja2.__version__))
+    target.write_bytes(body)
+    return hashlib.sha256(body).hexdigest()
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ class RawConfig:
     files: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     unreadable_providers: list[str] = field(default_factory=list)  # provider files that yielded no provider
+    # the digest's snapshot's facts of the bundled templates, and the Jinja version that found them
+    trusted_leaves: tuple[Mapping[str, tuple[tuple[str, ...], tuple[str, ...] | None]], str] | None = None
 
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -124,16 +126,18 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
         layer_providers: dict[str, Doc] = {}
         layer_models: dict[str, Doc] = {}
         parsed_before = snapshot(directory)
+        if parsed_before.leaves:
+            raw.trusted_leaves = (parsed_before.leaves, parsed_before.jinja)
         for path in provider_files:
             raw.files.append(str(path))
-            doc = _provider_doc(path, raw.problems, parsed_before)
+            doc = _provider_doc(path, raw.problems, parsed_before.files)
             if doc is None:
                 raw.unreadable_providers.append(str(path))
             else:
                 _add_unique(layer_providers, doc, "provider", raw.problems)
         for path in model_files:
             raw.files.append(str(path))
-            parsed = parse_yaml(path, raw.problems, parsed_before)
+            parsed = parse_yaml(path, raw.problems, parsed_before.files)
             if parsed is None:
                 continue
             data, marks = parsed
@@ -151,7 +155,7 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
                 _add_unique(layer_models, Doc(name, model, str(path), by_model.get(name, {})), "model", raw.problems)
         if router_file is not None:
             raw.files.append(str(router_file))
-            parsed = parse_yaml(router_file, raw.problems, parsed_before)
+            parsed = parse_yaml(router_file, raw.problems, parsed_before.files)
             if parsed is not None:
                 data, marks = parsed
                 raw.router = Doc("router", data if data is not None else {}, str(router_file), marks)
