@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
@@ -219,47 +219,64 @@ def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str
     return set(undeclared)
 
 
-# What parsing a trusted leaf tells (the params it names, its lookup chain), by source, from the
-# digest's snapshot (config/digest.py): such a leaf is not parsed at load at all, only compiled
-# when first rendered. A pure function of the source (and Jinja's version, which the snapshot records).
-_TRUSTED_LEAVES: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = {}
+class LeafFacts(NamedTuple):
+    """What parsing a template leaf tells, all a trusted leaf needs at load."""
+
+    params: frozenset[str]  # the params it names (not merged into the request again)
+    chain: tuple[str, ...] | None  # a `{{ expr }}` leaf that is a plain lookup: its keys
+    variables: frozenset[str]  # the variables it reads (the checks ask for a URL's)
+    pieces: tuple[str | tuple[str, ...], ...] | None  # a URL of text and plain lookups: its pieces
 
 
-def leaf_facts(source: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
-    """What the snapshot records of a template leaf: the params it names, and its lookup chain (or None)."""
+# The facts of trusted leaves, by source, from the digest's snapshot (config/digest.py): such a leaf
+# is not parsed at load at all, and Jinja compiles it when it is first rendered. The facts are a pure
+# function of the source (and of Jinja's version, which the snapshot records).
+_TRUSTED_LEAVES: dict[str, LeafFacts] = {}
+
+
+def leaf_facts(source: str) -> tuple[Any, ...]:
+    """A LeafFacts of the leaf, as plain tuples and lists (what marshal holds, for the snapshot)."""
     ast = ENV.parse(source)
-    return tuple(sorted(_param_names(ast))), _lookup_chain(ast)
+    pieces = _url_pieces(ast)
+    return (tuple(sorted(_param_names(ast))), _lookup_chain(ast), tuple(sorted(meta.find_undeclared_variables(ast))),
+            None if pieces is None else tuple(pieces))
 
 
-def trust_leaves(facts: Mapping[str, tuple[Iterable[str], tuple[str, ...] | None]], jinja_version: str) -> None:
+def trust_leaves(facts: Mapping[str, Sequence[Any]], jinja_version: str) -> None:
     """Remember the facts of the leaves of digest-vouched files (used for trusted leaves only), when
     they were found with this version of Jinja."""
     if jinja_version != jinja2.__version__:
         return
-    for source, (params, chain) in facts.items():
-        _TRUSTED_LEAVES[source] = (frozenset(params), chain)
+    for source, (params, chain, variables, pieces) in facts.items():
+        _TRUSTED_LEAVES[source] = LeafFacts(frozenset(params), chain, frozenset(variables), pieces)
 
 
 def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
                   url: bool, trusted: bool) -> Renderer:
-    known = _TRUSTED_LEAVES.get(source) if trusted and not url else None
+    known = _TRUSTED_LEAVES.get(source) if trusted else None
     ast: nodes.Template | None = None
     if known is not None:
-        params.update(known[0])
+        params.update(known.params)
+        if url:  # a URL's variables are asked for by the checks (config/checks.py)
+            variables.update(known.variables)
     else:
         try:
             ast = ENV.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
-        if url or not trusted:  # a URL's variables are asked for by the checks (config/checks.py)
+        if url or not trusted:
             variables.update(_check(ast, allowed, where, source))
         params.update(_param_names(ast))
     whole = _WHOLE.match(source)
     if whole and source.count("{{") == 1 and "{%" not in source and not url:
-        chain = known[1] if known is not None else _lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
+        chain = known.chain if known is not None else _lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
         return _expression_renderer(chain, whole["expr"], where, source, trusted)
     env = URL_ENV if url else ENV
-    pieces = _url_pieces(ast) if url and ast is not None else None  # computed before Jinja instruments the tree
+    pieces: list[str | tuple[str, ...]] | None = None
+    if url and known is not None:
+        pieces = list(known.pieces) if known.pieces is not None else None
+    elif url:
+        pieces = _url_pieces(ast)  # type: ignore[arg-type]  # parsed when not known; before Jinja instruments the tree
     compiled: list[Any] = []
 
     def template() -> Any:

@@ -226,16 +226,19 @@ def test_only_the_bundled_dir_is_read_from_the_snapshot(write_config):
 
 
 def test_the_snapshot_holds_what_parsing_each_bundled_template_tells_today():
-    """A trusted leaf is not parsed at load: the params it names and its lookup chain come from here."""
+    """A trusted leaf is not parsed at load: the params it names, its lookup chain, its variables and (for a
+    URL) its pieces come from here."""
     held = digest.snapshot(catalog_dir())
     assert held.jinja == jinja2.__version__ and len(held.leaves) > 50
     assert {source: templating.leaf_facts(source) for source in held.leaves} == dict(held.leaves)
-    assert ("messages",) in {chain for _, chain in held.leaves.values()}
+    assert ("messages",) in {facts[1] for facts in held.leaves.values()}
 
 
 def test_template_facts_found_with_another_jinja_are_not_used(monkeypatch):
     monkeypatch.setattr(templating, "_TRUSTED_LEAVES", {})
-    templating.trust_leaves({"{{ params.x }}": (("x",), ("params", "x"))}, "0.0-other")
+    facts = {"{{ params.x }}": (("x",), ("params", "x"), ("params",), (("params", "x"),))}
+    templating.trust_leaves(facts, "0.0-other")
     assert templating._TRUSTED_LEAVES == {}
-    templating.trust_leaves({"{{ params.x }}": (("x",), ("params", "x"))}, jinja2.__version__)
-    assert {"{{ params.x }}": (frozenset({"x"}), ("params", "x"))} == templating._TRUSTED_LEAVES
+    templating.trust_leaves(facts, jinja2.__version__)
+    assert {"{{ params.x }}": templating.LeafFacts(
+        frozenset({"x"}), ("params", "x"), frozenset({"params"}), (("params", "x"),))} == templating._TRUSTED_LEAVES

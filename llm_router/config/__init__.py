@@ -28,7 +28,7 @@ def load_catalog(dirs: Iterable[str | Path], env: Mapping[str, str], *,
     from .vars import check_environment
 
     raw = load_dirs([Path(d) for d in dirs])
-    known_good = unchanged_bundled(raw.files) if trust_digest else frozenset()
+    known_good = unchanged_bundled(raw.files, raw.hashes) if trust_digest else frozenset()
     if known_good and raw.trusted_leaves is not None:
         from ..templating import trust_leaves
 

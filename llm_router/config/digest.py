@@ -39,8 +39,9 @@ SCHEMA_OF = {"providers.d": "schemas/provider.schema.json", "models.d": "schemas
              "router.yaml": "schemas/router.schema.json"}  # what load_catalog validates each kind of file with
 
 
-def unchanged_bundled(files: Iterable[str]) -> frozenset[str]:
-    """Those of `files` that are the bundled catalog's own and match the digest, as does the schema that checks them."""
+def unchanged_bundled(files: Iterable[str], hashes: Mapping[str, str] | None = None) -> frozenset[str]:
+    """Those of `files` that are the bundled catalog's own and match the digest, as does the schema that
+    checks them. `hashes`: the sha256 of files' bytes as read for parsing, by file (the others are read here)."""
     root = catalog_dir()
     prefix = str(root) + os.sep
     recorded = _recorded()
@@ -53,7 +54,7 @@ def unchanged_bundled(files: Iterable[str]) -> frozenset[str]:
             continue
         if schema not in schemas:
             schemas[schema] = recorded.get(schema, "") == _sha256(root / schema)
-        if schemas[schema] and recorded[name] == _sha256(Path(file)):
+        if schemas[schema] and recorded[name] == ((hashes or {}).get(file) or _sha256(Path(file))):
             out.append(file)
     return frozenset(out)
 
@@ -137,8 +138,8 @@ class Snapshot(NamedTuple):
 
     # by path: (the sha256 of the bytes parsed, the data, the line of each key path)
     files: Mapping[str, tuple[str, Any, dict[tuple[str | int, ...], int]]]
-    # by template source: (the params it names, its lookup chain); see templating.trust_leaves
-    leaves: Mapping[str, tuple[tuple[str, ...], tuple[str, ...] | None]]
+    # by template source: what parsing it tells (templating.leaf_facts, trust_leaves)
+    leaves: Mapping[str, tuple[Any, ...]]
     jinja: str  # the version of Jinja that parsed them
 
 
@@ -175,7 +176,7 @@ def _write_snapshot(names: list[str]) -> str | None:
 
     root = catalog_dir()
     files: dict[str, tuple[str, Any, dict[tuple[str | int, ...], int]]] = {}
-    leaves: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
+    leaves: dict[str, tuple[Any, ...]] = {}
     for name in names:
         data = (root / name).read_bytes()
         problems: list[Problem] = []

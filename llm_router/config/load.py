@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ class Doc:
     name: str
     data: Any
     file: str
-    marks: dict[KeyPath, Origin] = field(default_factory=dict)
+    marks: Mapping[KeyPath, Origin] = field(default_factory=dict)
 
     def where(self, path: Iterable[str | int] = ()) -> Origin:
         """The file and line of the deepest part of `path` that has a mark."""
@@ -38,6 +38,38 @@ class Doc:
         return self.marks.get((), (self.file, 1))
 
 
+class Marks(Mapping[KeyPath, Origin]):
+    """A view of marks made on demand, not copied: the marks under `prefix` of `marks` (one model of a
+    model file), with `file` the origin of each when `marks` holds only lines (the digest's snapshot),
+    over `below` where it has no mark of its own (a provider over the one it `extends`)."""
+
+    __slots__ = ("marks", "file", "prefix", "below")
+
+    def __init__(self, marks: Mapping[KeyPath, Any], file: str | None = None, prefix: KeyPath = (),
+                 below: Mapping[KeyPath, Origin] | None = None) -> None:
+        self.marks, self.file, self.prefix, self.below = marks, file, prefix, below
+
+    def __getitem__(self, path: KeyPath) -> Origin:
+        found = self.marks.get(self.prefix + path)
+        if found is None:
+            if self.below is None:
+                raise KeyError(path)
+            return self.below[path]
+        return (self.file, found) if self.file is not None else found
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, tuple) and (self.prefix + path in self.marks or (self.below is not None and path in self.below))
+
+    def __iter__(self) -> Iterator[KeyPath]:
+        n = len(self.prefix)
+        own = [path[n:] for path in self.marks if path[:n] == self.prefix]
+        seen = set(own)
+        return iter([*own, *(path for path in self.below or () if path not in seen)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass
 class RawConfig:
     providers: dict[str, Doc] = field(default_factory=dict)
@@ -46,8 +78,9 @@ class RawConfig:
     files: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     unreadable_providers: list[str] = field(default_factory=list)  # provider files that yielded no provider
+    hashes: dict[str, str] = field(default_factory=dict)  # the sha256 of the bundled files read, by file
     # the digest's snapshot's facts of the bundled templates, and the Jinja version that found them
-    trusted_leaves: tuple[Mapping[str, tuple[tuple[str, ...], tuple[str, ...] | None]], str] | None = None
+    trusted_leaves: tuple[Mapping[str, tuple[Any, ...]], str] | None = None
 
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -55,21 +88,26 @@ MAX_DEPTH = 64  # how deep a config file may nest
 MAX_VALUES = 100_000  # the values a file may hold once its aliases are expanded
 
 
-def parse_yaml(path: Path, problems: list[Problem],
-               snapshot: Mapping[str, tuple[str, Any, dict[KeyPath, int]]] | None = None) -> tuple[Any, dict[KeyPath, Origin]] | None:
+def parse_yaml(path: Path, problems: list[Problem], snapshot: Mapping[str, tuple[str, Any, dict[KeyPath, int]]] | None = None,
+               hashes: dict[str, str] | None = None) -> tuple[Any, Mapping[KeyPath, Origin]] | None:
     """Parse one YAML file into data and a mark per key path; report any fault as a problem: a file
     that is not a regular file (a device, a FIFO) or is larger than MAX_FILE_BYTES, and what
     parse.parse_text refuses (syntax errors, alias bombs, deep nesting, numbers that are not finite).
 
     `snapshot`: the bundled files as parsed when the digest was written (digest.snapshot); a file
-    whose bytes are those it was parsed from is taken from there, not parsed again."""
+    whose bytes are those it was parsed from is taken from there, not parsed again. `hashes`: where
+    to put the sha256 of the bytes read, by file (the digest's check then need not read them again)."""
     file = str(path)
     data = _read(path, problems)
     if data is None:
         return None
     parsed = snapshot.get(file) if snapshot else None
-    if parsed is not None and parsed[0] == hashlib.sha256(data).hexdigest():
-        return parsed[1], {key_path: (file, line) for key_path, line in parsed[2].items()}
+    if parsed is not None or hashes is not None:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if hashes is not None:
+            hashes[file] = sha256
+        if parsed is not None and parsed[0] == sha256:
+            return parsed[1], Marks(parsed[2], file)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -126,18 +164,19 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
         layer_providers: dict[str, Doc] = {}
         layer_models: dict[str, Doc] = {}
         parsed_before = snapshot(directory)
+        hashes = raw.hashes if parsed_before.files else None
         if parsed_before.leaves:
             raw.trusted_leaves = (parsed_before.leaves, parsed_before.jinja)
         for path in provider_files:
             raw.files.append(str(path))
-            doc = _provider_doc(path, raw.problems, parsed_before.files)
+            doc = _provider_doc(path, raw.problems, parsed_before.files, hashes)
             if doc is None:
                 raw.unreadable_providers.append(str(path))
             else:
                 _add_unique(layer_providers, doc, "provider", raw.problems)
         for path in model_files:
             raw.files.append(str(path))
-            parsed = parse_yaml(path, raw.problems, parsed_before.files)
+            parsed = parse_yaml(path, raw.problems, parsed_before.files, hashes)
             if parsed is None:
                 continue
             data, marks = parsed
@@ -147,15 +186,11 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
             extra = sorted(set(data) - {"models"})
             for key in extra:
                 raw.problems.append(Problem(str(path), marks[(key,)][1], f"unknown top-level key {key!r}; a model file holds only `models:`"))
-            by_model: dict[Any, dict[KeyPath, Origin]] = {}  # one pass over the file's marks, not one per model
-            for key_path, origin in marks.items():
-                if len(key_path) >= 2 and key_path[0] == "models":
-                    by_model.setdefault(key_path[1], {})[key_path[2:]] = origin
             for name, model in data["models"].items():
-                _add_unique(layer_models, Doc(name, model, str(path), by_model.get(name, {})), "model", raw.problems)
+                _add_unique(layer_models, Doc(name, model, str(path), Marks(marks, prefix=("models", name))), "model", raw.problems)
         if router_file is not None:
             raw.files.append(str(router_file))
-            parsed = parse_yaml(router_file, raw.problems, parsed_before.files)
+            parsed = parse_yaml(router_file, raw.problems, parsed_before.files, hashes)
             if parsed is not None:
                 data, marks = parsed
                 raw.router = Doc("router", data if data is not None else {}, str(router_file), marks)
@@ -164,9 +199,9 @@ def load_dirs(dirs: Iterable[Path]) -> RawConfig:
     return raw
 
 
-def _provider_doc(path: Path, problems: list[Problem],
-                  snapshot: Mapping[str, tuple[str, Any, dict[KeyPath, int]]]) -> Doc | None:
-    parsed = parse_yaml(path, problems, snapshot)
+def _provider_doc(path: Path, problems: list[Problem], snapshot: Mapping[str, tuple[str, Any, dict[KeyPath, int]]],
+                  hashes: dict[str, str] | None) -> Doc | None:
+    parsed = parse_yaml(path, problems, snapshot, hashes)
     if parsed is None:
         return None
     data, marks = parsed
@@ -241,9 +276,7 @@ def resolve_extends(raw: RawConfig) -> dict[str, Doc]:
         data.pop("abstract", None)
         if doc.data.get("abstract") is True:
             data["abstract"] = True
-        marks = dict(parent.marks)
-        marks.update(doc.marks)
-        resolved[name] = Doc(name, data, doc.file, marks)
+        resolved[name] = Doc(name, data, doc.file, Marks(doc.marks, below=parent.marks))
         return resolved[name]
 
     for name in raw.providers:
