@@ -26,13 +26,14 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, unquote
 
-from jinja2 import ChainableUndefined, Undefined, nodes, pass_context
+from jinja2 import ChainableUndefined, nodes, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
+
+from .urlsafe import url_value
 
 MAX_RENDER_STEPS = 100_000
 MAX_RENDER_SIZE = 100_000  # characters or items, beyond 4x the size of the data the render was given
@@ -51,10 +52,6 @@ _STR_METHODS = frozenset({
 _REFUSED_STATEMENTS = {nodes.Macro: "{% macro %}", nodes.CallBlock: "{% call %}", nodes.Include: "{% include %}",
                        nodes.Import: "{% import %}", nodes.FromImport: "{% from ... import %}",
                        nodes.Extends: "{% extends %}"}
-
-
-class UnsafeUrlValue(ValueError):
-    """A value a template would place in a URL that would change the URL's structure."""
 
 
 # --- the budget -------------------------------------------------------------------------------------
@@ -440,29 +437,6 @@ def _filter_checks() -> dict[str, Callable[..., None]]:
 
 
 # --- URL templates ---------------------------------------------------------------------------------------
-
-
-_PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.~:@-]+"  # URL-safe characters, not a dot segment
-_PLAIN_URL_VALUE = re.compile(rf"{_PLAIN_SEGMENT}(?:/{_PLAIN_SEGMENT})*")
-
-
-def url_value(value: Any) -> str:
-    """A value as an expression places it in a URL path or query: each '/'-separated segment
-    percent-encoded, so a multi-segment name (`fal-ai/flux/schnell`, `owner/model`) keeps its
-    separators but can never change the URL's structure. An empty, '.' or '..' segment, a backslash,
-    and a segment that decodes to one of those or holds a separator (`%2F`, `%2e%2e`) are refused."""
-    if isinstance(value, (Mapping, list, tuple)):
-        raise UnsafeUrlValue(f"a {type(value).__name__} cannot be placed in a URL")
-    text = "" if value is None or isinstance(value, Undefined) else str(value)
-    if _PLAIN_URL_VALUE.fullmatch(text):  # the usual name: nothing to encode, nothing to refuse
-        return text
-    for segment in text.split("/"):
-        decoded = unquote(segment)
-        if decoded in ("", ".", "..") or "/" in decoded or "\\" in decoded:
-            raise UnsafeUrlValue(f"the value {text[:80]!r} cannot be placed in a URL: its segment {segment[:40]!r} is "
-                                 "empty, a dot segment, or holds a backslash or an encoded separator, which would "
-                                 "change the URL's path")
-    return quote(text, safe="-._~:@/")
 
 
 def _url_text(value: Any) -> str:

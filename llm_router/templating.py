@@ -8,19 +8,20 @@ dropped too. User data (messages, prompt, params) only ever arrives as variables
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import jinja2
-from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import TemplateError
+from .urlsafe import UnsafeUrlValue, url_value
 
-from .sandbox import ENV, URL_ENV, UnsafeUrlValue, charge_value, refusals, url_value
+if TYPE_CHECKING:
+    from jinja2 import nodes
 
-__all__ = ["DROP", "ENV", "CompiledTemplate", "TemplateCompileError", "TemplateRenderError", "compile_structure"]
+__all__ = ["DROP", "CompiledTemplate", "TemplateCompileError", "TemplateRenderError", "compile_structure"]
 
 
 class TemplateCompileError(ValueError):
@@ -98,7 +99,32 @@ _ENGINE_FILTERS = dict(
     rename_roles=rename_roles,
     rename_keys=rename_keys,
 )
-ENV.filters.update(_ENGINE_FILTERS)  # URL_ENV shares them
+
+
+@functools.cache
+def _sandbox() -> ModuleType:
+    """The sandbox (sandbox.py), with the engine's filters: Jinja and the sandbox load on first need
+    (a template to parse or to compile), not with the package: 50 ms that a router of plain-lookup
+    templates (most bundled providers' requests) never pays. See trusted leaves below."""
+    from . import sandbox
+
+    sandbox.ENV.filters.update(_ENGINE_FILTERS)  # URL_ENV shares them
+    return sandbox
+
+
+def __getattr__(name: str) -> Any:
+    """`ENV` and `URL_ENV`, the sandboxed environments, load on first use (see _sandbox)."""
+    if name in ("ENV", "URL_ENV"):
+        return getattr(_sandbox(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _render_faults() -> tuple[type[BaseException], ...]:
+    """What a render may raise from a config expression's own fault (a recursion: str() of deeply nested
+    data); asked for only when a render raised."""
+    from jinja2.exceptions import TemplateError
+
+    return (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
 
 # --- compiling a YAML structure into a renderer ---------------------------------------------------
 
@@ -168,8 +194,6 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
 
 
 _LEAVES: dict[tuple[str, frozenset[str], bool, bool], tuple[Renderer, frozenset[str], frozenset[str]]] = {}
-# what a render may raise from a config expression's own fault (a recursion: str() of deeply nested data)
-_RENDER_FAULTS = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
 
 
 def _compile_string(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
@@ -196,11 +220,15 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
 def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str) -> set[str]:
     """What the sandbox refuses, unknown filters and tests, unknown variables: a compile error.
     Returns the variables the template reads."""
-    refused = refusals(ast)
+    from jinja2 import meta, nodes
+    from jinja2.exceptions import TemplateError
+
+    env = _sandbox().ENV
+    refused = _sandbox().refusals(ast)
     if refused:
         raise TemplateCompileError(f"{where}: the sandbox refuses {'; '.join(refused)} in {source!r}")
     missing = sorted({n.name for n in ast.find_all((nodes.Filter, nodes.Test))
-                      if n.name not in (ENV.filters if isinstance(n, nodes.Filter) else ENV.tests)})
+                      if n.name not in (env.filters if isinstance(n, nodes.Filter) else env.tests)})
     if missing:
         raise TemplateCompileError(
             f"{where}: unknown filter or test {', '.join(missing)} in {source!r}; "
@@ -226,6 +254,7 @@ class LeafFacts(NamedTuple):
     chain: tuple[str, ...] | None  # a `{{ expr }}` leaf that is a plain lookup: its keys
     variables: frozenset[str]  # the variables it reads (the checks ask for a URL's)
     pieces: tuple[str | tuple[str, ...], ...] | None  # a URL of text and plain lookups: its pieces
+    vars: frozenset[str]  # the `vars.X` it names (config/vars.py checks they are declared)
 
 
 # The facts of trusted leaves, by source, from the digest's snapshot (config/digest.py): such a leaf
@@ -236,19 +265,68 @@ _TRUSTED_LEAVES: dict[str, LeafFacts] = {}
 
 def leaf_facts(source: str) -> tuple[Any, ...]:
     """A LeafFacts of the leaf, as plain tuples and lists (what marshal holds, for the snapshot)."""
-    ast = ENV.parse(source)
+    from jinja2 import meta
+
+    ast = _sandbox().ENV.parse(source)
     pieces = _url_pieces(ast)
     return (tuple(sorted(_param_names(ast))), _lookup_chain(ast), tuple(sorted(meta.find_undeclared_variables(ast))),
-            None if pieces is None else tuple(pieces))
+            None if pieces is None else tuple(pieces), tuple(sorted(_vars_named(ast))))
+
+
+@functools.cache
+def _jinja_version() -> str:
+    """Jinja's version, without importing Jinja: the `__version__` line of its __init__.py ("" if not found)."""
+    if "jinja2" in sys.modules:
+        return str(sys.modules["jinja2"].__version__)
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("jinja2")
+    try:
+        text = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except OSError:
+        return ""
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    return found[1] if found else ""
 
 
 def trust_leaves(facts: Mapping[str, Sequence[Any]], jinja_version: str) -> None:
     """Remember the facts of the leaves of digest-vouched files (used for trusted leaves only), when
     they were found with this version of Jinja."""
-    if jinja_version != jinja2.__version__:
+    if jinja_version != _jinja_version():
         return
-    for source, (params, chain, variables, pieces) in facts.items():
-        _TRUSTED_LEAVES[source] = LeafFacts(frozenset(params), chain, frozenset(variables), pieces)
+    for source, (params, chain, variables, pieces, names) in facts.items():
+        _TRUSTED_LEAVES[source] = LeafFacts(frozenset(params), chain, frozenset(variables), pieces, frozenset(names))
+
+
+@functools.lru_cache(maxsize=4096)
+def vars_named(source: str) -> frozenset[str]:
+    """The `vars.X` and `vars['X']` a template names (none for a template that does not parse: the
+    template compiler reports it, with its line). Once per source: providers that extend one base
+    repeat its templates; and from the snapshot's facts for a bundled one."""
+    known = _TRUSTED_LEAVES.get(source)  # a pure function of the source, whichever file it is in
+    if known is not None:
+        return known.vars
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return frozenset(_vars_named(_sandbox().ENV.parse(source)))
+    except TemplateError:
+        return frozenset()
+
+
+def _vars_named(ast: nodes.Template) -> set[str]:
+    from jinja2 import nodes
+
+    names = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name == "vars":
+            names.add(node.attr)
+    for item in ast.find_all(nodes.Getitem):
+        if isinstance(item.node, nodes.Name) and item.node.name == "vars" and isinstance(item.arg, nodes.Const) \
+                and isinstance(item.arg.value, str):
+            names.add(item.arg.value)
+    return names
 
 
 def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
@@ -260,8 +338,10 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
         if url:  # a URL's variables are asked for by the checks (config/checks.py)
             variables.update(known.variables)
     else:
+        from jinja2 import TemplateSyntaxError
+
         try:
-            ast = ENV.parse(source)
+            ast = _sandbox().ENV.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
         if url or not trusted:
@@ -271,7 +351,6 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
     if whole and source.count("{{") == 1 and "{%" not in source and not url:
         chain = known.chain if known is not None else _lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
         return _expression_renderer(chain, whole["expr"], where, source, trusted)
-    env = URL_ENV if url else ENV
     pieces: list[str | tuple[str, ...]] | None = None
     if url and known is not None:
         pieces = list(known.pieces) if known.pieces is not None else None
@@ -281,6 +360,9 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
 
     def template() -> Any:
         if not compiled:
+            from jinja2.exceptions import TemplateError
+
+            env = _sandbox().URL_ENV if url else _sandbox().ENV
             try:
                 compiled.append(_flatten_globals(env.from_string(ast if ast is not None else source)))
             except TemplateError as exc:
@@ -295,7 +377,7 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
             return template().render(ctx)
         except UnsafeUrlValue as exc:
             raise TemplateRenderError(f"{where}: {exc} (in {source!r})") from None
-        except _RENDER_FAULTS as exc:
+        except _render_faults() as exc:
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     if pieces is None:
@@ -323,6 +405,8 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
 
 def _url_pieces(ast: nodes.Template) -> list[str | tuple[str, ...]] | None:
     """A URL template that is only text and plain lookups, as its pieces; None for anything else."""
+    from jinja2 import nodes
+
     (output,) = ast.body if len(ast.body) == 1 else (None,)
     if not isinstance(output, nodes.Output):
         return None
@@ -368,10 +452,10 @@ def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, s
                 return DROP if result is None else result
         try:
             result = expression(ctx)
-            charge_value(result)  # what goes into the request, walked deep: never more than the budget
-        except _RENDER_FAULTS as exc:
+            _sandbox().charge_value(result)  # what goes into the request, walked deep: never more than the budget
+        except _render_faults() as exc:
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
-        if result is None or isinstance(result, ChainableUndefined):
+        if result is None or isinstance(result, _sandbox().ChainableUndefined):
             return DROP
         return result
 
@@ -379,8 +463,10 @@ def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, s
 
 
 def _compile_expression(expr: str, where: str, source: str) -> Any:
+    from jinja2.exceptions import TemplateError
+
     try:
-        expression = ENV.compile_expression(expr, undefined_to_none=False)
+        expression = _sandbox().ENV.compile_expression(expr, undefined_to_none=False)
     except TemplateError as exc:
         raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
     _flatten_globals(expression._template)
@@ -401,6 +487,8 @@ _PLAIN_MAPPINGS = (dict, MappingProxyType)
 
 def _lookup_chain(ast: nodes.Template) -> tuple[str, ...] | None:
     """The keys of an expression that is only `name.key['key']...`, else None."""
+    from jinja2 import nodes
+
     (output,) = ast.body if len(ast.body) == 1 else (None,)
     if not isinstance(output, nodes.Output):
         return None
@@ -409,6 +497,8 @@ def _lookup_chain(ast: nodes.Template) -> tuple[str, ...] | None:
 
 
 def _chain_of(node: nodes.Node) -> tuple[str, ...] | None:
+    from jinja2 import nodes
+
     keys = []
     while not isinstance(node, nodes.Name):
         if isinstance(node, nodes.Getattr):
@@ -455,6 +545,8 @@ def _plain_chain(chain: tuple[str, ...]) -> bool:
 
 
 def _param_names(ast: nodes.Template) -> set[str]:
+    from jinja2 import nodes
+
     names = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         if not (isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name)

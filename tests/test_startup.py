@@ -157,11 +157,22 @@ def test_importing_the_config_types_loads_neither_the_loader_nor_the_compilers()
     assert loaded == "[]"
 
 
-def test_loading_the_bundled_catalog_never_imports_the_schema_validator_nor_yaml():
+def test_loading_the_bundled_catalog_never_imports_the_schema_validator_yaml_jinja_nor_jsonpath():
     code = ("import sys; from llm_router import Router; r = Router.from_dir(env={}); "
-            "print(len(r.models), 'jsonschema' in sys.modules, 'yaml' in sys.modules)")
-    count, validator_loaded, yaml_loaded = _fresh(code).split()
-    assert int(count) > 20 and validator_loaded == "False" and yaml_loaded == "False"
+            "print(len(r.models), [m for m in ('jsonschema', 'yaml', 'jinja2', 'jsonpath_rfc9535') if m in sys.modules])")
+    count, loaded = _fresh(code).split(" ", 1)
+    assert int(count) > 20 and loaded == "[]"
+
+
+def test_importing_the_router_loads_neither_jinja_nor_the_yaml_or_jsonpath_parsers():
+    loaded = _fresh("import sys; from llm_router import Router; "
+                    "print([m for m in ('jinja2', 'yaml', 'jsonpath_rfc9535', 'jsonschema') if m in sys.modules])")
+    assert loaded == "[]"
+
+
+def test_jinjas_version_is_read_without_importing_it():
+    version = _fresh("import sys; from llm_router import templating; print(templating._jinja_version(), 'jinja2' in sys.modules)")
+    assert version == f"{jinja2.__version__} False"
 
 
 def test_the_lazy_names_of_the_package_are_the_real_ones():
@@ -236,9 +247,9 @@ def test_the_snapshot_holds_what_parsing_each_bundled_template_tells_today():
 
 def test_template_facts_found_with_another_jinja_are_not_used(monkeypatch):
     monkeypatch.setattr(templating, "_TRUSTED_LEAVES", {})
-    facts = {"{{ params.x }}": (("x",), ("params", "x"), ("params",), (("params", "x"),))}
+    facts = {"{{ params.x }}": (("x",), ("params", "x"), ("params",), (("params", "x"),), ())}
     templating.trust_leaves(facts, "0.0-other")
     assert templating._TRUSTED_LEAVES == {}
     templating.trust_leaves(facts, jinja2.__version__)
     assert {"{{ params.x }}": templating.LeafFacts(
-        frozenset({"x"}), ("params", "x"), frozenset({"params"}), (("params", "x"),))} == templating._TRUSTED_LEAVES
+        frozenset({"x"}), ("params", "x"), frozenset({"params"}), (("params", "x"),), frozenset())} == templating._TRUSTED_LEAVES

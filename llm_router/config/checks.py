@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from ..errors import Problem
-from ..sandbox import UnsafeUrlValue, url_value
+from ..urlsafe import UnsafeUrlValue, url_value
 from ..wire import CONTENT_TYPES, host_allowed
 from .load import Doc
 from .model import ModelConfig, Pricing, ProviderConfig, Reasoning, RouterSettings

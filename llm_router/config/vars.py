@@ -13,11 +13,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import TemplateError, nodes
-
 from ..credentials import CredentialError, check_aws_keys, service_account_info
 from ..errors import Problem
-from ..templating import ENV, is_template
+from ..templating import is_template, vars_named
 from ..wire import host_allowed
 from .load import Doc, KeyPath
 from .model import ProviderConfig, Var
@@ -96,7 +94,7 @@ def _undeclared(provider: ProviderConfig, doc: Doc) -> list[Problem]:
     for at, source in _template_leaves(doc.data, ()):
         if at and at[0] in ("vars", "description"):
             continue
-        for var in sorted(_vars_named(source) - set(provider.vars)):
+        for var in sorted(vars_named(source) - set(provider.vars)):
             file, line = doc.where(at)
             declared = ", ".join(sorted(provider.vars)) or "none"
             problems.append(Problem(file, line, f"{'.'.join(map(str, at))}: vars.{var} is not declared under `vars:` "
@@ -139,20 +137,3 @@ def _template_leaves(value: Any, at: KeyPath) -> Iterator[tuple[KeyPath, str]]:
             yield from _template_leaves(item, (*at, i))
     elif isinstance(value, str) and "vars" in value and is_template(value):  # parsing every template costs ms
         yield at, value
-
-
-def _vars_named(source: str) -> set[str]:
-    """The `vars.X` and `vars['X']` a template names (a template that does not parse is reported elsewhere)."""
-    try:
-        ast = ENV.parse(source)
-    except TemplateError:  # the template compiler reports it, with its line
-        return set()
-    names = set()
-    for node in ast.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name == "vars":
-            names.add(node.attr)
-    for item in ast.find_all(nodes.Getitem):
-        if isinstance(item.node, nodes.Name) and item.node.name == "vars" and isinstance(item.arg, nodes.Const) \
-                and isinstance(item.arg.value, str):
-            names.add(item.arg.value)
-    return names
