@@ -4,6 +4,9 @@ A leaf that is exactly one `{{ expr }}` yields the object the expression evaluat
 stays a list, the string "478" stays a string); a leaf that mixes text and expressions renders to
 a string. An undefined or None result drops its key, and an object emptied by dropped keys is
 dropped too. User data (messages, prompt, params) only ever arrives as variables.
+
+This is the runtime; parsing a template (template_ast.py) and compiling one load Jinja and the
+sandbox on first need, so a plain-lookup leaf (`{{ messages }}`) never does.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def rename_keys(messages: Iterable[Mapping[str, Any]], mapping: Mapping[str, str
     return [{mapping.get(k, k): v for k, v in m.items()} for m in messages]
 
 
-_ENGINE_FILTERS = dict(
+ENGINE_FILTERS = dict(
     system_text=system_text,
     without_system=without_system,
     last_user_text=last_user_text,
@@ -102,20 +105,20 @@ _ENGINE_FILTERS = dict(
 
 
 @functools.cache
-def _sandbox() -> ModuleType:
+def sandboxed() -> ModuleType:
     """The sandbox (sandbox.py), with the engine's filters: Jinja and the sandbox load on first need
     (a template to parse or to compile), not with the package: 50 ms that a router of plain-lookup
     templates (most bundled providers' requests) never pays. See trusted leaves below."""
     from . import sandbox
 
-    sandbox.ENV.filters.update(_ENGINE_FILTERS)  # URL_ENV shares them
+    sandbox.ENV.filters.update(ENGINE_FILTERS)  # URL_ENV shares them
     return sandbox
 
 
 def __getattr__(name: str) -> Any:
-    """`ENV` and `URL_ENV`, the sandboxed environments, load on first use (see _sandbox)."""
+    """`ENV` and `URL_ENV`, the sandboxed environments, load on first use (see sandboxed)."""
     if name in ("ENV", "URL_ENV"):
-        return getattr(_sandbox(), name)
+        return getattr(sandboxed(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -125,6 +128,7 @@ def _render_faults() -> tuple[type[BaseException], ...]:
     from jinja2.exceptions import TemplateError
 
     return (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
+
 
 # --- compiling a YAML structure into a renderer ---------------------------------------------------
 
@@ -217,36 +221,6 @@ def _compile_string(source: str, allowed: frozenset[str], where: str, params: se
     return render
 
 
-def _check(ast: nodes.Template, allowed: frozenset[str], where: str, source: str) -> set[str]:
-    """What the sandbox refuses, unknown filters and tests, unknown variables: a compile error.
-    Returns the variables the template reads."""
-    from jinja2 import meta, nodes
-    from jinja2.exceptions import TemplateError
-
-    env = _sandbox().ENV
-    refused = _sandbox().refusals(ast)
-    if refused:
-        raise TemplateCompileError(f"{where}: the sandbox refuses {'; '.join(refused)} in {source!r}")
-    missing = sorted({n.name for n in ast.find_all((nodes.Filter, nodes.Test))
-                      if n.name not in (env.filters if isinstance(n, nodes.Filter) else env.tests)})
-    if missing:
-        raise TemplateCompileError(
-            f"{where}: unknown filter or test {', '.join(missing)} in {source!r}; "
-            f"engine filters: {', '.join(sorted(_ENGINE_FILTERS))}"
-        )
-    try:
-        undeclared = meta.find_undeclared_variables(ast)
-    except TemplateError as exc:
-        raise TemplateCompileError(f"{where}: {exc} in {source!r}") from None
-    unknown = sorted(undeclared - allowed)
-    if unknown:
-        raise TemplateCompileError(
-            f"{where}: unknown variable(s) {', '.join(unknown)} in {source!r}; "
-            f"available here: {', '.join(sorted(allowed))}"
-        )
-    return set(undeclared)
-
-
 class LeafFacts(NamedTuple):
     """What parsing a template leaf tells, all a trusted leaf needs at load."""
 
@@ -261,16 +235,6 @@ class LeafFacts(NamedTuple):
 # is not parsed at load at all, and Jinja compiles it when it is first rendered. The facts are a pure
 # function of the source (and of Jinja's version, which the snapshot records).
 _TRUSTED_LEAVES: dict[str, LeafFacts] = {}
-
-
-def leaf_facts(source: str) -> tuple[Any, ...]:
-    """A LeafFacts of the leaf, as plain tuples and lists (what marshal holds, for the snapshot)."""
-    from jinja2 import meta
-
-    ast = _sandbox().ENV.parse(source)
-    pieces = _url_pieces(ast)
-    return (tuple(sorted(_param_names(ast))), _lookup_chain(ast), tuple(sorted(meta.find_undeclared_variables(ast))),
-            None if pieces is None else tuple(pieces), tuple(sorted(_vars_named(ast))))
 
 
 @functools.cache
@@ -309,24 +273,12 @@ def vars_named(source: str) -> frozenset[str]:
         return known.vars
     from jinja2.exceptions import TemplateError
 
+    from . import template_ast
+
     try:
-        return frozenset(_vars_named(_sandbox().ENV.parse(source)))
+        return frozenset(template_ast.vars_named(sandboxed().ENV.parse(source)))
     except TemplateError:
         return frozenset()
-
-
-def _vars_named(ast: nodes.Template) -> set[str]:
-    from jinja2 import nodes
-
-    names = set()
-    for node in ast.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name == "vars":
-            names.add(node.attr)
-    for item in ast.find_all(nodes.Getitem):
-        if isinstance(item.node, nodes.Name) and item.node.name == "vars" and isinstance(item.arg, nodes.Const) \
-                and isinstance(item.arg.value, str):
-            names.add(item.arg.value)
-    return names
 
 
 def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[str], variables: set[str],
@@ -340,29 +292,31 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
     else:
         from jinja2 import TemplateSyntaxError
 
+        from . import template_ast
+
         try:
-            ast = _sandbox().ENV.parse(source)
+            ast = sandboxed().ENV.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateCompileError(f"{where}: template syntax error: {exc.message} in {source!r}") from None
         if url or not trusted:
-            variables.update(_check(ast, allowed, where, source))
-        params.update(_param_names(ast))
+            variables.update(template_ast.check(ast, allowed, where, source))
+        params.update(template_ast.param_names(ast))
     whole = _WHOLE.match(source)
     if whole and source.count("{{") == 1 and "{%" not in source and not url:
-        chain = known.chain if known is not None else _lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
+        chain = known.chain if known is not None else template_ast.lookup_chain(ast)  # type: ignore[arg-type]  # parsed when not known
         return _expression_renderer(chain, whole["expr"], where, source, trusted)
     pieces: list[str | tuple[str, ...]] | None = None
     if url and known is not None:
         pieces = list(known.pieces) if known.pieces is not None else None
     elif url:
-        pieces = _url_pieces(ast)  # type: ignore[arg-type]  # parsed when not known; before Jinja instruments the tree
+        pieces = template_ast.url_pieces(ast)  # type: ignore[arg-type]  # parsed when not known; before Jinja instruments the tree
     compiled: list[Any] = []
 
     def template() -> Any:
         if not compiled:
             from jinja2.exceptions import TemplateError
 
-            env = _sandbox().URL_ENV if url else _sandbox().ENV
+            env = sandboxed().URL_ENV if url else sandboxed().ENV
             try:
                 compiled.append(_flatten_globals(env.from_string(ast if ast is not None else source)))
             except TemplateError as exc:
@@ -403,25 +357,6 @@ def _compile_leaf(source: str, allowed: frozenset[str], where: str, params: set[
     return render_url
 
 
-def _url_pieces(ast: nodes.Template) -> list[str | tuple[str, ...]] | None:
-    """A URL template that is only text and plain lookups, as its pieces; None for anything else."""
-    from jinja2 import nodes
-
-    (output,) = ast.body if len(ast.body) == 1 else (None,)
-    if not isinstance(output, nodes.Output):
-        return None
-    pieces: list[str | tuple[str, ...]] = []
-    for node in output.nodes:
-        if isinstance(node, nodes.TemplateData):
-            pieces.append(node.data)
-            continue
-        chain = _chain_of(node)
-        if chain is None:
-            return None
-        pieces.append(chain)
-    return pieces
-
-
 def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, source: str, trusted: bool) -> Renderer:
     """A leaf that is exactly one `{{ expr }}`: the value itself. A plain lookup (`messages`,
     `model.upstream`; `chain`, its keys) is a dict lookup; anything else runs in the sandbox
@@ -452,10 +387,10 @@ def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, s
                 return DROP if result is None else result
         try:
             result = expression(ctx)
-            _sandbox().charge_value(result)  # what goes into the request, walked deep: never more than the budget
+            sandboxed().charge_value(result)  # what goes into the request, walked deep: never more than the budget
         except _render_faults() as exc:
             raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
-        if result is None or isinstance(result, _sandbox().ChainableUndefined):
+        if result is None or isinstance(result, sandboxed().ChainableUndefined):
             return DROP
         return result
 
@@ -466,7 +401,7 @@ def _compile_expression(expr: str, where: str, source: str) -> Any:
     from jinja2.exceptions import TemplateError
 
     try:
-        expression = _sandbox().ENV.compile_expression(expr, undefined_to_none=False)
+        expression = sandboxed().ENV.compile_expression(expr, undefined_to_none=False)
     except TemplateError as exc:
         raise TemplateCompileError(f"{where}: expression error: {exc} in {source!r}") from None
     _flatten_globals(expression._template)
@@ -483,33 +418,6 @@ def _flatten_globals(template: Any) -> Any:
 
 _SLOW: Any = object()  # the fast lookup cannot decide; ask Jinja
 _PLAIN_MAPPINGS = (dict, MappingProxyType)
-
-
-def _lookup_chain(ast: nodes.Template) -> tuple[str, ...] | None:
-    """The keys of an expression that is only `name.key['key']...`, else None."""
-    from jinja2 import nodes
-
-    (output,) = ast.body if len(ast.body) == 1 else (None,)
-    if not isinstance(output, nodes.Output):
-        return None
-    exprs = [n for n in output.nodes if not (isinstance(n, nodes.TemplateData) and not n.data.strip())]
-    return _chain_of(exprs[0]) if len(exprs) == 1 else None
-
-
-def _chain_of(node: nodes.Node) -> tuple[str, ...] | None:
-    from jinja2 import nodes
-
-    keys = []
-    while not isinstance(node, nodes.Name):
-        if isinstance(node, nodes.Getattr):
-            keys.append(node.attr)
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            keys.append(node.arg.value)
-        else:
-            return None
-        node = node.node
-    keys.append(node.name)
-    return tuple(reversed(keys))
 
 
 def _lookup(ctx: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
@@ -542,18 +450,3 @@ def _plain_chain(chain: tuple[str, ...]) -> bool:
     """No name of the chain is an attribute of dict or MappingProxyType (their instances have no
     attributes of their own, so the type says it for every instance)."""
     return not any(hasattr(mapping, key) for key in chain for mapping in _PLAIN_MAPPINGS)
-
-
-def _param_names(ast: nodes.Template) -> set[str]:
-    from jinja2 import nodes
-
-    names = set()
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        if not (isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name)
-                and node.node.name == "params"):
-            continue
-        if isinstance(node, nodes.Getattr):
-            names.add(node.attr)
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            names.add(node.arg.value)
-    return names

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from llm_router import templating
+from llm_router import template_ast, templating
 from llm_router._resources import catalog_dir
 from llm_router.config import digest, load_catalog, schema
 from llm_router.config.load import load_dirs, parse_yaml
@@ -241,7 +241,7 @@ def test_the_snapshot_holds_what_parsing_each_bundled_template_tells_today():
     URL) its pieces come from here."""
     held = digest.snapshot(catalog_dir())
     assert held.jinja == jinja2.__version__ and len(held.leaves) > 50
-    assert {source: templating.leaf_facts(source) for source in held.leaves} == dict(held.leaves)
+    assert {source: template_ast.leaf_facts(source) for source in held.leaves} == dict(held.leaves)
     assert ("messages",) in {facts[1] for facts in held.leaves.values()}
 
 

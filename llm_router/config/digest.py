@@ -138,7 +138,7 @@ class Snapshot(NamedTuple):
 
     # by path: (the sha256 of the bytes parsed, the data, the line of each key path)
     files: Mapping[str, tuple[str, Any, dict[tuple[str | int, ...], int]]]
-    # by template source: what parsing it tells (templating.leaf_facts, trust_leaves)
+    # by template source: what parsing it tells (template_ast.leaf_facts, templating.trust_leaves)
     leaves: Mapping[str, tuple[Any, ...]]
     jinja: str  # the version of Jinja that parsed them
 
@@ -171,7 +171,8 @@ def _write_snapshot(names: list[str]) -> str | None:
     import jinja2
 
     from ..errors import Problem
-    from ..templating import is_template, leaf_facts
+    from ..template_ast import leaf_facts
+    from ..templating import is_template
     from .parse import parse_text
 
     root = catalog_dir()
