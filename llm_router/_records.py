@@ -46,7 +46,8 @@ def _repr(self: Any) -> str:
 def _eq(self: Any, other: Any) -> bool:
     if other.__class__ is not self.__class__:
         return NotImplemented  # type: ignore[no-any-return]  # typeshed's NotImplemented is Any
-    return all(bool(getattr(self, name) == getattr(other, name)) for name in _fields(type(self)))
+    names = _fields(type(self))  # compared as tuples, as dataclass's __eq__ does (identity first, then ==)
+    return tuple(getattr(self, name) for name in names) == tuple(getattr(other, name) for name in names)
 
 
 def _hash(self: Any) -> int:

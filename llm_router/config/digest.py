@@ -12,8 +12,10 @@ tests/test_startup.py validates the bundled catalog in full with today's code).
 The same command writes a snapshot of the bundled files as parsed (data and line marks, plain
 values in marshal's format, beside the digest, which records its sha256): a bundled file whose
 bytes are those it was parsed from is read from there, so a router of the bundled catalog alone
-never imports PyYAML nor parses YAML. Loading it executes nothing: marshal's format holds values,
-and a snapshot the digest does not vouch for, or a file changed since, is parsed as before.
+never imports PyYAML nor parses YAML. With them, what parsing each of their templates tells
+(templating.LeafFacts), so that a vouched-for template is not parsed at load either, and Jinja
+loads only when a template is first compiled. Loading it executes nothing: marshal's format holds
+values, and a snapshot the digest does not vouch for, or a file changed since, is parsed as before.
 
 After editing a bundled file or a schema:  python -m llm_router.config.digest --write
 Without --write, the command says whether the digest is current (exit 1 when it is stale).
@@ -129,8 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("the digest of the bundled catalog is current")
     return 0
-
-
 
 
 class Snapshot(NamedTuple):
