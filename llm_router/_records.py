@@ -6,8 +6,9 @@ one (`exec`); for the ~60 classes of config/model.py and types.py that was most 
 (`dataclasses.fields`, `replace`, `asdict` and mypy see no difference), but `__repr__`, `__eq__`
 and `__hash__` are shared functions that read the class's fields, written once here:
 
-- `record`: dataclass's own generated `__init__` (one `exec` per class), for what the hot path
-  builds on every call (responses, usage, attempts);
+- `record`: a generated `__init__`, the one dataclass would write, for what the hot path builds on
+  every call (responses, usage, attempts); written (one `exec`) when the class is first
+  instantiated, so that the classes a process never builds cost nothing;
 - `frozen`: no generated code at all: one `__init__` shared by every class, which takes the
   fields positionally or by keyword as dataclass's would. For the config, built once per catalog.
 """
@@ -97,6 +98,61 @@ def _setstate(self: Any, state: list[Any]) -> None:
         object.__setattr__(self, name, value)
 
 
+_FACTORY: Any = object()  # an __init__ parameter's default that stands for "call the field's default_factory"
+
+
+def _lazy_init(cls: type) -> Callable[..., None]:
+    """An __init__ that writes the class's own on its first call (`_write_init`) and puts it in its place."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _write_init(cls)
+        cls.__init__ = init  # type: ignore[misc]
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+def _write_init(cls: type) -> Callable[..., None]:
+    """What dataclass writes: the fields as parameters (keyword-only ones last), defaults, factories
+    called when not given, and one assignment per field (object.__setattr__ for a frozen class)."""
+    frozen = cls.__setattr__ is _refuse_set  # type: ignore[comparison-overlap]
+    namespace: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    params: list[str] = []
+    lines: list[str] = []
+    fields = dataclasses.fields(cls)
+    for f in [*(f for f in fields if not f.kw_only), *(f for f in fields if f.kw_only)]:
+        if f.kw_only and "*" not in params:
+            params.append("*")
+        value = f.name
+        if f.default is not _MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not _MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            value = f"_factory_{f.name}() if {f.name} is _FACTORY else {f.name}"
+        else:
+            params.append(f.name)
+        lines.append(f"    _set(self, {f.name!r}, {value})" if frozen else f"    self.{f.name} = {value}")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines or ["    pass"]), namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+def _check_order(cls: type) -> None:
+    """What dataclass refuses when it writes __init__ (here written later): a field without a default
+    after one with a default, among the positional ones."""
+    defaulted = None
+    for f in dataclasses.fields(cls):
+        if f.kw_only:
+            continue
+        if f.default is not _MISSING or f.default_factory is not _MISSING:
+            defaulted = f.name
+        elif defaulted is not None:
+            raise TypeError(f"non-default argument {f.name!r} follows default argument {defaulted!r} in {cls.__name__}")
+
+
 def _describe(cls: type) -> None:
     """The docstring dataclass would write (`Name(field, ...)`), without its inspect.signature call."""
     if not cls.__doc__:
@@ -113,14 +169,20 @@ def record(*, frozen: bool = False, kw_only: bool = False) -> Callable[[type[T]]
 @dataclass_transform(eq_default=True)
 def record(cls: type[T] | None = None, /, *, frozen: bool = False,
            kw_only: bool = False) -> type[T] | Callable[[type[T]], type[T]]:
-    """A slotted dataclass (frozen or not) whose `__init__` dataclass generates; repr, == and hash shared."""
+    """A slotted dataclass (frozen or not) with a generated `__init__`, written on first use; repr, == and
+    hash (a frozen one's) shared, as is a frozen one's refusal to be changed."""
 
     def wrap(cls: type[T]) -> type[T]:
         _describe(cls)
-        made = dataclasses.dataclass(cls, slots=True, frozen=frozen, kw_only=kw_only, repr=False, eq=False)
-        made.__repr__ = _repr  # type: ignore[method-assign]
-        made.__eq__ = _eq  # type: ignore[method-assign]
-        made.__hash__ = _hash if frozen else None  # type: ignore[assignment,method-assign]
+        made = dataclasses.dataclass(cls, slots=True, init=False, kw_only=kw_only, repr=False, eq=False)
+        _check_order(made)
+        methods: list[tuple[str, Any]] = [("__init__", _lazy_init(made)), ("__repr__", _repr), ("__eq__", _eq),
+                                           ("__hash__", _hash if frozen else None)]
+        if frozen:
+            methods += [("__setattr__", _refuse_set), ("__delattr__", _refuse_delete), ("__getstate__", _getstate),
+                        ("__setstate__", _setstate)]
+        for name, method in methods:
+            setattr(made, name, method)
         return made
 
     return wrap if cls is None else wrap(cls)
