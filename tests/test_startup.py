@@ -4,6 +4,8 @@ importing the package loads none of the heavy libraries. No timings here: bench/
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -118,7 +120,8 @@ def test_stale_names_each_difference_and_the_command_says_how_to_fix_it(bundled_
     (bundled_copy / "providers.d" / "groq.yaml").write_text("name: groq\n")
     (bundled_copy / "models.d" / "new.yaml").write_text("models: {}\n")
     (bundled_copy / "models.d" / "demo.yaml").unlink()
-    assert digest.stale() == ["models.d/demo.yaml: gone", "models.d/new.yaml: not in the digest", "providers.d/groq.yaml: changed"]
+    assert digest.stale() == ["models.d/demo.yaml: gone", "models.d/new.yaml: not in the digest", "providers.d/groq.yaml: changed",
+                              f"{digest.SNAPSHOT_NAME}: does not hold every bundled file as it is now"]
     assert digest.main([]) == 1
     assert f"run: {digest.WRITE_COMMAND}" in capsys.readouterr().err
 
@@ -229,6 +232,19 @@ def test_a_snapshot_the_digest_does_not_vouch_for_is_not_read(bundled_copy, tmp_
     assert digest.snapshot(bundled_copy) == digest.NO_SNAPSHOT
     catalog, problems = load_catalog([bundled_copy], {})  # parsed as before
     assert len(catalog.models) > 20 and not [p for p in problems if p.severity == "error"]
+
+
+def test_a_digest_current_but_a_snapshot_behind_is_stale(bundled_copy, tmp_path, monkeypatch):
+    """What a merge can leave: the digest's hashes from one branch, the snapshot from another."""
+    monkeypatch.setattr(digest, "DIGEST_FILE", tmp_path / "digest.json")
+    assert digest.write() == [] and digest.stale() == []
+    path = bundled_copy / "providers.d" / "groq.yaml"
+    path.write_text(path.read_text() + "\n")
+    body = json.loads(digest.DIGEST_FILE.read_text())
+    body["sha256"]["providers.d/groq.yaml"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest.DIGEST_FILE.write_text(json.dumps(body))
+    assert digest.stale() == [f"{digest.SNAPSHOT_NAME}: does not hold every bundled file as it is now"]
+    assert digest.write() == [] and digest.stale() == []
 
 
 def test_only_the_bundled_dir_is_read_from_the_snapshot(write_config):

@@ -62,10 +62,17 @@ def unchanged_bundled(files: Iterable[str], hashes: Mapping[str, str] | None = N
 
 
 def stale() -> list[str]:
-    """What differs between the bundled catalog and its digest, one line per file; empty when current."""
+    """What differs between the bundled catalog and its digest, one line per file, and the snapshot when it
+    does not hold every bundled file as it is now (a digest merged from another branch keeps the other
+    branch's hashes, not its snapshot); empty when current."""
     recorded, current = _recorded(), _current()
-    return [f"{name}: {'not in the digest' if name not in recorded else 'gone' if name not in current else 'changed'}"
-            for name in sorted(recorded.keys() | current.keys()) if recorded.get(name) != current.get(name)]
+    lines = [f"{name}: {'not in the digest' if name not in recorded else 'gone' if name not in current else 'changed'}"
+             for name in sorted(recorded.keys() | current.keys()) if recorded.get(name) != current.get(name)]
+    held = _read_snapshot()
+    files = {name: sha for name, sha in current.items() if not name.startswith("schemas/")}
+    if {**{name: entry[0] for name, entry in held.files.items()}, **held.unheld} != files:
+        lines.append(f"{SNAPSHOT_NAME}: does not hold every bundled file as it is now")
+    return lines
 
 
 def write() -> list[str]:
@@ -141,9 +148,10 @@ class Snapshot(NamedTuple):
     # by template source: what parsing it tells (template_ast.leaf_facts, templating.trust_leaves)
     leaves: Mapping[str, tuple[Any, ...]]
     jinja: str  # the version of Jinja that parsed them
+    unheld: Mapping[str, str]  # the bundled files it does not hold (parsed at load), by name: their sha256
 
 
-NO_SNAPSHOT = Snapshot({}, {}, "")
+NO_SNAPSHOT = Snapshot({}, {}, "", {})
 
 
 def snapshot(directory: Path) -> Snapshot:
@@ -151,6 +159,12 @@ def snapshot(directory: Path) -> Snapshot:
     root = catalog_dir()
     if Path(directory) != root:
         return NO_SNAPSHOT
+    held = _read_snapshot()
+    return held._replace(files={str(root / name): entry for name, entry in held.files.items()})
+
+
+def _read_snapshot() -> Snapshot:
+    """The snapshot as written (files by their name in the catalog), if the digest vouches for it."""
     try:
         recorded = json.loads(DIGEST_FILE.read_text(encoding="utf-8")).get("snapshot")
         body = DIGEST_FILE.with_name(SNAPSHOT_NAME).read_bytes()
@@ -159,10 +173,10 @@ def snapshot(directory: Path) -> Snapshot:
     if not isinstance(recorded, str) or hashlib.sha256(body).hexdigest() != recorded:
         return NO_SNAPSHOT
     try:
-        files, leaves, jinja = marshal.loads(body)
+        files, leaves, jinja, unheld = marshal.loads(body)
     except (ValueError, EOFError, TypeError):
         return NO_SNAPSHOT
-    return Snapshot({str(root / name): entry for name, entry in files.items()}, leaves, jinja)
+    return Snapshot(files, leaves, jinja, unheld)
 
 
 def _write_snapshot(names: list[str]) -> str | None:
@@ -178,16 +192,20 @@ def _write_snapshot(names: list[str]) -> str | None:
     root = catalog_dir()
     files: dict[str, tuple[str, Any, dict[tuple[str | int, ...], int]]] = {}
     leaves: dict[str, tuple[Any, ...]] = {}
+    unheld: dict[str, str] = {}
     for name in names:
         data = (root / name).read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
         problems: list[Problem] = []
         result = parse_text(data.decode("utf-8"), name, problems)
         if result is None or problems:
+            unheld[name] = sha256
             continue
-        entry = (hashlib.sha256(data).hexdigest(), result[0], {key_path: line for key_path, (_, line) in result[1].items()})
+        entry = (sha256, result[0], {key_path: line for key_path, (_, line) in result[1].items()})
         try:
             marshal.dumps(entry)
         except ValueError:  # a value marshal does not hold (a YAML date): the file is parsed at load
+            unheld[name] = sha256
             continue
         files[name] = entry
         leaves.update((text, leaf_facts(text)) for text in _strings(result[0]) if is_template(text) and text not in leaves)
@@ -195,7 +213,7 @@ def _write_snapshot(names: list[str]) -> str | None:
     if not files:
         target.unlink(missing_ok=True)
         return None
-    body = marshal.dumps((files, leaves, jinja2.__version__))
+    body = marshal.dumps((files, leaves, jinja2.__version__, unheld))
     target.write_bytes(body)
     return hashlib.sha256(body).hexdigest()
 
