@@ -76,6 +76,9 @@ def mask_userinfo(url: str) -> str:
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])|%([0-7][0-9a-fA-F])")
 # The same without `\\`: a backslash just before an escaped key (`\\u003A...`) must not hide it from the mask.
 _ESCAPE_AFTER_BACKSLASH = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"/bfnrt])|%([0-7][0-9a-fA-F])")
+# JSON escapes alone: a key holding a backslash and a `%XX` (`0000\%00`) is JSON-escaped as `0000\\%00`, which
+# decoding both kinds of escape in one pass reads as `0000\` and a NUL. (Its third group never matches.)
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])|(?!)(.)")
 _JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # What an excerpt's cut may leave after a key's prefix: half an escape (then an ellipsis, blank space).
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
@@ -105,9 +108,12 @@ class Redactor:
         its own) is masked while it is one of the last ROTATING_KEPT of that name: older ones have
         expired, and keeping them all would make every search slower, hour by hour."""
         value = secret.reveal()
-        # percent-encoded as a query string sends it (non-ASCII bytes are not decoded before the search)
-        forms = [form for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe="")))
-                 if len(form) >= MIN_SECRET_CHARS]
+        # percent-encoded as a query string sends it (non-ASCII bytes are not decoded before the search), and
+        # JSON-escaped as written: found as they are, even where a backslash before one would mislead a decoding
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        written = (value, quote(value, safe=""), quote_plus(value, safe=""), escaped, escaped.replace("/", "\\/"),
+                   json.dumps(value)[1:-1])
+        forms = [form for form in dict.fromkeys(written) if len(form) >= MIN_SECRET_CHARS]
         if rotating is None:
             self._kept += [form for form in forms if form not in self._kept]
         else:
@@ -133,7 +139,7 @@ class Redactor:
         if not self._values or not text:
             return text
         spans = self._spans(text)
-        for pattern in (_ESCAPE, _ESCAPE_AFTER_BACKSLASH) if "\\" in text or "%" in text else ():
+        for pattern in _patterns(text):
             decoded, shifts = _decode(text, pattern)
             if shifts is not None:  # the text as written, and with its escapes decoded (a key may hold a '%' or a '\\')
                 spans += [(_original(start, shifts), _original(end, shifts)) for start, end in self._spans(decoded)]
@@ -228,6 +234,14 @@ def _cut_ends(text: str) -> set[int]:
             break
     half = _HALF_ESCAPE.search(text, max(0, end - 6), end)
     return {end, half.start()} if half is not None else {end}
+
+
+def _patterns(text: str) -> tuple[re.Pattern[str], ...]:
+    """The decodings a text needs: none without escapes; JSON escapes alone too when it holds both kinds."""
+    backslash, percent = "\\" in text, "%" in text
+    if not (backslash or percent):
+        return ()
+    return (_ESCAPE, _ESCAPE_AFTER_BACKSLASH, _JSON_ESCAPE) if backslash and percent else (_ESCAPE, _ESCAPE_AFTER_BACKSLASH)
 
 
 def _decode(text: str, pattern: re.Pattern[str] = _ESCAPE) -> tuple[str, tuple[list[int], list[int]] | None]:

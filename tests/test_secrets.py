@@ -13,7 +13,7 @@ import traceback
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mockserver import BflSimulator, MockServer, Reply
 
@@ -83,6 +83,8 @@ def test_the_longest_key_is_masked_whole_when_one_key_contains_another() -> None
 @given(key=st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=8, max_size=40),
        before=st.text(max_size=30), after=st.text(max_size=30),
        encoding=st.sampled_from(["raw", "json", "json-slash", "percent", "unicode-escape"]))
+@example(key="0000\\%00", before="", after="", encoding="json").via("a backslash and a percent-escape in the key")
+@example(key='n$"Qs4kB7,92', before="TU\\", after="", encoding="json").via("a backslash before, making `\\n` of the key")
 def test_property_a_key_is_never_left_in_text_whatever_surrounds_it(key: str, before: str, after: str, encoding: str) -> None:
     form = {"raw": key, "json": json.dumps(key)[1:-1], "json-slash": json.dumps(key)[1:-1].replace("/", "\\/"),
             "percent": quote(key, safe=""), "unicode-escape": "".join(f"\\u{ord(c):04X}" for c in key)}[encoding]
