@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import time
@@ -149,6 +148,8 @@ def retry_after_s(headers: Mapping[str, str], names: tuple[str, ...]) -> float |
         except ValueError:
             pass
         try:
+            import email.utils  # here: an HTTP-date Retry-After is rare, and the email package costs ~7 ms to import
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             continue
