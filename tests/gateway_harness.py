@@ -215,6 +215,22 @@ def gateway_env(mock: MockServer, **extra: str) -> dict[str, str]:
     return env
 
 
+def start_openai_gateway(mock: MockServer, root: Path) -> Gateway:
+    """The gateway on the bundled catalog and a test site in `root`, its bundled `openai` provider
+    pointed at the mock (the operation-kind endpoints: embeddings, speech, transcriptions)."""
+    from llm_router._resources import catalog_dir
+
+    env = gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1")
+    return Gateway.start([catalog_dir(), write_site(root)], env)
+
+
+def sdk_client(gateway: Gateway) -> Any:
+    """The official openai SDK pointed at the gateway with the `full` virtual key, no retries."""
+    import openai
+
+    return openai.OpenAI(api_key=KEYS["full"], base_url=gateway.url + "/v1", max_retries=0, timeout=10)
+
+
 # --- the gateway process -------------------------------------------------------------------------------
 
 class Gateway:

@@ -9,9 +9,7 @@ import base64
 
 import openai
 import pytest
-from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, gateway_env, post_json, start_mock, write_site
-
-from llm_router._resources import catalog_dir
+from gateway_harness import KEYS, UPSTREAM_KEY, post_json, sdk_client, start_mock, start_openai_gateway
 
 
 def upstream_embeddings(request):
@@ -33,19 +31,14 @@ def mock():
 
 @pytest.fixture(scope="module")
 def gateway(mock, tmp_path_factory):
-    site = write_site(tmp_path_factory.mktemp("site"))
-    gw = Gateway.start([catalog_dir(), site], gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1"))
+    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
     yield gw
     gw.stop()
 
 
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(api_key=KEYS["full"], base_url=gateway.url + "/v1", max_retries=0, timeout=10)
-
-
 @pytest.mark.parametrize("encoding_format", [openai.NOT_GIVEN, "float"])
 def test_the_openai_sdk_gets_its_embeddings_in_either_encoding(gateway, mock, encoding_format):
-    raw = client(gateway).embeddings.with_raw_response.create(
+    raw = sdk_client(gateway).embeddings.with_raw_response.create(
         model="text-embedding-3-small", input=["hi", "hello"], dimensions=3, encoding_format=encoding_format)
     result = raw.parse()
     assert [d.embedding for d in result.data] == [[2.0, 0.25, -1.5], [5.0, 0.25, -1.5]]
@@ -59,7 +52,7 @@ def test_the_openai_sdk_gets_its_embeddings_in_either_encoding(gateway, mock, en
 
 def test_a_chat_model_on_the_embeddings_endpoint_is_a_400_naming_the_right_one(gateway):
     with pytest.raises(openai.BadRequestError) as caught:
-        client(gateway).embeddings.create(model="chat-a", input="x")
+        sdk_client(gateway).embeddings.create(model="chat-a", input="x")
     assert caught.value.code == "wrong_endpoint" and "/v1/chat/completions" in caught.value.message
 
 

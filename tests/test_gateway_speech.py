@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import openai
 import pytest
-from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, gateway_env, post_json, start_mock, write_site
+from gateway_harness import KEYS, UPSTREAM_KEY, post_json, sdk_client, start_mock, start_openai_gateway
 from mockserver import Reply
-
-from llm_router._resources import catalog_dir
 
 AUDIO = b"ID3\x04\x00\x00" + bytes(range(256)) * 40  # a stand-in for an MP3 of ~10 KB
 
@@ -24,19 +22,14 @@ def mock():
 
 @pytest.fixture(scope="module")
 def gateway(mock, tmp_path_factory):
-    site = write_site(tmp_path_factory.mktemp("site"))
-    gw = Gateway.start([catalog_dir(), site], gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1"))
+    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
     yield gw
     gw.stop()
 
 
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(api_key=KEYS["full"], base_url=gateway.url + "/v1", max_retries=0, timeout=10)
-
-
 def test_the_openai_sdk_gets_the_audio_its_media_type_and_cost(gateway, mock):
     text = "The quick brown fox jumped over the lazy dog."
-    raw = client(gateway).audio.speech.with_raw_response.create(model="tts-1", voice="nova", input=text, speed=1.5)
+    raw = sdk_client(gateway).audio.speech.with_raw_response.create(model="tts-1", voice="nova", input=text, speed=1.5)
     assert raw.content == AUDIO and raw.headers["content-type"] == "audio/mpeg"
     assert raw.headers["x-llm-router-provider"] == "openai"
     assert float(raw.headers["x-llm-router-cost-usd"]) == pytest.approx(len(text) * 15 / 1e6)
@@ -47,7 +40,7 @@ def test_the_openai_sdk_gets_the_audio_its_media_type_and_cost(gateway, mock):
 
 def test_a_chat_model_on_the_speech_endpoint_is_a_400_naming_the_right_one(gateway):
     with pytest.raises(openai.BadRequestError) as caught:
-        client(gateway).audio.speech.create(model="chat-a", voice="alloy", input="x")
+        sdk_client(gateway).audio.speech.create(model="chat-a", voice="alloy", input="x")
     assert caught.value.code == "wrong_endpoint" and "/v1/chat/completions" in caught.value.message
 
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 import socket
 
 import httpx2
-import openai
 import pytest
 from formdata import multipart
-from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, gateway_env, start_mock, write_site
-
-from llm_router._resources import catalog_dir
+from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, sdk_client, start_mock, start_openai_gateway
 
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 64  # a stand-in for a 16 KB WAV file
 
@@ -33,18 +30,13 @@ def mock():
 
 @pytest.fixture(scope="module")
 def gateway(mock, tmp_path_factory):
-    site = write_site(tmp_path_factory.mktemp("site"))
-    gw = Gateway.start([catalog_dir(), site], gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1"))
+    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
     yield gw
     gw.stop()
 
 
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(api_key=KEYS["full"], base_url=gateway.url + "/v1", max_retries=0, timeout=10)
-
-
 def test_the_openai_sdk_gets_the_transcript_and_the_file_goes_upstream_whole(gateway, mock):
-    raw = client(gateway).audio.transcriptions.with_raw_response.create(
+    raw = sdk_client(gateway).audio.transcriptions.with_raw_response.create(
         model="whisper-1", file=("meeting.wav", AUDIO, "audio/wav"), language="en", temperature=0.2)
     assert raw.parse().text == f"heard {len(AUDIO)} bytes in meeting.wav"
     assert float(raw.headers["x-llm-router-cost-usd"]) == pytest.approx(12 * 0.0001)  # 12 s at $0.006 a minute
@@ -56,7 +48,7 @@ def test_the_openai_sdk_gets_the_transcript_and_the_file_goes_upstream_whole(gat
 
 
 def test_response_format_text_answers_with_the_text_itself(gateway):
-    text = client(gateway).audio.transcriptions.create(model="whisper-1", file=("a.mp3", b"ID3" + bytes(100)),
+    text = sdk_client(gateway).audio.transcriptions.create(model="whisper-1", file=("a.mp3", b"ID3" + bytes(100)),
                                                        response_format="text")
     assert text.strip() == "heard 103 bytes in a.mp3"
 

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -74,18 +73,12 @@ async def images_generations(ex: Exchange) -> Response:
     request = parse(ImageGenerationRequest, body)
     model = ex.models_for(request.model, request.fallback_model, "image")
     params = image_params(request, model.params)
-    limiter = ex.runtime.limiter
-    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt, params))
-    try:
-        response = await ex.runtime.router.query(request.model, prompt=request.prompt, fallback_model=request.fallback_model,
-                                                 fallback_config=request.fallback_config,
-                                                 extra_headers=ex.forwarded_headers(), **params)
-    except BaseException:
-        await limiter.settle(admission, None, None)
-        raise
+    await ex.admit(key, estimate_tokens(None, request.prompt, params))
+    response, settle = await ex.answered(ex.runtime.router.query(
+        request.model, prompt=request.prompt, fallback_model=request.fallback_model,
+        fallback_config=request.fallback_config, extra_headers=ex.forwarded_headers(), **params))
     return Response(dumps(image(response, int(time.time()))), media_type="application/json",
-                    headers=ex.answer_headers(response),
-                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+                    headers=ex.answer_headers(response), background=settle)
 
 
 async def embeddings(ex: Exchange) -> Response:
@@ -94,35 +87,24 @@ async def embeddings(ex: Exchange) -> Response:
     ex.models_for(request.model, request.fallback_model, "embed")
     params = request.params()
     texts = [request.input] if isinstance(request.input, str) else request.input
-    limiter = ex.runtime.limiter
-    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, "\n".join(texts), params))
-    try:
-        response = await ex.runtime.router.embed(request.model, texts, fallback_model=request.fallback_model,
-                                                 fallback_config=request.fallback_config, **params)
-    except BaseException:
-        await limiter.settle(admission, None, None)
-        raise
+    await ex.admit(key, estimate_tokens(None, "\n".join(texts), params))
+    response, settle = await ex.answered(ex.runtime.router.embed(
+        request.model, texts, fallback_model=request.fallback_model, fallback_config=request.fallback_config, **params))
     return Response(dumps(embedding_list(response, request.encoding_format == "base64")), media_type="application/json",
-                    headers=ex.answer_headers(response),
-                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+                    headers=ex.answer_headers(response), background=settle)
 
 
 async def audio_speech(ex: Exchange) -> Response:
     key = ex.authenticate()
     request = parse(SpeechRequest, await ex.json_body())
     ex.models_for(request.model, request.fallback_model, "speech")
-    params = request.speech_params()
-    limiter = ex.runtime.limiter
-    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.input, params))
-    try:
-        response = await ex.runtime.router.speak(request.model, request.input, fallback_model=request.fallback_model,
-                                                 fallback_config=request.fallback_config, **params)
-    except BaseException:
-        await limiter.settle(admission, None, None)
-        raise
+    params = request.params()
+    await ex.admit(key, estimate_tokens(None, request.input, params))
+    response, settle = await ex.answered(ex.runtime.router.speak(
+        request.model, request.input, fallback_model=request.fallback_model, fallback_config=request.fallback_config,
+        **params))
     return Response(response.audio, media_type=response.media_type or "application/octet-stream",
-                    headers=ex.answer_headers(response),
-                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+                    headers=ex.answer_headers(response), background=settle)
 
 
 async def audio_transcriptions(ex: Exchange) -> Response:
@@ -138,17 +120,11 @@ async def audio_transcriptions(ex: Exchange) -> Response:
         audio, filename, media_type = await upload.read(), upload.filename, upload.content_type
     finally:
         await form.close()
-    params = request.transcription_params()
-    limiter = ex.runtime.limiter
-    admission = ex.admission = await limiter.admit(key, estimate_tokens(None, request.prompt or "", params))
-    try:
-        response = await ex.runtime.router.transcribe(request.model, audio, filename=filename, media_type=media_type,
-                                                      fallback_model=request.fallback_model,
-                                                      fallback_config=request.fallback_config, **params)
-    except BaseException:
-        await limiter.settle(admission, None, None)
-        raise
-    settle = BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost)
+    params = request.params()
+    await ex.admit(key, estimate_tokens(None, request.prompt or "", params))
+    response, settle = await ex.answered(ex.runtime.router.transcribe(
+        request.model, audio, filename=filename, media_type=media_type, fallback_model=request.fallback_model,
+        fallback_config=request.fallback_config, **params))
     if request.response_format == "text":
         return PlainTextResponse(response.text, headers=ex.answer_headers(response), background=settle)
     return Response(dumps({"text": response.text}), media_type="application/json", headers=ex.answer_headers(response),

@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import anyio
-from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -41,22 +40,16 @@ async def chat_completions(ex: Exchange) -> Response:
         "fallback_model": request.fallback_model, "fallback_config": request.fallback_config,
         "extra_headers": ex.forwarded_headers(),
     }
-    limiter = ex.runtime.limiter
-    admission = ex.admission = await limiter.admit(key, estimate_tokens(messages, None, params))
+    await ex.admit(key, estimate_tokens(messages, None, params))
     router = ex.runtime.router
     if request.stream:
         include_usage = request.stream_options is not None and request.stream_options.include_usage
         chunks = cast(Chunks, router.stream(request.model, messages, **call, **params))
         return await _Stream(ex, chunks, include_usage).start()
-    try:
-        response = await router.query(request.model, messages, **call, **params)
-    except BaseException:
-        await limiter.settle(admission, None, None)
-        raise
+    response, settle = await ex.answered(router.query(request.model, messages, **call, **params))
     created = int(time.time())
     return Response(dumps(completion(response, f"chatcmpl-{ex.request_id}", created)), media_type="application/json",
-                    headers=ex.answer_headers(response),
-                    background=BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost))
+                    headers=ex.answer_headers(response), background=settle)
 
 
 class _Stream:

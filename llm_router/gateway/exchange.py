@@ -7,9 +7,11 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -25,6 +27,8 @@ from .runtime import Runtime
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "image": "/v1/images/generations", "embed": "/v1/embeddings",
              "speech": "/v1/audio/speech", "transcribe": "/v1/audio/transcriptions"}  # by model kind
+
+Answer = TypeVar("Answer", bound=LLMResponse | OperationResponse)
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -59,6 +63,23 @@ class Exchange:
             raise ApiError(401, "invalid API key", "invalid_request_error", "invalid_api_key")
         self.key = key
         return key
+
+    async def admit(self, key: VirtualKey, tokens: int) -> Admission:
+        """Take room under the key's limits and budgets for a call estimated at `tokens` (429 when there is none)."""
+        self.admission = await self.runtime.limiter.admit(key, tokens)
+        return self.admission
+
+    async def answered(self, call: Awaitable[Answer]) -> tuple[Answer, BackgroundTask]:
+        """Await the router's call under the admission taken: it is settled at once, with nothing, when the
+        call fails, and with the call's usage and cost by the returned task once the answer is sent."""
+        limiter, admission = self.runtime.limiter, self.admission
+        assert admission is not None  # admit() came first
+        try:
+            response = await call
+        except BaseException:
+            await limiter.settle(admission, None, None)
+            raise
+        return response, BackgroundTask(limiter.settle, admission, response.usage.total_tokens, response.cost)
 
     async def json_body(self) -> Any:
         """The body parsed as JSON; 413 past `max_request_bytes` (before reading it, when Content-Length says so)."""

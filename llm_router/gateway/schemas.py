@@ -7,7 +7,7 @@ gateway passes the body's own dicts (messages, tools) on to the router."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -93,13 +93,17 @@ class _Routed(_Open):
             raise ValueError("only n=1 is supported")
         return value
 
+    # declared fields that are the call's params when given (checked here, then by the model's allow-list)
+    PARAM_FIELDS: ClassVar[tuple[str, ...]] = ()
+
     def params(self) -> dict[str, Any]:
         extra = self.model_extra or {}
         reserved = RESERVED.intersection(extra)
         if reserved:
             name = sorted(reserved)[0]
             raise ApiError(400, f"{name}: not a field of this endpoint", "invalid_request_error", "unknown_parameter", name)
-        return extra
+        given = {name: value for name in self.PARAM_FIELDS if (value := getattr(self, name)) is not None}
+        return extra | given if given else extra
 
 
 class ChatCompletionRequest(_Routed):
@@ -134,11 +138,7 @@ class SpeechRequest(_Routed):
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None = None
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
     instructions: str | None = None
-
-    def speech_params(self) -> dict[str, Any]:
-        given = {"voice": self.voice, "response_format": self.response_format, "speed": self.speed,
-                 "instructions": self.instructions}
-        return self.params() | {name: value for name, value in given.items() if value is not None}
+    PARAM_FIELDS = ("voice", "response_format", "speed", "instructions")
 
 
 class TranscriptionRequest(_Routed):
@@ -150,10 +150,7 @@ class TranscriptionRequest(_Routed):
     prompt: str | None = None
     response_format: Literal["json", "text"] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
-
-    def transcription_params(self) -> dict[str, Any]:
-        given = {"language": self.language, "prompt": self.prompt, "temperature": self.temperature}
-        return self.params() | {name: value for name, value in given.items() if value is not None}
+    PARAM_FIELDS = ("language", "prompt", "temperature")
 
 
 Body = TypeVar("Body", bound=BaseModel)
