@@ -13,6 +13,7 @@ tests/test_path_syntax.py checks both on generated queries and documents.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 Steps = tuple[str | int, ...]
@@ -151,23 +152,21 @@ class _Filter:
         return self.either(at)
 
     def either(self, at: int) -> tuple[Filter | None, int]:
-        left, at = self.both(at)
-        while left is not None:
-            pos = self.blank(at)
-            if not self.expr.startswith("||", pos):
-                break
-            right, at = self.both(self.blank(pos + 2))
-            left = None if right is None else ("or", left, right)
-        return left, at
+        return self.chain(at, "||", "or", self.both)
 
     def both(self, at: int) -> tuple[Filter | None, int]:
-        left, at = self.basic(at)
+        return self.chain(at, "&&", "and", self.basic)
+
+    def chain(self, at: int, token: str, tag: str,
+              operand: Callable[[int], tuple[Filter | None, int]]) -> tuple[Filter | None, int]:
+        """Operands joined by `token` (left to right), as (tag, left, right)."""
+        left, at = operand(at)
         while left is not None:
             pos = self.blank(at)
-            if not self.expr.startswith("&&", pos):
+            if not self.expr.startswith(token, pos):
                 break
-            right, at = self.basic(self.blank(pos + 2))
-            left = None if right is None else ("and", left, right)
+            right, at = operand(self.blank(pos + 2))
+            left = None if right is None else (tag, left, right)
         return left, at
 
     def basic(self, at: int) -> tuple[Filter | None, int]:
