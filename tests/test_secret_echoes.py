@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import traceback
 from typing import Any
 
 import pytest
 from mockserver import BflSimulator, MockServer, Reply, Request, openai_chat_reply
+from tracebacks import rendered_with_locals
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
@@ -22,18 +22,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def _rendered(exc: BaseException) -> str:
-    """What an error tracker shows: every frame with the repr of every local variable, for the whole
-    chain (this test file's own frames, which hold the env they passed, are left out)."""
-    lines = []
-    seen: traceback.TracebackException | None = traceback.TracebackException.from_exception(exc, capture_locals=True)
-    while seen is not None:
-        for frame in seen.stack:
-            if frame.filename != __file__:
-                lines.append(f"{frame.filename}:{frame.lineno} in {frame.name}")
-                lines += [f"    {name} = {value}" for name, value in (frame.locals or {}).items()]
-        lines += seen.format_exception_only()
-        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
-    return "\n".join(lines)
+    return rendered_with_locals(exc, leave_out=__file__)
 
 
 def _echo(status: int, shape: str) -> Any:

@@ -9,13 +9,13 @@ import asyncio
 import base64
 import json
 import logging
-import traceback
 from urllib.parse import quote
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mockserver import BflSimulator, MockServer, Reply
+from tracebacks import rendered_with_locals
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
@@ -161,19 +161,7 @@ def test_a_wire_value_is_a_plain_string_on_the_wire_and_masked_in_any_repr() -> 
 
 
 def _rendered(exc: BaseException) -> str:
-    """What an error tracker shows: every frame of the router's, each with the repr of every local
-    variable (this test's own frame, which holds the env it passed, is left out), for the whole chain."""
-    shown = traceback.TracebackException.from_exception(exc, capture_locals=True)
-    lines = []
-    seen: traceback.TracebackException | None = shown
-    while seen is not None:
-        for frame in seen.stack:
-            if frame.filename != __file__:
-                lines.append(f"{frame.filename}:{frame.lineno} in {frame.name}")
-                lines += [f"    {name} = {value}" for name, value in (frame.locals or {}).items()]
-        lines += seen.format_exception_only()
-        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
-    return "\n".join(lines)
+    return rendered_with_locals(exc, leave_out=__file__)
 
 
 def _query_key_provider(url: str) -> str:
