@@ -1,4 +1,5 @@
-"""Test-time switch: make respx patch httpx2's transports (DESIGN.md, "Why httpx2")."""
+"""Test-time switch: make respx patch httpx2's transports (DESIGN.md, "Why httpx2"); and the fixtures
+most test files share: a config dir to write into, and a loopback mock server."""
 
 import httpx2
 
@@ -7,6 +8,7 @@ httpx2.alias_httpx()
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from mockserver import MockServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +25,10 @@ def write_config(tmp_path):
         return tmp_path
 
     return write
+
+
+@pytest.fixture
+def srv():
+    """A mock server on 127.0.0.1 for the test (tests/mockserver.py); stopped after it."""
+    with MockServer() as server:
+        yield server

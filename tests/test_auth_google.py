@@ -26,12 +26,6 @@ HELLO = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
-@pytest.fixture
 def google(srv, tmp_path):
     """(token endpoint, key file path): a fresh service-account key whose token_uri is the mock's."""
     info, public_key = service_account_key(srv.url + "/token", EMAIL)

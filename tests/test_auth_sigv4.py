@@ -93,12 +93,6 @@ ACCESS_KEY, SECRET_KEY = "AKIATESTROUTER000001", "tEsTsEcReT/kEy+ForTheRouter000
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
 def bedrock_env(srv: MockServer, **changes: str | None) -> dict[str, str]:
     env = {"BEDROCK_BASE_URL": srv.url, "AWS_REGION": "us-west-2", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "HOME": "/nonexistent"}

@@ -60,12 +60,6 @@ HELLO = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
-@pytest.fixture
 def issuer(srv):
     issuer = TokenIssuer(EXPECTED_FORM, lifetime_s=3600)
     srv.route("POST", "/contoso/oauth2/token", issuer)

@@ -29,12 +29,6 @@ WEATHER_TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
 def bedrock_env(srv: MockServer, **changes: str) -> dict[str, str]:
     return {"BEDROCK_BASE_URL": srv.url, "AWS_REGION": "us-west-2", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "HOME": "/nonexistent", **changes}

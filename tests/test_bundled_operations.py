@@ -10,17 +10,11 @@ import base64
 
 import pytest
 from formdata import fields
-from mockserver import TINY_PNG, MockServer, Reply
+from mockserver import TINY_PNG, Reply
 
 from llm_router import AllAttemptsFailed, ContentFilterError, InvalidReplyError, RateLimitError, Router
 
 KEYS = {name: f"sk-{name.lower()}-0123456789" for name in ("OPENAI", "MISTRAL", "COHERE", "ELEVENLABS", "STABILITY")}
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

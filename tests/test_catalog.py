@@ -7,7 +7,6 @@ import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,12 +108,6 @@ def test_mistral_stream_request_has_no_stream_options_and_sends_random_seed(cata
 
 
 # --- loopback: one real call per OpenAI-compatible provider ----------------------------------------
-
-
-@pytest.fixture
-def srv() -> Iterator[MockServer]:
-    with MockServer() as server:
-        yield server
 
 
 def _reply_for(provider_name: str) -> dict[str, Any]:

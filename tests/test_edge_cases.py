@@ -13,12 +13,6 @@ KEY = "sk-test-edge-123456"
 USER = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
 def openai_router(srv: MockServer, **env: str) -> Router:
     return Router.from_dir(env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": srv.url + "/v1", **env})
 

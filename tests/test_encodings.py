@@ -10,7 +10,7 @@ import json
 
 import pytest
 from formdata import Part, fields, form, multipart
-from mockserver import TINY_PNG, MockServer, Reply
+from mockserver import TINY_PNG, Reply
 
 from llm_router import FileInput, InvalidReplyError, InvalidRequestError, Router
 from llm_router.config.model import Operation
@@ -79,12 +79,6 @@ models:
                   pricing: {per_image: 0.03}}
   formosa-chat: {provider: formosa, upstream: c1, params: [stop], pricing: unknown}
 """
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -26,12 +26,6 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
 def router_for(srv: MockServer, *dirs) -> Router:
     env = {}
     for name, prefix in (("OPENAI", "/v1"), ("ANTHROPIC", "/v1"), ("GEMINI", "/v1beta")):

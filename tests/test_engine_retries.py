@@ -8,7 +8,7 @@ import email.utils
 import time
 
 import pytest
-from mockserver import MockServer, Reply, anthropic_error, anthropic_reply, openai_chat_reply, openai_error
+from mockserver import Reply, anthropic_error, anthropic_reply, openai_chat_reply, openai_error
 
 from llm_router import Router
 from llm_router._resources import catalog_dir
@@ -61,12 +61,6 @@ timeouts: {read_s: 0.2}
 errors: {retry: {max_attempts: 2, backoff: {initial_s: 0.01, max_s: 0.02}}}
 """,
 }
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -46,12 +46,6 @@ models:
 
 
 @pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
-@pytest.fixture
 def router(srv, write_config):
     config = write_config(CONFIG)
     env = {"BFL_API_KEY": KEY, "BFL_BASE_URL": srv.url + "/v1",

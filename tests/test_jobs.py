@@ -78,12 +78,6 @@ models:
 
 
 @pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
-@pytest.fixture
 def make_router(srv, write_config):
     def make(deadline: float = 5, max_polls: int = 100, cancel_timeout: float = 1, missing: str = "pending",
              done: str = "true") -> Router:

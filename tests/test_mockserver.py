@@ -8,7 +8,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
@@ -33,12 +33,6 @@ from mockserver import (
 )
 
 TIMEOUT = httpx2.Timeout(5.0)
-
-
-@pytest.fixture
-def srv() -> Iterator[MockServer]:
-    with MockServer() as server:
-        yield server
 
 
 @pytest_asyncio.fixture

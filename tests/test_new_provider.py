@@ -8,7 +8,7 @@ import asyncio
 import re
 
 import pytest
-from mockserver import MockServer, Reply
+from mockserver import Reply
 
 from llm_router import Router
 from llm_router.errors import ProviderError
@@ -83,12 +83,6 @@ models:
     pricing: {input_per_million: 1.0, output_per_million: 2.0}
     params: [temperature]
 """
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import asyncio
 import base64
 
 import pytest
-from mockserver import MockServer, Reply
+from mockserver import Reply
 
 from llm_router import (
     AllAttemptsFailed,
@@ -127,12 +127,6 @@ models:
 """
 
 AUDIO = bytes(range(256)) * 4  # the ElevenLabs SDK's own multipart test sample
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

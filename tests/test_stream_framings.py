@@ -11,7 +11,7 @@ import json
 import pytest
 from botocore.eventstream import EventStreamBuffer
 from eventstream_codec import BEDROCK_EXCEPTION, BEDROCK_LIVE, BEDROCK_TOOL_EVENTS, event, exception, message
-from mockserver import MockServer, Reply
+from mockserver import Reply
 
 from llm_router import Router
 from llm_router.config import load_catalog
@@ -96,12 +96,6 @@ def chunked(body: bytes, content_type: str, size: int = 0, delay_s: float = 0.0)
 
 def ndjson(*lines: dict, end: bytes = b"\n") -> bytes:
     return end.join(json.dumps(line).encode() for line in lines) + end
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

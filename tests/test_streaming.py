@@ -8,7 +8,6 @@ import time
 
 import pytest
 from mockserver import (
-    MockServer,
     Reply,
     anthropic_sse,
     gemini_sse,
@@ -51,12 +50,6 @@ models:
     pricing: {input_per_million: 1.0, output_per_million: 1.0}
     streaming: false
 """
-
-
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -469,12 +469,6 @@ ASK = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "W
 ASK_TWO = [{"role": "user", "content": "Weather in Paris and Rome?"}]
 
 
-@pytest.fixture
-def srv():
-    with MockServer() as server:
-        yield server
-
-
 def router_for(srv: MockServer) -> Router:
     env = {}
     for name, prefix in (("OPENAI", "/v1"), ("ANTHROPIC", "/v1"), ("GEMINI", "/v1beta"), ("GROQ", "/openai/v1")):
