@@ -314,11 +314,20 @@ HEAD = ("name: p\nbase_url: https://p.test\nauth: {header: x-key, env: P_KEY}\no
         "    response: {content: $.t}\n    stream:\n")
 
 
+async def test_max_frame_bytes_bounds_an_sse_event_too(srv, write_config):
+    """One cap for every framing: an SSE provider's `max_frame_bytes` fails an event over it."""
+    sse = HEAD.replace("https://p.test", srv.url) + "      max_frame_bytes: 1024\n      handler: {delta: $.d}\n"
+    config = write_config({"providers.d/p.yaml": sse.replace("auth:", "hosts: [127.0.0.1]\nauth:"),
+                           "models.d/m.yaml": "models:\n  m: {provider: p, upstream: u, pricing: unknown}\n"})
+    srv.route("POST", "/c", Reply.sse([{"data": {"d": "x" * 2000}}]))
+    async with Router.from_dir(config, env={"P_KEY": "k"}) as router:
+        with pytest.raises(InvalidReplyError, match="an SSE event is longer than 1024 bytes"):
+            await collect(router.stream("m", MESSAGES))
+
+
 @pytest.mark.parametrize(("stream", "says"), [
     ("      format: ndjson\n      route_by: event\n      on: {x: {}}\n",
      "p.yaml:10: stream.route_by: `event` is the framing's event name, and NDJSON lines have none; route by a JSONPath"),
-    ("      max_frame_bytes: 1024\n      handler: {delta: $.d}\n",
-     "p.yaml:9: stream.max_frame_bytes applies to the ndjson and aws_eventstream framings"),
     ("      format: aws_eventstream\n      done: '[DONE]'\n      handler: {delta: $.d}\n",
      "p.yaml:10: stream.done is an SSE data value; a aws_eventstream stream ends with its body"),
     ("      format: jsonl\n      handler: {delta: $.d}\n", "'jsonl' is not one of 'sse', 'ndjson', 'aws_eventstream'"),

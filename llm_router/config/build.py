@@ -303,9 +303,6 @@ def _stream(b: _Builder, data: dict[str, Any], body: Any, at: KeyPath) -> m.Stre
     if "exception_status" in data and framing != "aws_eventstream":
         b.fail((*at, "exception_status"), "stream.exception_status names the exception messages of an aws_eventstream; "
                                           f"a {framing} stream has none (remove it, or set `format: aws_eventstream`)")
-    if "max_frame_bytes" in data and framing == "sse":
-        b.fail((*at, "max_frame_bytes"), "stream.max_frame_bytes applies to the ndjson and aws_eventstream framings; "
-                                         "remove it, or set `format`")
     return m.StreamSpec(
         body=compiled_body,
         own_keys=frozenset(str(k) for k in data.get("body") or {}),

@@ -1,7 +1,8 @@
 """Server-sent events from byte chunks, as the WHATWG spec frames them (lines end in LF, CRLF or CR;
 a blank line dispatches an event; a line starting with ':' is a comment). `id` and `retry` are
 read and dropped: the engine never reconnects a stream, it retries or falls back instead. An event
-(or a line) longer than `max_event_bytes` is a broken stream, not something to hold in memory."""
+(or a line) longer than `max_event_bytes` (the stream's `max_frame_bytes`) is a broken stream, not
+something to hold in memory."""
 
 from __future__ import annotations
 
@@ -58,12 +59,9 @@ class SSEDecoder:
                     self._event, data, pending, size = "", [], False, 0
                 continue
             if line[:5] == b"data:":  # the usual line
-                if data:  # more data for one event (rare): what it holds is counted
-                    size += len(line)
-                    if size > self._max:
-                        raise self._too_long("event")
-                else:
-                    size = len(line)
+                size = size + len(line) if data else len(line)  # the event's data so far
+                if size > self._max:
+                    raise self._too_long("event")
                 data.append((line[6:] if line[5:6] == b" " else line[5:]).decode("utf-8", "replace"))
                 pending = True
                 continue

@@ -128,7 +128,7 @@ def _decoder(spec: StreamSpec) -> _SSEDecoder | NDJSONDecoder | EventStreamDecod
         return NDJSONDecoder(spec.max_frame_bytes)
     if spec.format == "aws_eventstream":
         return EventStreamDecoder(spec.max_frame_bytes)
-    return _SSEDecoder()
+    return _SSEDecoder(spec.max_frame_bytes)
 
 
 def _frames(decoder: _SSEDecoder | NDJSONDecoder | EventStreamDecoder, chunk: bytes | None, spec: StreamSpec,
