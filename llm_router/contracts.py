@@ -274,16 +274,44 @@ class _Replay:
 
 
 class _Served:
-    """A replayed reply, read as a stream."""
+    """A replayed reply, read as a stream, one event a read (see EventReads)."""
 
     def __init__(self, reply: Reply) -> None:
         self.status, self.headers, self._body = reply.status, reply.headers, reply.body
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        yield self._body
+        reads = EventReads(self.headers.get("content-type", ""))
+        for piece in [*reads.split(self._body), reads.rest()]:
+            if piece:
+                yield piece
 
     async def read(self) -> bytes:
         return self._body
+
+
+class EventReads:
+    """A stream's bytes cut where its events end (after each line; after each message of an AWS
+    event stream), so each read holds one event at most, as a provider flushes them. Replay and
+    `llm-router record` read streams this way, so a recorded stream's chunks replay as they were
+    recorded, however the network happened to group them."""
+
+    def __init__(self, content_type: str) -> None:
+        self._binary = content_type.startswith("application/vnd.amazon.eventstream")
+        self._pending = b""
+
+    def split(self, chunk: bytes) -> list[bytes]:
+        if not self._binary:
+            return chunk.splitlines(keepends=True)  # a line cut short ends, and its event with it, in a later read
+        pending, reads = self._pending + chunk, []
+        while len(pending) >= 4 and len(pending) >= (length := int.from_bytes(pending[:4], "big") or len(pending)):
+            reads.append(pending[:length])  # a message's prelude leads with its length
+            pending = pending[length:]
+        self._pending = pending
+        return reads
+
+    def rest(self) -> bytes:
+        """What no whole message holds, at the body's end."""
+        return self._pending
 
 
 def _sse_text(events: Sequence[Mapping[str, Any]]) -> str:

@@ -19,7 +19,7 @@ import yaml
 
 from .config import load_catalog
 from .config.model import Catalog, ProviderConfig
-from .contracts import make_call, sent_query
+from .contracts import EventReads, make_call, sent_query
 from .engine import TransportOption
 from .engine.auth import SIGV4_HEADERS, display_headers, takes_token
 from .engine.request import PreparedRequest
@@ -91,10 +91,14 @@ class _Kept:
         self.parts: list[bytes] = []
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
+        reads = EventReads(self.headers.get("content-type", ""))  # one event a read, as the replay serves them
         async with contextlib.aclosing(self._reply.chunks()) as chunks:
             async for chunk in chunks:
                 self.parts.append(chunk)
-                yield chunk
+                for piece in reads.split(chunk):
+                    yield piece
+        if rest := reads.rest():
+            yield rest
 
     async def read(self) -> bytes:
         body = await self._reply.read()

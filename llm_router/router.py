@@ -71,6 +71,7 @@ class Router:
         self._budgets = BudgetLedger(catalog.settings.budgets, self._state)
         self._usage = UsageTotals()
         self._calls = Calls()
+        self._streaming: dict[str, bool] = {}  # whether a model can stream, by name (see _streams)
         self._adhoc: dict[str, ModelConfig] = {}  # 'provider/upstream' models resolved, kept (bounded)
         self._leases = Leases(catalog, Balancer(catalog.settings, self._state, self._budgets), self._budgets,
                               self._usage, self._hooks, self._calls, self._can_stream)
@@ -325,7 +326,8 @@ class Router:
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamChunk]:
-        """Yield text and tool-call deltas as they arrive; the last chunk carries the assembled tool
+        """Yield text and tool-call deltas as they arrive (a chunk holds what one read of the network
+        carried: one event, or several that came together); the last chunk carries the assembled tool
         calls and message, finish reason, usage and cost. Moves on (to another deployment or model)
         only before the first chunk, and only to ones that can stream."""
         started = time.perf_counter()
@@ -346,19 +348,17 @@ class Router:
                 # the engine's stream is an async generator: closed here, by this task, however the lease ends
                 events = cast(AsyncGenerator[StreamEvent, None], self._engine.stream(call))
                 async with lease, aclosing(events):
-                    async for event in events:
+                    async for event in events:  # what one read of the network carried
                         lease.tries = event.tries
                         if event.usage is not None:
                             lease.usage.update(event.usage)
                         if event.turn is not None:
                             turn = event.turn
-                        delta, deltas, reasoning = event.delta or "", event.tool_call_deltas, event.reasoning or ""
-                        if delta or deltas or reasoning:
-                            lease.delivered += len(delta) + len(reasoning)
-                            if deltas:
-                                lease.delivered += sum(len(d.arguments) + 1 for d in deltas)
+                        elif event.size:
+                            lease.delivered += event.size
                             inside.pause()
-                            yield StreamChunk(delta, model, provider, tool_call_deltas=deltas, reasoning_delta=reasoning)
+                            yield StreamChunk(event.delta, model, provider, tool_call_deltas=event.tool_call_deltas,
+                                              reasoning_delta=event.reasoning)
                             inside.resume()
                 if lease.ok:
                     assert turn is not None  # the engine's last event
@@ -424,7 +424,13 @@ class Router:
         return cast(VideoResponse, await operations.run(self, "video", model_name, inputs, params, fallback_model, fallback_config))
 
     def _streams(self, model: ModelConfig) -> bool:
-        return model.streaming and any(self._can_stream(model, t) for t in self._leases.route(model).targets)
+        streams = self._streaming.get(model.name)
+        if streams is None:  # a model's config never changes: asked once
+            streams = model.streaming and any(self._can_stream(model, t) for t in self._leases.route(model).targets)
+            if len(self._streaming) >= ADHOC_ROUTES + len(self._catalog.models):  # ad-hoc names are the caller's: bounded
+                self._streaming.clear()
+            self._streaming[model.name] = streams
+        return streams
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
         return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))

@@ -23,7 +23,7 @@ from llm_router.engine.errors import NotJSON, decode_json
 from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_of
 from llm_router.engine.reply import StreamAssembler, joined
 from llm_router.engine.sse import SSEDecoder
-from llm_router.engine.stream import _event
+from llm_router.engine.stream import _Gathered, _take
 from llm_router.paths import JSONPath, common_head, head_steps, heads, lookups
 from llm_router.templating import _lookup, _lookup_plain, _plain_chain
 from llm_router.types import ToolCallDelta, Usage
@@ -250,10 +250,12 @@ def _event_read_path_by_path(handler: StreamHandler, data: Any) -> tuple[Any, ..
 @given(data=EVENT, which=st.integers(0, len(HANDLERS) - 1))
 def test_a_bundled_handler_reads_an_event_as_path_by_path(data: Any, which: int) -> None:
     handler = HANDLERS[which]
-    event = _event(handler, data, StreamAssembler())
-    got = (event.delta, event.finish_reason, event.usage, _named(event.tool_call_deltas), event.reasoning)
-    expected = _event_read_path_by_path(handler, data)
-    assert got == (*expected[:3], _named(expected[3]), expected[4])
+    assembler, gathered = StreamAssembler(), _Gathered(1, None)
+    _take(handler, data, assembler, gathered)
+    got = ("".join(gathered.texts) or None, assembler.native_finish_reason, gathered.usage, _named(gathered.tools),
+           "".join(gathered.thoughts) or None)
+    delta, finish_reason, usage, deltas, reasoning = _event_read_path_by_path(handler, data)
+    assert got == (delta or None, finish_reason or None, usage, _named(deltas), reasoning or None)
 
 
 def _named(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:

@@ -113,7 +113,7 @@ async def test_a_stream_resumed_after_aclose_ends_with_router_closed(write_confi
         router = make_router(write_config, srv)
         async with asyncio.timeout(10):
             stream = router.stream("m", USER)
-            assert (await anext(stream)).delta == "a"
+            assert (await anext(stream)).delta.startswith("a")  # "a", or more that came in the same read
             await router.aclose()  # the caller holds the stream, not reading
             with pytest.raises(RouterClosedError) as caught:
                 await anext(stream)

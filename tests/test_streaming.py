@@ -4,6 +4,7 @@ reason, usage and cost, early exit closes the connection, fallback only before t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -86,7 +87,7 @@ async def collect(stream, limit: int = 100):
 @pytest.mark.parametrize("wire", list(WIRE))
 async def test_stream_yields_deltas_in_order_and_a_final_chunk_with_usage_and_cost(srv, router, wire):
     model, path, events, finish, (input_tokens, output_tokens, cached) = WIRE[wire]
-    srv.route("POST", path, Reply.sse(events))
+    srv.route("POST", path, Reply.sse(events, delay_s=0.005))  # each event its own read: each its own chunk, none held back
     chunks = await collect(router.stream(model, MESSAGES))
     *deltas, final = chunks
     assert [c.delta for c in deltas] == list(CHUNKS)
@@ -169,17 +170,35 @@ async def test_a_stream_cut_midway_raises_stream_interrupted_and_does_not_fall_b
         async with asyncio.timeout(10):
             async for chunk in router.stream("primary", MESSAGES):
                 received.append(chunk.delta)
-    assert received == ["Hello", " wor"]
+    assert "".join(received) == "Hello wor"
     assert srv.count("/v1/messages") == 0
     assert info.value.model == "primary"
     await router.aclose()
 
 
-async def test_an_error_event_after_chunks_raises_stream_interrupted(srv, router):
+@pytest.mark.parametrize("wire", list(WIRE))
+async def test_events_that_arrive_in_one_read_come_as_one_chunk_after_the_first_delta(srv, router, wire):
+    model, path, events, _, (input_tokens, output_tokens, _) = WIRE[wire]
+    reply = Reply.sse(events)
+    srv.route("POST", path, dataclasses.replace(reply, events=((0.0, b"".join(event for _, event in reply.events)),)))
+    *deltas, final = await collect(router.stream(model, MESSAGES))
+    # the first delta at once, before the rest of the read is parsed; the rest together
+    assert [c.delta for c in deltas] == [CHUNKS[0], "".join(CHUNKS[1:])]
+    assert final.message["content"] == "".join(CHUNKS) and (final.usage.input_tokens, final.usage.output_tokens) == (input_tokens, output_tokens)
+
+
+@pytest.mark.parametrize("one_read", [False, True])
+async def test_an_error_event_after_chunks_raises_stream_interrupted(srv, router, one_read):
     events = [*anthropic_sse(("part",))[:4], {"event": "error", "data": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}}]
-    srv.route("POST", "/v1/messages", Reply.sse(events))
+    reply = Reply.sse(events)
+    if one_read:  # the text and the error in one read: the text still reaches the caller before the error
+        reply = dataclasses.replace(reply, events=((0.0, b"".join(event for _, event in reply.events)),))
+    srv.route("POST", "/v1/messages", reply)
+    received = []
     with pytest.raises(StreamInterrupted, match="after 4 characters.*Overloaded"):
-        await collect(router.stream("s-anthropic", MESSAGES))
+        async for chunk in router.stream("s-anthropic", MESSAGES):
+            received.append(chunk.delta)
+    assert received == ["part"]
     await router.aclose()
 
 

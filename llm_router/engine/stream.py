@@ -1,8 +1,10 @@
 """Read a streamed reply as declared: frame it (SSE, NDJSON or AWS event-stream), route each event to
 its handler, take deltas and usage.
 
-One generator does it all, from the reply's chunks to the events the router reads: a stream
-yields a few hundred events, and each generator layer costs microseconds on every one.
+One generator does it all, from the reply's chunks to what the router reads, and it yields once per
+read of the network, not once per event: the events that arrived together (dozens, when the caller
+is busier than the provider) are gathered into one StreamEvent. Nothing waits for more to arrive,
+and a stream's first delta goes out as soon as it is parsed, before the rest of its read.
 """
 
 from __future__ import annotations
@@ -28,14 +30,42 @@ from .transport import StreamingReply, TransportError
 
 @dataclass(slots=True)
 class StreamEvent:
-    delta: str | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    end: bool = False
-    tries: int = 1  # requests it took to open the stream (set by the engine)
+    """What the events of one read carried (text, reasoning and tool-call fragments, in order), or,
+    last, the whole turn."""
+
+    delta: str = ""
+    reasoning: str = ""
     tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
-    reasoning: str | None = None
+    usage: Usage | None = None
+    size: int = 0  # characters delivered: text, reasoning, and each tool-call fragment's arguments plus one
+    tries: int = 1  # requests it took to open the stream (retries included)
     turn: Turn | None = None  # on the engine's last event: the whole turn assembled
+
+
+class _Gathered:
+    """The parts of the events of one read, as they are parsed; `event()` hands them over and starts again."""
+
+    __slots__ = ("answer_tool", "texts", "thoughts", "tools", "tries", "usage")
+
+    def __init__(self, tries: int, answer_tool: str | None) -> None:
+        self.tries = tries
+        self.answer_tool = answer_tool  # the forced tool that carries a structured answer: it streams as text
+        self.texts: list[str] = []
+        self.thoughts: list[str] = []
+        self.tools: list[ToolCallDelta] = []
+        self.usage: Usage | None = None
+
+    def event(self) -> StreamEvent | None:
+        texts, thoughts, tools, usage = self.texts, self.thoughts, self.tools, self.usage
+        if not (texts or thoughts or tools or usage is not None):
+            return None
+        self.texts, self.thoughts, self.tools, self.usage = [], [], [], None
+        delta = texts[0] if len(texts) == 1 else "".join(texts)
+        reasoning = "".join(thoughts)
+        size = len(delta) + len(reasoning)
+        if tools:
+            size += sum(len(d.arguments) + 1 for d in tools)
+        return StreamEvent(delta, reasoning, tools, usage, size, self.tries)
 
 
 # What opening a stream gives: the exchange to leave at the end, its reply, the requests it took
@@ -45,9 +75,10 @@ Opened: TypeAlias = tuple[AbstractAsyncContextManager[StreamingReply], Streaming
 
 async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: ProviderRuntime, operation: Operation,
                         model: str) -> AsyncIterator[StreamEvent]:
-    """Open the stream (only opening is retried: error statuses, connection errors), then yield its
-    events and, last, one carrying the assembled turn. An error before the first delta is raised as
-    it is (the router may fall back), one after it as StreamInterrupted saying how much arrived."""
+    """Open the stream (only opening is retried: error statuses, connection errors), then yield what
+    each read carried and, last, an event carrying the assembled turn. An error before the first
+    delta is raised as it is (the router may fall back), one after it as StreamInterrupted saying
+    how much arrived; what arrived before an error is yielded first."""
     spec = operation.stream
     assert spec is not None
     try:
@@ -66,30 +97,34 @@ async def stream_events(open_reply: Callable[[], Awaitable[Opened]], runtime: Pr
         decoder = _decoder(spec)
         done = spec.done
         ended = False
+        gathered = _Gathered(tries, structured_tool)
         while not ended:
             chunk = await anext(chunks, None)
-            for item in _frames(decoder, chunk, spec, runtime, model):
-                if isinstance(item, Frame):
-                    event = _parse(spec, item.name, item.data, runtime, model, assembler, item)
-                else:  # SSE: (event name, data)
-                    name, text = item
-                    if done is not None and done in text and text.strip() == done:
-                        ended = True
+            try:
+                for item in _frames(decoder, chunk, spec, runtime, model):
+                    if isinstance(item, Frame):
+                        ended = _read(spec, item.name, item.data, runtime, model, assembler, gathered, item)
+                    else:  # SSE: (event name, data)
+                        name, text = item
+                        if done is not None and done in text and text.strip() == done:
+                            ended = True
+                        else:
+                            ended = _read(spec, name, text, runtime, model, assembler, gathered)
+                    if ended:
                         break
-                    event = _parse(spec, name, text, runtime, model, assembler)
-                if event is None:
-                    continue
-                event.tries = tries
-                if event.tool_call_deltas:
-                    if structured_tool is not None:
-                        _as_answer_text(event, assembler, structured_tool)
-                    received += sum(len(d.arguments) + 1 for d in event.tool_call_deltas)
-                if event.delta:
-                    received += len(event.delta)
+                    if not received and (gathered.texts or gathered.thoughts or gathered.tools):
+                        event = gathered.event()
+                        assert event is not None
+                        received += event.size
+                        yield event  # the first delta goes out at once, before the rest of its read is parsed
+            except ProviderError:
+                if (event := gathered.event()) is not None:
+                    received += event.size
+                    yield event  # what arrived before the error reaches the caller first
+                raise
+            if (event := gathered.event()) is not None:
+                received += event.size
                 yield event
-                if event.end:
-                    ended = True
-                    break
             if chunk is None:
                 break
         if not ended and _declares_an_end(spec):  # the body ended cleanly, but before the stream said it was complete
@@ -145,12 +180,12 @@ def _frames(decoder: _SSEDecoder | NDJSONDecoder | EventStreamDecoder, chunk: by
                                  status=status, code=runtime.redact(exc.code)) from None
 
 
-def _parse(spec: StreamSpec, name: str, text: str | bytes, runtime: ProviderRuntime, model: str,
-           assembler: StreamAssembler, frame: Frame | None = None) -> StreamEvent | None:
-    """The event one SSE message (or NDJSON line, or event-stream message) makes, or None for one
-    that carries nothing (no data, an ignored event)."""
+def _read(spec: StreamSpec, name: str, text: str | bytes, runtime: ProviderRuntime, model: str,
+          assembler: StreamAssembler, gathered: _Gathered, frame: Frame | None = None) -> bool:
+    """Read one SSE message (or NDJSON line, or event-stream message) into `gathered`; True when its
+    handler says the stream is complete."""
     if not text:
-        return None
+        return False
     try:
         data = decode_json(text)
     except NotJSON as exc:
@@ -163,49 +198,50 @@ def _parse(spec: StreamSpec, name: str, text: str | bytes, runtime: ProviderRunt
         raise ServerError(runtime.redact(message), provider=runtime.name, model=model)
     handler = _route(spec, name, data, runtime, model)
     if handler is None:
-        return None
+        return False
     if handler.error is not None:
         message = text_or_none(handler.error, data) or "error event in the stream"
         raise ServerError(runtime.redact(message), provider=runtime.name, model=model)
-    return _event(handler, data, assembler)
+    _take(handler, data, assembler, gathered)
+    return handler.end
 
 
-def _as_answer_text(event: StreamEvent, assembler: StreamAssembler, tool: str) -> None:
-    """The forced tool that carries a structured answer streams as text, as query() returns it."""
-    answer = [d.arguments for d in event.tool_call_deltas if assembler.is_call(d.index, tool)]
-    if answer:
-        event.delta = (event.delta or "") + "".join(answer)
-        event.tool_call_deltas = [d for d in event.tool_call_deltas if not assembler.is_call(d.index, tool)]
-
-
-def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> StreamEvent:
+def _take(handler: StreamHandler, data: object, assembler: StreamAssembler, gathered: _Gathered) -> None:
     """The event's parts, each read only where its head found something (most events carry a delta only)."""
     assert handler.heads is not None  # built with the handler
     delta_at, finish_at, usage_at, tools_at, reasoning_at = handler.heads(data)
     path = handler.delta
-    if delta_at is None or path is None:
-        delta = None
-    elif path.singular:
-        delta = delta_at if isinstance(delta_at, str) else None
-    else:
-        delta = joined(path, data)
+    if delta_at is not None and path is not None:
+        delta = (delta_at if isinstance(delta_at, str) else None) if path.singular else joined(path, data)
+        if delta:
+            gathered.texts.append(delta)
+            assembler.text(delta)
     finish = handler.finish_reason
-    if finish_at is None or finish is None:
-        finish_reason = None
-    else:
+    if finish_at is not None and finish is not None:
         finish_reason = text_of(finish_at) if finish.singular else text_or_none(finish, data)
-    usage = counts_of(handler.usage, data) if usage_at is not None and handler.usage is not None else None
-    event = StreamEvent(delta, finish_reason, usage, handler.end)
-    if delta:
-        assembler.text(delta)
-    if finish_reason:
-        assembler.native_finish_reason = finish_reason
+        if finish_reason:
+            assembler.native_finish_reason = finish_reason
+    if usage_at is not None and handler.usage is not None and (usage := counts_of(handler.usage, data)) is not None:
+        if gathered.usage is None:
+            gathered.usage = usage
+        else:
+            gathered.usage.update(usage)
     if tools_at is not None and handler.tool_calls is not None:
-        event.tool_call_deltas = assembler.tool_fragments(handler.tool_calls, data)
+        fragments = assembler.tool_fragments(handler.tool_calls, data)
+        if (answer_tool := gathered.answer_tool) is None:
+            gathered.tools += fragments
+        else:
+            for fragment in fragments:
+                if assembler.is_call(fragment.index, answer_tool):
+                    if fragment.arguments:
+                        gathered.texts.append(fragment.arguments)
+                else:
+                    gathered.tools.append(fragment)
     if reasoning_at is not None and handler.reasoning is not None:
-        event.reasoning = joined(handler.reasoning, data)
-        if event.reasoning:
-            assembler.reasoning(event.reasoning)
+        reasoning = joined(handler.reasoning, data)
+        if reasoning:
+            gathered.thoughts.append(reasoning)
+            assembler.reasoning(reasoning)
     if handler.state is not None:
         state = handler.state.first(data)
         if state is not None:
@@ -214,7 +250,6 @@ def _event(handler: StreamHandler, data: object, assembler: StreamAssembler) -> 
         assembler.state_block(handler.state_block, data)
     if handler.extra:
         assembler.extra.update(extras_of(handler.extra, data))
-    return event
 
 
 def _declares_an_end(spec: StreamSpec) -> bool:
