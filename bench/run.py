@@ -43,10 +43,22 @@ KEY = "sk-bench"
 
 # --- the mock, in its own process ------------------------------------------------------------------
 
+def cores() -> tuple[set[int], set[int]] | None:
+    """(the clients' CPUs, the mock's CPU): the mock on a core of its own, where there are two or more."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (set(usable[:-1]), {usable[-1]}) if len(usable) >= 2 else None
+
+
+def pinned(which: int) -> Callable[[], None] | None:
+    """A preexec_fn that keeps a child process on its CPUs (0: a client, 1: the mock)."""
+    split = cores()
+    return None if split is None else (lambda: os.sched_setaffinity(0, split[which]))
+
+
 @contextmanager
 def mock_server(python: str = sys.executable, *args: str) -> Iterator[str]:
     proc = subprocess.Popen([python, str(HERE / "mock_openai.py"), "--until-stdin-closes", *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(1))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -324,7 +336,7 @@ def run_worker(python: str, kind: str, url: str, count: int, seconds: float, war
            "--seconds", str(seconds), "--warmup", str(warmup)]
     budget = (seconds + 30) * 4 + 120
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, env=env, preexec_fn=pinned(0))
     except subprocess.TimeoutExpired:
         return "timed out"
     lines = done.stdout.strip().splitlines()
@@ -370,8 +382,10 @@ def main() -> None:
     results: dict[str, list[list[dict[str, float]]]] = {k: [] for k in kinds}
     errors: dict[str, str] = {}
     with mock_server() as url:
+        split = cores()
+        where = f"clients on CPU {sorted(split[0])}, the mock on CPU {sorted(split[1])}" if split else "one CPU: not pinned"
         print(f"mock at {url}; {len(kinds)} kinds x {args.repeat} round(s); "
-              f"cap {args.count} requests or {args.seconds:g} s per level", file=sys.stderr)
+              f"cap {args.count} requests or {args.seconds:g} s per level; {where}", file=sys.stderr)
         for round_no in range(args.repeat):
             for kind in kinds:
                 python = args.others_python if kind in ("openai", "litellm", "litellm-router") else sys.executable
