@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import json.encoder
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -270,8 +271,19 @@ def build_request(
                            {**query, **runtime.auth_query(model_name, display)}, body, content, wire.structured_tool)
 
 
-# json.dumps builds an encoder per call when given options; this one is built once
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON, UTF-8 as it is, NaN refused. JSONEncoder.encode builds its C encoder (and a
+    closure) on every call; this one is built once. Without a circularity check: a cycle ends in
+    RecursionError, which the caller reports like any body that is not JSON data."""
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return encoder.encode
+    chunks = make(None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    return lambda body: "".join(chunks(body, 0))
+
+
+_ENCODE = _json_encoder()
 
 
 def _json_bytes(body: Any, provider: str, model: str) -> bytes:
