@@ -254,3 +254,21 @@ async def test_an_error_event_echoing_the_key_is_redacted(srv, router):
         await collect(router.stream("s-anthropic", MESSAGES))
     assert KEY not in str(info.value) and "bad key ***" in info.value.message
     await router.aclose()
+
+
+async def test_a_calls_fragments_that_arrive_in_one_read_come_as_one_fragment(srv, router):
+    # OpenAI streams a call's arguments over several events; arriving in one read, they are one fragment in one chunk
+    calls = [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]
+    parts = ['{"ci', 'ty": "Pa', 'ris"}']
+    events = [{"data": {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": calls}}]}}]
+    events += [{"data": {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}}]}}
+               for part in parts]
+    events += [{"data": {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}}, {"data": "[DONE]"}]
+    reply = Reply.sse(events)
+    srv.route("POST", "/v1/chat/completions", dataclasses.replace(reply, events=((0.0, b"".join(e for _, e in reply.events)),)))
+    *deltas, final = await collect(router.stream("openai/gpt-4.1", MESSAGES, tools=[{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object"}}}]))
+    fragments = [(d.index, d.id, d.name, d.arguments) for c in deltas for d in c.tool_call_deltas]
+    assert fragments == [(0, "call_1", "get_weather", ""), (0, None, None, '{"city": "Paris"}')]
+    assert final.tool_calls[0].parsed == {"city": "Paris"} and final.finish_reason == "tool_calls"
+    await router.aclose()

@@ -68,6 +68,8 @@ class _Gathered:
             size += len(reasoning)
             self.thoughts = []
         if tools:
+            if len(tools) > 1:
+                tools = _by_call(tools)
             size += sum(len(d.arguments) + 1 for d in tools)
             self.tools = []
         elif not size and usage is None:
@@ -76,6 +78,19 @@ class _Gathered:
             tools = []
         self.usage = None
         return StreamEvent(delta, reasoning, tools, usage, size, self.tries)
+
+
+def _by_call(fragments: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """A call's consecutive fragments in one read as one fragment, as one event would carry them
+    (clients that read OpenAI's chunks expect a call once in a chunk's tool_calls)."""
+    merged = [fragments[0]]
+    for fragment in fragments[1:]:
+        last = merged[-1]
+        if fragment.index == last.index and fragment.id is None and fragment.name is None:
+            merged[-1] = ToolCallDelta(last.index, last.id, last.name, last.arguments + fragment.arguments)
+        else:
+            merged.append(fragment)
+    return merged
 
 
 # What opening a stream gives: the exchange to leave at the end, its reply, the requests it took
