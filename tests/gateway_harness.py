@@ -18,11 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from loopback import provider_yaml
 from mockserver import MockServer, Reply, Request, openai_chat_reply, openai_chat_sse, openai_error, openai_usage, recraft_reply
 
@@ -215,13 +216,28 @@ def gateway_env(mock: MockServer, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_openai_gateway(mock: MockServer, root: Path) -> Gateway:
-    """The gateway on the bundled catalog and a test site in `root`, its bundled `openai` provider
-    pointed at the mock (the operation-kind endpoints: embeddings, speech, transcriptions)."""
+def openai_gateway_fixtures(path: str, upstream: Any) -> tuple[Any, Any]:
+    """A test module's `mock` and `gateway` fixtures (one of each for the module): the loopback mock
+    answering POST `path` with `upstream` (a handler or a Reply), and the gateway on the bundled catalog
+    and a test site, its bundled `openai` provider pointed at the mock (the operation-kind endpoints:
+    embeddings, speech, transcriptions). Use: `mock, gateway = openai_gateway_fixtures(...)`."""
     from llm_router._resources import catalog_dir
 
-    env = gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1")
-    return Gateway.start([catalog_dir(), write_site(root)], env)
+    @pytest.fixture(scope="module")
+    def mock() -> Iterator[MockServer]:
+        srv = start_mock()
+        srv.route("POST", path, upstream)
+        yield srv
+        srv.stop()
+
+    @pytest.fixture(scope="module")
+    def gateway(mock: MockServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+        env = gateway_env(mock, OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=mock.url + "/v1")
+        gw = Gateway.start([catalog_dir(), write_site(tmp_path_factory.mktemp("site"))], env)
+        yield gw
+        gw.stop()
+
+    return mock, gateway
 
 
 def sdk_client(gateway: Gateway) -> Any:

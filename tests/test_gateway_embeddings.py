@@ -9,7 +9,7 @@ import base64
 
 import openai
 import pytest
-from gateway_harness import KEYS, UPSTREAM_KEY, post_json, sdk_client, start_mock, start_openai_gateway
+from gateway_harness import KEYS, UPSTREAM_KEY, openai_gateway_fixtures, post_json, sdk_client
 
 
 def upstream_embeddings(request):
@@ -21,19 +21,7 @@ def upstream_embeddings(request):
     return {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 5, "total_tokens": 5}}
 
 
-@pytest.fixture(scope="module")
-def mock():
-    srv = start_mock()
-    srv.route("POST", "/v1/embeddings", upstream_embeddings)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(mock, tmp_path_factory):
-    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
-    yield gw
-    gw.stop()
+mock, gateway = openai_gateway_fixtures("/v1/embeddings", upstream_embeddings)
 
 
 @pytest.mark.parametrize("encoding_format", [openai.NOT_GIVEN, "float"])

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import openai
 import pytest
-from gateway_harness import KEYS, UPSTREAM_KEY, post_json, sdk_client, start_mock, start_openai_gateway
+from gateway_harness import KEYS, UPSTREAM_KEY, openai_gateway_fixtures, post_json, sdk_client
 from mockserver import Reply
 
 AUDIO = b"ID3\x04\x00\x00" + bytes(range(256)) * 40  # a stand-in for an MP3 of ~10 KB
 
 
-@pytest.fixture(scope="module")
-def mock():
-    srv = start_mock()
-    srv.route("POST", "/v1/audio/speech", Reply(body=AUDIO, headers=(("content-type", "audio/mpeg"),)))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(mock, tmp_path_factory):
-    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
-    yield gw
-    gw.stop()
+mock, gateway = openai_gateway_fixtures("/v1/audio/speech", Reply(body=AUDIO, headers=(("content-type", "audio/mpeg"),)))
 
 
 def test_the_openai_sdk_gets_the_audio_its_media_type_and_cost(gateway, mock):

@@ -9,7 +9,7 @@ import socket
 import httpx2
 import pytest
 from formdata import multipart
-from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, sdk_client, start_mock, start_openai_gateway
+from gateway_harness import KEYS, UPSTREAM_KEY, Gateway, openai_gateway_fixtures, sdk_client
 
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 64  # a stand-in for a 16 KB WAV file
 
@@ -20,19 +20,7 @@ def upstream_transcription(request):
             "usage": {"type": "duration", "seconds": 12}}
 
 
-@pytest.fixture(scope="module")
-def mock():
-    srv = start_mock()
-    srv.route("POST", "/v1/audio/transcriptions", upstream_transcription)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(mock, tmp_path_factory):
-    gw = start_openai_gateway(mock, tmp_path_factory.mktemp("site"))
-    yield gw
-    gw.stop()
+mock, gateway = openai_gateway_fixtures("/v1/audio/transcriptions", upstream_transcription)
 
 
 def test_the_openai_sdk_gets_the_transcript_and_the_file_goes_upstream_whole(gateway, mock):
