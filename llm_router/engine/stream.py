@@ -57,26 +57,16 @@ class _Gathered:
 
     def event(self) -> StreamEvent | None:
         texts, thoughts, tools, usage = self.texts, self.thoughts, self.tools, self.usage
-        delta = reasoning = ""
-        size = 0
-        if texts:  # (each list is replaced only once used: most reads carry text alone)
-            delta = texts[0] if len(texts) == 1 else "".join(texts)
-            size = len(delta)
-            self.texts = []
-        if thoughts:
-            reasoning = "".join(thoughts)
-            size += len(reasoning)
-            self.thoughts = []
+        if not (texts or thoughts or tools or usage is not None):
+            return None
+        self.texts, self.thoughts, self.tools, self.usage = [], [], [], None
+        delta = texts[0] if len(texts) == 1 else "".join(texts)
+        reasoning = "".join(thoughts)
+        size = len(delta) + len(reasoning)
         if tools:
             if len(tools) > 1:
                 tools = _by_call(tools)
             size += sum(len(d.arguments) + 1 for d in tools)
-            self.tools = []
-        elif not size and usage is None:
-            return None
-        else:
-            tools = []
-        self.usage = None
         return StreamEvent(delta, reasoning, tools, usage, size, self.tries)
 
 
