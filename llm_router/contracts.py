@@ -34,6 +34,7 @@ from .config import load_catalog
 from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
+from .engine.framing import MEDIA_TYPES
 from .errors import Problem, RouterError
 from .types import (
     CostBreakdown,
@@ -296,7 +297,7 @@ class EventReads:
     recorded, however the network happened to group them."""
 
     def __init__(self, content_type: str) -> None:
-        self._binary = content_type.startswith("application/vnd.amazon.eventstream")
+        self._binary = content_type.partition(";")[0].strip().lower() in MEDIA_TYPES["aws_eventstream"]
         self._pending = b""
 
     def split(self, chunk: bytes) -> list[bytes]:
