@@ -34,7 +34,6 @@ from .config import load_catalog
 from .config.load import Doc, parse_yaml
 from .config.model import Catalog, Limits, ProviderConfig
 from .config.schema import check
-from .engine.framing import MEDIA_TYPES
 from .errors import Problem, RouterError
 from .types import (
     CostBreakdown,
@@ -297,6 +296,8 @@ class EventReads:
     recorded, however the network happened to group them."""
 
     def __init__(self, content_type: str) -> None:
+        from .engine.framing import MEDIA_TYPES  # the engine, only once a stream is replayed (`validate` reads contracts)
+
         self._binary = content_type.partition(";")[0].strip().lower() in MEDIA_TYPES["aws_eventstream"]
         self._pending = b""
 
