@@ -324,8 +324,8 @@ def _compile(expr: str) -> Any:
 
 def _parsed_by_library(expr: str) -> tuple[Parsed, str]:
     """The plan of a query as the library parses it (PathSyntaxError if it does not): the head, then a
-    list of names, a wildcard or a filter of the usual kind followed by plain steps, or else what
-    follows the head as a query of its own, for the library (its source is the second item)."""
+    list of names, a wildcard or a filter of the usual kind followed by plain steps, or else the
+    whole query for the library (its source is the second item)."""
     query = _compile(expr)
     head, rest = _split_head(query)
     if not rest:
@@ -340,7 +340,9 @@ def _parsed_by_library(expr: str) -> tuple[Parsed, str]:
         select = ("all",) if kind == "WildcardSelector" else _tree(selectors[0].expression) if kind == "FilterSelector" else None
         if select is not None:
             return Parsed(head, 0, select=select, tail=tuple(t for t in tail if t is not None)), ""
-    return Parsed(head, 0, complete=False), "$" + "".join(str(segment) for segment in rest)
+    # The whole query goes to the library, from the root: the library's str() of a segment is not always
+    # the query it parsed (`[?!(@.a < @.a)]` prints as `[?!@['a'] < @['a']]`, which negates @.a alone).
+    return Parsed((), 0, complete=False), expr
 
 
 def _tree(node: Any) -> Filter | None:

@@ -94,6 +94,7 @@ def same(got: list[object], expected: list[object]) -> bool:
 @example(expr="$.a[?@.n == 1.0].n", docs=[{"a": [{"n": 1}, {"n": True}, {"n": 1.0}]}])
 @example(expr="$..a.n", docs=[{"a": {"n": 1}, "b": [{"a": {"n": 2}}]}])
 @example(expr="$ [?@]", docs=[[False]]).via("CI: the library's deviation on a query pathsyntax leaves to it")
+@example(expr="$[?!(@.a < @.a)]", docs=[[None]]).via("a full run: the library's str() of this filter drops its parentheses")
 def test_what_pathsyntax_parses_the_library_finds_alike(expr, docs):
     parsed = parse(expr)
     expected = [library(expr, doc) for doc in docs]
