@@ -37,11 +37,12 @@ class JSONPath:
     `trusted`: the query is from a file the digest vouches for (config/digest.py), so known to be
     valid: one that needs the library is parsed by it when first evaluated, not at load."""
 
-    __slots__ = ("expr", "first", "all", "singular", "_steps", "_prefix", "_head", "_names", "_select",
+    __slots__ = ("expr", "first", "all", "all_at", "singular", "_steps", "_prefix", "_head", "_names", "_select",
                  "_tail", "_rest", "_rest_source")
 
     first: Callable[[Any], Any]
     all: Callable[[Any], list[Any]]
+    all_at: Callable[[Any], list[Any]]  # every match, given what the path's head found (`heads` walks several heads at once)
 
     def __init__(self, expr: str, trusted: bool = False) -> None:
         self.expr = expr
@@ -66,22 +67,33 @@ class JSONPath:
         if self._steps is not None:
             self.first = self._head  # the whole path is its head
             self.all = self._one
+            self.all_at = _itself_listed
             return
         if not parsed.complete and not trusted:
             self._rest = _compile(self._rest_source)
         self.first = self._first_match
-        self.all = self._of_names if self._names is not None else self._selected if self._select is not None else self._library
+        self.all_at = self._of_names if self._names is not None else self._selected if self._select is not None else self._library
+        self.all = self._all
+
+    def first_at(self, base: Any) -> Any:
+        """The first match, given what the path's head found."""
+        if self._steps is not None:
+            return base
+        values = self.all_at(base)
+        return values[0] if values else None
 
     def _first_match(self, data: Any) -> Any:
-        values = self.all(data)
+        values = self.all_at(self._head(data))
         return values[0] if values else None
+
+    def _all(self, data: Any) -> list[Any]:
+        return self.all_at(self._head(data))
 
     def _one(self, data: Any) -> list[Any]:
         value = self._head(data)
         return [] if value is None else [value]
 
-    def _of_names(self, data: Any) -> list[Any]:
-        base = self._head(data)
+    def _of_names(self, base: Any) -> list[Any]:
         found: list[Any] = []
         if type(base) is dict:
             for name in self._names:  # type: ignore[union-attr]  # a loop: a comprehension is a call of its own
@@ -89,8 +101,7 @@ class JSONPath:
                     found.append(base[name])
         return found
 
-    def _selected(self, data: Any) -> list[Any]:
-        base = self._head(data)
+    def _selected(self, base: Any) -> list[Any]:
         if base is None:
             return []
         select, tail = self._select, self._tail
@@ -102,8 +113,7 @@ class JSONPath:
             return []
         return [value for value in found if value is not _MISSING]
 
-    def _library(self, data: Any) -> list[Any]:
-        base = self._head(data)
+    def _library(self, base: Any) -> list[Any]:
         if base is None:
             return []
         if self._rest is None:
@@ -154,6 +164,10 @@ def _maker(shape: tuple[str, ...]) -> Callable[..., Callable[[Any], Any]]:
 
 def _itself(data: Any) -> Any:
     return data
+
+
+def _itself_listed(value: Any) -> list[Any]:
+    return [] if value is None else [value]
 
 
 def common_head(paths: Sequence[JSONPath]) -> Callable[[Any], Any] | None:

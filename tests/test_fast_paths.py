@@ -1,7 +1,8 @@
 """The hot path's precomputed shortcuts answer exactly as the plain code they stand for: JSONPath
 lookups written out per path, the shared head that skips a reply's usage paths, the SSE decoder's
-`data:` line, the template lookup that knows at compile time no name is a mapping method, and a
-stream handler's heads read in one walk, and the JSON decode that calls the scanner directly."""
+`data:` line, the template lookup that knows at compile time no name is a mapping method, a
+stream handler's heads and a whole chat reply's read in one walk, and the JSON decode that calls
+the scanner directly."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 
 from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
-from llm_router.config.model import StreamHandler, UsagePaths
+from llm_router.config.build import FRACTIONAL_COUNTS, USAGE_COUNTS
+from llm_router.config.model import Operation, StreamHandler, UsagePaths
 from llm_router.engine.errors import NotJSON, decode_json
-from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_of
-from llm_router.engine.reply import StreamAssembler, joined
+from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_found, usage_of
+from llm_router.engine.reply import StreamAssembler, Turn, extras_of, finish_turn, joined, read_reply, tool_calls_of
 from llm_router.engine.sse import SSEDecoder
 from llm_router.engine.stream import _Gathered, _take
 from llm_router.paths import JSONPath, common_head, head_steps, heads, lookups
@@ -113,6 +115,22 @@ def test_usage_read_through_the_shared_head_equals_every_path_read(doc: Any, fie
     assert usage_of(paths, doc) == expected
     reported = any(getattr(expected, name) is not None for name in Usage.__slots__)
     assert counts_of(paths, doc) == (expected if reported else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=JSON, fields=st.lists(st.lists(COUNT, max_size=2), min_size=len(USAGE_COUNTS), max_size=len(USAGE_COUNTS)))
+@example(doc={"usage": {"a": -1, "b": 1.5, "n": [2**80]}}, fields=[["$.usage.a"], ["$.usage.b"], ["$.usage.n[0]"], [], [], [],
+                                                               [], ["$.usage.b", "$.usage.a"], []]).via("counts not sane")
+def test_usage_read_from_heads_found_in_one_walk_equals_every_path_read(doc: Any, fields: list[list[str]]) -> None:
+    """A whole reply's usage, from what each path's head found (`usage_found`), as each path reads it."""
+    counts = [tuple(JSONPath(e) for e in exprs) for exprs in fields]
+    every = [p for c in counts for p in c]
+    counted = tuple((i, c, name not in FRACTIONAL_COUNTS) for i, (name, c) in enumerate(zip(USAGE_COUNTS, counts, strict=True))
+                    if c)
+    paths = UsagePaths(*counts, head=common_head(every), counted=counted, singular=all(p.singular for p in every))
+    found = heads([head_steps(p) for p in every])(doc)
+    assert usage_found(paths, found) == Usage(*(_sum(c, doc, name not in FRACTIONAL_COUNTS)
+                                                for name, c in zip(USAGE_COUNTS, counts, strict=True)))
 
 
 # --- SSE: any split of the bytes gives the events the spec's plain line-by-line reading gives -------
@@ -261,6 +279,60 @@ def test_a_bundled_handler_reads_an_event_as_path_by_path(data: Any, which: int)
 def _named(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:
     """The deltas with the ids the assembler makes up (for a call that came without one) made alike."""
     return [replace(d, id="call_made_up") if d.id and re.fullmatch(r"call_[0-9a-f]{24}", d.id) else d for d in deltas]
+
+
+def _chat_operations() -> list[Operation]:
+    catalog, _ = load_catalog([catalog_dir()], {})
+    found = {}
+    for provider in catalog.providers.values():
+        operation = provider.operations.get("chat")
+        if operation is not None and operation.response is not None:
+            found[repr(operation.response)] = operation  # the providers that extend one base share its reply
+    return list(found.values())
+
+
+CHAT_OPERATIONS = _chat_operations()
+PART = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["text", "thinking", "tool_use", "redacted_thinking"]), "text": TEXT, "thinking": TEXT,
+    "id": TEXT, "name": TEXT, "input": st.dictionaries(st.sampled_from(["a", "b"]), TEXT, max_size=1),
+    "functionCall": st.fixed_dictionaries({}, optional={"name": TEXT, "args": st.dictionaries(st.just("a"), TEXT)}),
+    "thought": st.booleans(), "signature": TEXT, "thoughtSignature": TEXT})
+MESSAGE = st.fixed_dictionaries({}, optional={
+    "content": st.one_of(TEXT, st.lists(PART, max_size=2)), "reasoning_content": TEXT, "reasoning": TEXT,
+    "tool_calls": st.lists(CALL, max_size=2), "annotations": st.lists(st.just({"type": "url_citation"}), max_size=1)})
+REPLY = st.one_of(
+    st.fixed_dictionaries({}, optional={"id": TEXT, "usage": COUNTS, "choices": st.lists(st.fixed_dictionaries(
+        {}, optional={"message": MESSAGE, "finish_reason": TEXT}), max_size=2)}),
+    st.fixed_dictionaries({}, optional={"id": TEXT, "usage": COUNTS, "content": st.lists(PART, max_size=3),
+                                        "stop_reason": TEXT, "output": st.lists(MESSAGE, max_size=2)}),
+    st.fixed_dictionaries({}, optional={"usageMetadata": COUNTS, "responseId": TEXT, "candidates": st.lists(
+        st.fixed_dictionaries({}, optional={"content": st.fixed_dictionaries({}, optional={"parts": st.lists(PART, max_size=2)}),
+                                            "finishReason": TEXT}), max_size=1)}),
+    JSON)
+
+
+def _reply_read_path_by_path(operation: Operation, data: Any) -> tuple[Turn, Usage, str | None]:
+    """A whole reply as read before the heads: every part through its own path."""
+    spec = operation.response
+    assert spec is not None
+    turn = Turn(content=joined(spec.content, data), tool_calls=tool_calls_of(spec.tool_calls, data),
+                reasoning=joined(spec.reasoning, data), state=spec.state.first(data) if spec.state is not None else None,
+                extra=extras_of(spec.extra, data), native_finish_reason=text_or_none(spec.finish_reason, data))
+    return finish_turn(turn, operation, None), usage_of(spec.usage, data), text_or_none(spec.id, data)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=REPLY, which=st.integers(0, len(CHAT_OPERATIONS) - 1))
+def test_a_bundled_chat_reply_reads_as_path_by_path(data: Any, which: int) -> None:
+    operation = CHAT_OPERATIONS[which]
+    assert operation.response is not None
+    turn, usage, reply_id = read_reply(operation.response, operation, data, None)
+    expected_turn, expected_usage, expected_id = _reply_read_path_by_path(operation, data)
+    for t in (turn, expected_turn):
+        t.tool_calls = [replace(c, id="call_made_up") if re.fullmatch(r"call_[0-9a-f]{24}", c.id) else c for c in t.tool_calls]
+        if t.message is not None and "tool_calls" in t.message:
+            t.message["tool_calls"] = [c.to_message() for c in t.tool_calls]
+    assert (turn, usage, reply_id) == (expected_turn, expected_usage, expected_id)
 
 
 JSON_TEXT = st.one_of(

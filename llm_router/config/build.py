@@ -22,7 +22,8 @@ PART_VARS = {"text": "part", "image_url": "part", "image_data": "part", "file": 
              "tool_result": "result"}
 POLL_VARS = frozenset({"model", "params", "submit"})
 USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-                "search_units", "characters", "audio_seconds", "video_seconds")
+                "search_units", "characters", "audio_seconds", "video_seconds")  # Usage's fields, in order
+FRACTIONAL_COUNTS = frozenset({"audio_seconds", "video_seconds"})
 # the body's variables by operation kind (chat and image: BODY_VARS)
 KIND_VARS = {"embed": frozenset({"model", "params", "input", "vars"}),
              "rerank": frozenset({"model", "params", "query", "documents", "vars"}),
@@ -119,7 +120,9 @@ def _faulty_leaf(value: Any, at: KeyPath, allowed: frozenset[str], url: bool) ->
 def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePaths:
     data = data or {}
     counts = {k: b.paths(data.get(k), (*at, k)) for k in USAGE_COUNTS}
-    return m.UsagePaths(**counts, head=common_head([p for paths in counts.values() for p in paths]))
+    counted = tuple((i, paths, name not in FRACTIONAL_COUNTS) for i, (name, paths) in enumerate(counts.items()) if paths)
+    every = [p for paths in counts.values() for p in paths]
+    return m.UsagePaths(**counts, head=common_head(every), counted=counted, singular=all(p.singular for p in every))
 
 
 def _tool_calls(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.ToolCallPaths | None:
@@ -168,15 +171,32 @@ def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath, kind: str, in_po
     empty = data.get("empty")
     headers: dict[str, str] = {}
     extra = {k: _reply_value(b, v, (*at, "extra", k), f"extra.{k}", headers, in_poll) for k, v in data.get("extra", {}).items()}
+    finish_reason = _reply_value(b, data.get("finish_reason"), (*at, "finish_reason"), "finish_reason", headers, in_poll)
+    reply_id = _reply_value(b, data.get("id"), (*at, "id"), "id", headers, in_poll)
+    usage = _usage(b, data.get("usage"), (*at, "usage"))
+    tool_calls = _tool_calls(b, data.get("tool_calls"), (*at, "tool_calls"))
+    reasoning = b.path(data.get("reasoning"), (*at, "reasoning"))
+    state = b.path(data.get("state"), (*at, "state"))
+    reply_heads = None
+    if kind == "chat":
+        items = tool_calls.items if tool_calls is not None else None
+        reply_heads = heads([
+            *(head_steps(path) if path is not None else None for path in (content, finish_reason, reply_id)),
+            # tool calls without `items`: the reply itself is one
+            (head_steps(items) if items is not None else ()) if tool_calls is not None else None,
+            *(head_steps(path) if path is not None else None for path in (reasoning, state)),
+            *(head_steps(path) for path in extra.values() if path is not None),
+            *(head_steps(path) for _, paths, _ in usage.counted for path in paths),
+        ])
     return m.Extraction(
         content=content,
         **_given(data, "content_kind"),
-        finish_reason=_reply_value(b, data.get("finish_reason"), (*at, "finish_reason"), "finish_reason", headers, in_poll),
-        id=_reply_value(b, data.get("id"), (*at, "id"), "id", headers, in_poll),
-        usage=_usage(b, data.get("usage"), (*at, "usage")),
-        tool_calls=_tool_calls(b, data.get("tool_calls"), (*at, "tool_calls")),
-        reasoning=b.path(data.get("reasoning"), (*at, "reasoning")),
-        state=b.path(data.get("state"), (*at, "state")),
+        finish_reason=finish_reason,
+        id=reply_id,
+        usage=usage,
+        tool_calls=tool_calls,
+        reasoning=reasoning,
+        state=state,
         extra=MappingProxyType({k: p for k, p in extra.items() if p is not None}),
         url=_job_url(b, data["url"], (*at, "url")) if "url" in data and in_poll else None,
         empty=m.EmptyResult(empty["kind"], b.path(empty.get("message"), (*at, "empty", "message"))) if empty else None,
@@ -184,6 +204,7 @@ def _extraction(b: _Builder, data: dict[str, Any], at: KeyPath, kind: str, in_po
         ranking=_ranking(b, data.get("ranking"), (*at, "ranking")),
         binary=m.BinaryBody(**data["binary"]) if "binary" in data else None,
         headers=MappingProxyType(headers),
+        heads=reply_heads,
     )
 
 

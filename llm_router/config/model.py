@@ -41,6 +41,9 @@ class UsagePaths:
     # derived: the lookups every path above begins with (`$.usage`); where they find nothing, no path
     # finds a count (most stream events), so nothing more is read
     head: Callable[[Any], Any] | None = None
+    # derived: (its place among Usage's fields, its paths, whether it is counted whole) of each count declared
+    counted: tuple[tuple[int, tuple[JSONPath, ...], bool], ...] = ()
+    singular: bool = True  # derived: every path is singular (its head is the whole path)
 
 
 @frozen
@@ -113,6 +116,9 @@ class Extraction:
     # derived: the values config reads from reply headers ({header: name}), by field: finish_reason,
     # id, or extra.<name> → the header's name (lower case)
     headers: Mapping[str, str] = field(default_factory=_empty)
+    # derived, for a chat reply: what the heads of content, finish_reason, id, tool_calls' items,
+    # reasoning, state, each extra and each usage path (in `usage.counted` order) find, in one walk (paths.heads)
+    heads: Callable[[Any], tuple[Any, ...]] | None = None
 
 
 @frozen

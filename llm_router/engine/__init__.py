@@ -18,9 +18,9 @@ from ..secrets import Redactor
 from ..types import Usage
 from .clients import LoopClients
 from .conversation import NO_OPTIONS, RequestOptions
-from .extract import empty_result_error, text_or_none, usage_of
+from .extract import empty_result_error
 from .poll import run_job
-from .reply import Turn, read_turn
+from .reply import Turn, read_reply
 from .request import ProviderRuntime, build_request, redacted_view
 from .results import ReplyShapeError, Result, read_binary, read_json, turn_headers
 from .send import open_stream, send_binary, send_json, transport_error, with_retries
@@ -136,7 +136,7 @@ class Engine:
             counted = COUNTED.get(operation.kind)
             count = len(call.inputs[counted]) if counted is not None and call.inputs else 0
             return self._result(runtime, model, status, tries, data, lambda: read_json(operation, spec, data, headers, count))
-        turn = read_turn(spec, operation, data, request.structured_tool)
+        turn, usage, found_id = read_reply(spec, operation, data, request.structured_tool)
         if not (turn.content is not None or turn.tool_calls or turn.reasoning is not None):
             if spec.empty is not None:
                 raise empty_result_error(spec.empty, data, runtime.name, model, status, self.redact)
@@ -144,8 +144,7 @@ class Engine:
             raise InvalidReplyError(f"the reply has nothing at {spec.content.expr}", provider=runtime.name, model=model,
                                     status=status, body_excerpt=self.redact(str(data)[:300]))
         reply_id = turn_headers(turn, operation, spec, headers) if spec.headers else None
-        return EngineResult(turn.content, "text", turn.finish_reason, usage_of(spec.usage, data), data,
-                            reply_id or text_or_none(spec.id, data), status, tries, turn)
+        return EngineResult(turn.content, "text", turn.finish_reason, usage, data, reply_id or found_id, status, tries, turn)
 
     def _result(self, runtime: ProviderRuntime, model: str, status: int, tries: int, data: Any,
                 read: Callable[[], Result]) -> EngineResult:

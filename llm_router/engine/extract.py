@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config.model import EmptyResult, UsagePaths
@@ -20,22 +20,58 @@ MAX_TOKEN_COUNT = 1_000_000_000  # a count above this is a provider's bug, not u
 
 
 def _sum(paths: tuple[JSONPath, ...], data: Any, whole: bool = True) -> Any:
-    """The counts the paths find, added; a count that is not a finite number from 0 to a billion is
-    ignored with a warning (it must never become a negative cost or an exception)."""
+    """The counts the paths find, added (see `_total`)."""
+    return _total(paths, [path.first(data) for path in paths], whole)
+
+
+def _total(paths: tuple[JSONPath, ...], found: Sequence[Any], whole: bool) -> Any:
+    """The counts found, one for each path, added; one that is not sane (`_sane`) is ignored."""
     total = None
-    for path in paths:
-        value = path.first(data)
+    for path, value in zip(paths, found):  # noqa: B905  # as many of each; strict= would make this twice as slow
         if value is None:
             continue
         if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:  # the usual count takes one test
-            if type(value) is not float or not 0 <= value <= MAX_TOKEN_COUNT:
-                shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
-                log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
+            value = _sane(path, value, whole)
+            if value is None:
                 continue
-            if whole:
-                value = int(value)
         total = value if total is None else total + value
     return total
+
+
+def _sane(path: JSONPath, value: Any, whole: bool) -> Any:
+    """A count that is a finite number from 0 to a billion (an int where `whole`), or None with a
+    warning: it must never become a negative cost or an exception."""
+    if type(value) is float and 0 <= value <= MAX_TOKEN_COUNT:
+        return int(value) if whole else value
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    shown = value if isinstance(value, (int, float)) else type(value).__name__  # never echo provider text
+    log.warning("ignoring a usage count that is not a sane token count: %s = %r", path.expr, shown)
+    return None
+
+
+def usage_found(paths: UsagePaths, found: Sequence[Any]) -> Usage:
+    """The counts of a whole reply, given what the head of each path of `paths.counted` found, in
+    that order (`Extraction.heads`)."""
+    if not paths.singular:  # what a head found: the rest of its path from there
+        every = [path for _, own, _ in paths.counted for path in own]
+        found = [path.first_at(value) if value is not None else None for path, value in zip(every, found)]  # noqa: B905
+    counts: list[Any] = [None] * USAGE_FIELDS
+    at = 0
+    for slot, own, whole in paths.counted:
+        if len(own) == 1:  # the usual count: one path
+            value = found[at]
+            if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT):
+                value = _sane(own[0], value, whole)
+            counts[slot] = value
+            at += 1
+        else:
+            counts[slot] = _total(own, found[at:at + len(own)], whole)
+            at += len(own)
+    return Usage(*counts)
+
+
+USAGE_FIELDS = len(Usage.__slots__)
 
 
 def usage_of(paths: UsagePaths, data: Any) -> Usage:

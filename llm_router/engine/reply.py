@@ -12,9 +12,9 @@ from typing import Any
 
 from ..config.model import Extraction, Operation, StateBlock, ToolCallPaths
 from ..paths import JSONPath
-from ..types import ToolCall, ToolCallDelta
+from ..types import ToolCall, ToolCallDelta, Usage
 from .conversation import STATE_KEY
-from .extract import text_or_none
+from .extract import text_of, usage_found
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 
@@ -138,17 +138,37 @@ def finish_turn(turn: Turn, operation: Operation, structured_tool: str | None) -
     return turn
 
 
-def read_turn(spec: Extraction, operation: Operation, data: Any, structured_tool: str | None) -> Turn:
-    content = joined(spec.content, data)
+def read_reply(spec: Extraction, operation: Operation, data: Any, structured_tool: str | None) -> tuple[Turn, Usage, str | None]:
+    """A whole chat reply: its turn, its usage and its id. The heads of every path are walked once
+    (`spec.heads`); a part whose head found nothing is not read further (most replies have no tool
+    calls, reasoning or state)."""
+    assert spec.heads is not None  # built with a chat operation's reply
+    content_at, finish_at, id_at, tools_at, reasoning_at, state_at, *rest = spec.heads(data)
+    extra = {}
+    for (name, path), value in zip(spec.extra.items(), rest):  # noqa: B905  # the first of the rest are the extras'
+        if value is not None and (value := path.first_at(value)) is not None:
+            extra[name] = value
     turn = Turn(
-        content=content,
-        tool_calls=tool_calls_of(spec.tool_calls, data),
-        reasoning=joined(spec.reasoning, data),
-        state=spec.state.first(data) if spec.state is not None else None,
-        extra=extras_of(spec.extra, data),
-        native_finish_reason=text_or_none(spec.finish_reason, data),
+        content=_joined_at(spec.content, content_at),
+        tool_calls=tool_calls_of(spec.tool_calls, data) if tools_at is not None else [],
+        reasoning=_joined_at(spec.reasoning, reasoning_at),
+        state=spec.state.first_at(state_at) if state_at is not None and spec.state is not None else None,
+        extra=extra,
+        native_finish_reason=text_of(spec.finish_reason.first_at(finish_at))
+        if finish_at is not None and spec.finish_reason is not None else None,
     )
-    return finish_turn(turn, operation, structured_tool)
+    reply_id = text_of(spec.id.first_at(id_at)) if id_at is not None and spec.id is not None else None
+    return finish_turn(turn, operation, structured_tool), usage_found(spec.usage, rest[len(spec.extra):]), reply_id
+
+
+def _joined_at(path: JSONPath | None, base: Any) -> str | None:
+    """`joined`, given what the path's head found."""
+    if base is None or path is None:
+        return None
+    if path.singular:
+        return base if isinstance(base, str) else None
+    texts = [v for v in path.all_at(base) if isinstance(v, str)]
+    return "".join(texts) if texts else None
 
 
 class StreamAssembler:
