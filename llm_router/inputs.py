@@ -377,6 +377,15 @@ def needed_capabilities(messages: Any, options: RequestOptions) -> frozenset[str
 NO_NEEDS: frozenset[str] = frozenset()
 
 
+def plain_text(messages: list[dict[str, Any]] | None) -> bool:
+    """Every message (checked: `check_input`) is text in a string, and none is a tool call or a
+    tool's result: no tool history and no image (most calls)."""
+    for message in messages or ():
+        if type(message.get("content")) is not str or message["role"] == "tool" or "tool_calls" in message:
+            return False
+    return True
+
+
 def _has_tool_history(messages: Any) -> bool:
     return isinstance(messages, list) and any("tool_calls" in m or m["role"] == "tool" for m in messages)
 

@@ -28,7 +28,7 @@ from .errors import (
     UnsupportedCapabilityError,
     UnsupportedParamError,
 )
-from .inputs import check_input, check_options, check_params, input_text, needed_capabilities
+from .inputs import NO_NEEDS, check_input, check_options, check_params, input_text, needed_capabilities, plain_text
 from .reasoning import REASONING_PARAMS, apply_reasoning
 from .routing.balance import Balancer, Target
 from .routing.budgets import BudgetLedger
@@ -244,6 +244,9 @@ class Router:
         """The call's tool, output and cache options, checked, and the capabilities a model needs to take it."""
         if prompt_cache is None:
             prompt_cache = self._catalog.settings.prompt_cache
+        if (tools is None and tool_choice is None and parallel_tool_calls is None and response_format is None
+                and extra_headers is None and (prompt_cache is None or prompt_cache is False) and plain_text(messages)):
+            return NO_OPTIONS, NO_NEEDS  # the usual call: nothing to check, nothing a model must declare
         options = check_options(messages, tools, tool_choice, parallel_tool_calls, response_format, prompt_cache,
                                 extra_headers)
         return options, needed_capabilities(messages, options)

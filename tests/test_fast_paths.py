@@ -1,8 +1,8 @@
 """The hot path's precomputed shortcuts answer exactly as the plain code they stand for: JSONPath
 lookups written out per path, the shared head that skips a reply's usage paths, the SSE decoder's
 `data:` line, the template lookup that knows at compile time no name is a mapping method, a
-stream handler's heads and a whole chat reply's read in one walk, and the JSON decode that calls
-the scanner directly."""
+stream handler's heads and a whole chat reply's read in one walk, the JSON decode that calls
+the scanner directly, and the call with plain text messages and no options, which checks none."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from llm_router.config.build import FRACTIONAL_COUNTS, USAGE_COUNTS
 from llm_router.config.model import Operation, StreamHandler, UsagePaths
 from llm_router.engine.errors import NotJSON, decode_json
 from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_found, usage_of
+from llm_router.engine.conversation import NO_OPTIONS
 from llm_router.engine.reply import StreamAssembler, Turn, extras_of, finish_turn, joined, read_reply, tool_calls_of
 from llm_router.engine.sse import SSEDecoder
 from llm_router.engine.stream import _Gathered, _take
+from llm_router.inputs import NO_NEEDS, ROLES, check_options, needed_capabilities, plain_text
 from llm_router.paths import JSONPath, common_head, head_steps, heads, lookups
 from llm_router.templating import _lookup, _lookup_plain, _plain_chain
 from llm_router.types import ToolCallDelta, Usage
@@ -131,6 +133,25 @@ def test_usage_read_from_heads_found_in_one_walk_equals_every_path_read(doc: Any
     found = heads([head_steps(p) for p in every])(doc)
     assert usage_found(paths, found) == Usage(*(_sum(c, doc, name not in FRACTIONAL_COUNTS)
                                                 for name, c in zip(USAGE_COUNTS, counts, strict=True)))
+
+
+CONTENT = st.one_of(st.none(), st.just("hi"), st.lists(st.one_of(
+    st.just({"type": "text", "text": "hi"}), st.just({"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}})),
+    max_size=2))
+TOOL_CALLS = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+MESSAGES = st.lists(st.builds(lambda role, content, calls: {"role": role, "content": content} | (
+    {"tool_calls": TOOL_CALLS} if calls else {}) | ({"tool_call_id": "c1"} if role == "tool" else {}),
+    st.sampled_from(sorted(ROLES)), CONTENT, st.booleans()), min_size=1, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.one_of(st.none(), MESSAGES))
+def test_plain_text_messages_need_no_options_and_no_capability(messages: list[dict[str, Any]] | None) -> None:
+    """Where `plain_text` lets a call skip check_options and needed_capabilities, they would find nothing."""
+    if plain_text(messages):
+        assert check_options(messages, None, None, None, None) is NO_OPTIONS
+        assert needed_capabilities(messages, NO_OPTIONS) is NO_NEEDS
+        assert check_options(messages, None, None, None, None, False) is NO_OPTIONS
 
 
 # --- SSE: any split of the bytes gives the events the spec's plain line-by-line reading gives -------
