@@ -21,9 +21,9 @@ from llm_router._resources import catalog_dir
 from llm_router.config import load_catalog
 from llm_router.config.build import FRACTIONAL_COUNTS, USAGE_COUNTS
 from llm_router.config.model import Operation, StreamHandler, UsagePaths
+from llm_router.engine.conversation import NO_OPTIONS
 from llm_router.engine.errors import NotJSON, decode_json
 from llm_router.engine.extract import _sum, counts_of, text_or_none, usage_found, usage_of
-from llm_router.engine.conversation import NO_OPTIONS
 from llm_router.engine.reply import StreamAssembler, Turn, extras_of, finish_turn, joined, read_reply, tool_calls_of
 from llm_router.engine.sse import SSEDecoder
 from llm_router.engine.stream import _Gathered, _take

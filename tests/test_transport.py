@@ -272,6 +272,62 @@ async def test_a_server_that_never_answers_times_out_at_read_s_and_is_retried(wr
     assert info.value.tries == 2 and len(srv.requests) == 2
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_a_stream_that_falls_silent_times_out_at_read_s_after_its_last_byte(write_config, kind) -> None:
+    """read_s is counted from the last byte that arrived, not from the first: a delta every 0.1 s for
+    a second keeps the stream alive, and the silence after it ends the stream 0.5 s later."""
+    async def reply(writer: asyncio.StreamWriter, *_: bytes) -> None:
+        writer.write(head(content_type="text/event-stream"))
+        for _ in range(10):
+            writer.write(b'data: {"choices": [{"index": 0, "delta": {"content": "x "}}]}\n\n')
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(10)
+
+    got: list[str] = []
+    async with RawServer(reply) as srv, make_router(write_config, srv.url, kind, timeouts="{read_s: 0.5, total_s: 5}") as router:
+        started = time.monotonic()
+        with pytest.raises(StreamInterrupted, match="read_s"):
+            async for chunk in router.stream(MODEL, MSG):
+                got.append(chunk.delta)
+    assert "".join(got) == "x " * 10
+    assert 1.4 < time.monotonic() - started < 2.2
+
+
+async def test_a_kept_alive_connection_is_timed_by_its_own_request_only(write_config) -> None:
+    """aiohttp's read timer is re-armed lazily (transport_aiohttp._LazyReadTimeout): a timer left
+    pending by an earlier request on the same connection must not end a later one early. Each reply
+    takes 0.2 s against a read_s of 0.3, and each request starts just before the previous one's
+    timer comes due."""
+    async def slow(request: Any) -> Reply:
+        await asyncio.sleep(0.2)
+        return Reply.json(openai_chat_reply("ok"))
+
+    with MockServer() as srv:
+        srv.route("POST", CHAT, slow)
+        async with make_router(write_config, srv.url, timeouts="{read_s: 0.3, total_s: 5}", attempts=1) as router:
+            for gap in (0.05, 0.08, 0.02, 0.09, 0.0, 0.35, 0.05):
+                assert (await router.query(MODEL, MSG)).content == "ok"
+                await asyncio.sleep(gap)
+        assert srv.total_connections == 1  # one connection, kept alive, served them all
+
+
+def test_the_default_transport_times_reads_with_the_lazy_timer() -> None:
+    """Where an aiohttp release renames the methods it replaces, the connector keeps aiohttp's own
+    protocol (correct, but every read re-arms a timer): this says when that happens."""
+    from llm_router.engine import transport_aiohttp
+
+    async def protocol_class() -> Any:
+        transport = AiohttpTransport(seam.ClientSettings(load_catalog([catalog_dir()], {})[0].providers["openai"].timeouts, 4))
+        try:
+            return transport._session.connector._factory.func  # type: ignore[union-attr]
+        finally:
+            await transport.aclose()
+
+    assert transport_aiohttp.LAZY_READ_TIMEOUT
+    assert asyncio.run(protocol_class()) is transport_aiohttp._LazyReadTimeout
+
+
 # --- redirects, connection limits, TLS ------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from .._records import record
 from ..config.model import Operation, ProviderConfig
 from ..errors import InvalidReplyError
 from ..secrets import Redactor
@@ -32,7 +33,7 @@ __all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "T
 COUNTED = {"embed": "input", "rerank": "documents"}  # the input a kind's reply is checked against (one vector per text, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Call:
     """What the router asks the engine to do."""
 
