@@ -28,6 +28,24 @@ class FrozenPoint:
     y: int = 0
 
 
+@record(frozen=True)
+class FrozenTagged:  # set through its slots' setters (_records._write_init)
+    x: int
+    y: int = 0
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@record(frozen=True, kw_only=True)
+class FrozenBase:
+    a: int
+    b: int = 2
+
+
+@record(frozen=True, kw_only=True)
+class FrozenChild(FrozenBase):
+    c: int
+
+
 @frozen
 class Config:
     name: str
@@ -54,12 +72,16 @@ class PlainPoint:  # the dataclass Point stands for
     note: str = field(default="", repr=False)
 
 
-@pytest.mark.parametrize("cls", [Point, Config])
+@pytest.mark.parametrize("cls", [Point, FrozenTagged, Config])
 def test_construction_takes_positional_and_keyword_fields_with_defaults_and_factories(cls):
-    first, by_keyword = cls(1 if cls is Point else "n"), cls(**{dataclasses.fields(cls)[0].name: 1 if cls is Point else "n"})
+    first, by_keyword = cls(1 if cls is not Config else "n"), cls(**{dataclasses.fields(cls)[0].name: 1 if cls is not Config else "n"})
     assert first == by_keyword
     third = dataclasses.fields(cls)[2].name
-    assert getattr(first, third) == getattr(by_keyword, third) and getattr(first, third) is not getattr(by_keyword, third)
+    assert getattr(first, third) == getattr(by_keyword, third)
+    if cls is not FrozenTagged:  # () is one object
+        assert getattr(first, third) is not getattr(by_keyword, third)
+    given = cls(7, 8, ("t",)) if cls is FrozenTagged else None
+    assert given is None or (given.x, given.y, given.tags) == (7, 8, ("t",))
     with pytest.raises(TypeError):
         cls()
     with pytest.raises(TypeError):
@@ -93,11 +115,12 @@ def test_frozen_ones_refuse_changes_and_hash_by_value(value):
         assert hash(value) == hash(FrozenPoint(1, 2)) and {value, FrozenPoint(1, 2)} == {value}
 
 
-def test_keyword_only_fields_and_inheritance():
-    child = Child(a=1, c=3)
-    assert (child.a, child.b, child.c) == (1, 2, 3) and child != Base(a=1)
+@pytest.mark.parametrize(("base", "child"), [(Base, Child), (FrozenBase, FrozenChild)])
+def test_keyword_only_fields_and_inheritance(base, child):
+    made = child(a=1, c=3)
+    assert (made.a, made.b, made.c) == (1, 2, 3) and made != base(a=1)
     with pytest.raises(TypeError):
-        Child(1, 2, 3)
+        child(1, 2, 3)
 
 
 def test_a_field_without_default_after_one_with_is_refused_as_dataclass_does():

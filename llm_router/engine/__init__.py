@@ -33,7 +33,7 @@ __all__ = ["Call", "Engine", "EngineResult", "RequestOptions", "StreamEvent", "T
 COUNTED = {"embed": "input", "rerank": "documents"}  # the input a kind's reply is checked against (one vector per text, ...)
 
 
-@record(frozen=True)
+@record
 class Call:
     """What the router asks the engine to do."""
 
@@ -105,14 +105,14 @@ class Engine:
 
     def render(self, call: Call, stream: bool = False) -> dict[str, Any]:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream, display=True,
-                                options=call.options, reasoning=call.reasoning, inputs=call.inputs)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, call.options,
+                                call.reasoning, call.inputs, stream, display=True)
         return redacted_view(runtime, request)
 
     async def execute(self, call: Call) -> EngineResult:
         runtime, operation = self._operation(call)
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, options=call.options,
-                                reasoning=call.reasoning, inputs=call.inputs)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, call.options,
+                                call.reasoning, call.inputs)
         model = call.model["name"]
         clients = await self._loop_clients()
         spec = operation.response
@@ -169,8 +169,8 @@ class Engine:
         return stream_events(lambda: self._open_stream(call, runtime, operation), runtime, operation, call.model["name"])
 
     async def _open_stream(self, call: Call, runtime: ProviderRuntime, operation: Operation) -> Opened:
-        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, stream=True,
-                                options=call.options, reasoning=call.reasoning)
+        request = build_request(runtime, operation, call.model, call.messages, call.prompt, call.params, call.options,
+                                call.reasoning, stream=True)
         model = call.model["name"]
         clients = await self._loop_clients()
 

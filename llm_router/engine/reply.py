@@ -148,14 +148,14 @@ def read_reply(spec: Extraction, operation: Operation, data: Any, structured_too
     for (name, path), value in zip(spec.extra.items(), rest):  # noqa: B905  # the first of the rest are the extras'
         if value is not None and (value := path.first_at(value)) is not None:
             extra[name] = value
-    turn = Turn(
-        content=_joined_at(spec.content, content_at),
-        tool_calls=tool_calls_of(spec.tool_calls, data) if tools_at is not None else [],
-        reasoning=_joined_at(spec.reasoning, reasoning_at),
-        state=spec.state.first_at(state_at) if state_at is not None and spec.state is not None else None,
-        extra=extra,
-        native_finish_reason=text_of(spec.finish_reason.first_at(finish_at))
-        if finish_at is not None and spec.finish_reason is not None else None,
+    turn = Turn(  # positional: a keyword argument costs ~0.1 µs in Python 3.11
+        _joined_at(spec.content, content_at),
+        tool_calls_of(spec.tool_calls, data) if tools_at is not None else [],
+        _joined_at(spec.reasoning, reasoning_at),
+        spec.state.first_at(state_at) if state_at is not None and spec.state is not None else None,
+        extra,
+        None,  # finish_reason: finish_turn normalises the native one
+        text_of(spec.finish_reason.first_at(finish_at)) if finish_at is not None and spec.finish_reason is not None else None,
     )
     reply_id = text_of(spec.id.first_at(id_at)) if id_at is not None and spec.id is not None else None
     return finish_turn(turn, operation, structured_tool), usage_found(spec.usage, rest[len(spec.extra):]), reply_id

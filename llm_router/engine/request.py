@@ -190,13 +190,14 @@ def build_request(
     messages: Any,
     prompt: str | None,
     params: Mapping[str, Any],
-    stream: bool = False,
-    display: bool = False,
     options: RequestOptions = NO_OPTIONS,
     reasoning: Mapping[str, Any] | None = None,
     inputs: Mapping[str, Any] | None = None,
+    stream: bool = False,
+    display: bool = False,
 ) -> PreparedRequest:
-    """`inputs`: the variables of an operation kind other than chat and image (input, query, file, ...)."""
+    """`inputs`: the variables of an operation kind other than chat and image (input, query, file, ...).
+    (The engine calls this with positional arguments: a keyword argument costs ~0.1 µs in Python 3.11.)"""
     model_name = model_ctx["name"]
     provider = runtime.name
     if runtime.unusable is not None and not display:

@@ -277,11 +277,12 @@ class Lease:
         await leases.balancer.release(self.route, self.ticket, usage, latency, None)
         breakdown = self.breakdown = price(target.pricing, model.kind, usage, planned.params)
         cost = breakdown.total if breakdown is not None else None
-        attempt = Attempt(model.name, target.provider, True, self.status, tries=self.tries, latency=latency,
-                          deployment=target.deployment, usage=usage, cost=cost)
+        # positional: a keyword argument costs ~0.1 µs in Python 3.11, and this runs on every call
+        attempt = Attempt(model.name, target.provider, True, self.status, None, None, self.tries, latency, target.deployment,
+                          usage, cost)
         self.walk.attempts.append(attempt)
         self.ok = True
-        leases.usage.record(model.name, target.provider, usage, cost, ok=True, adhoc=model.name not in leases.catalog.models)
+        leases.usage.record(model.name, target.provider, usage, cost, True, model.name not in leases.catalog.models)
         if cost is not None and target.budgets:
             await leases.budgets.spend(target.budgets, cost)
         if log.isEnabledFor(logging.DEBUG):
