@@ -174,12 +174,18 @@ def _compile(value: Any, allowed: frozenset[str], where: str, params: set[str], 
                  for k, v in value.items()]
         if not items:
             return lambda ctx: {}
+        # a `{{ name }}` leaf (render_variable) is its one dict lookup, done here without calling it
+        leaves = [(key, getattr(render, "variable", None), render) for key, render in items]
 
         def render_dict(ctx: Mapping[str, Any]) -> Any:
             out = {}
-            for key, render in items:
-                rendered = render(ctx)
-                if rendered is not DROP:
+            plain = type(ctx) is dict
+            for key, variable, render in leaves:
+                if plain and variable is not None:
+                    rendered = ctx.get(variable)
+                    if rendered is not None:
+                        out[key] = rendered
+                elif (rendered := render(ctx)) is not DROP:  # a constant null stays in the body
                     out[key] = rendered
             return out if out else DROP
 
@@ -377,6 +383,8 @@ def _expression_renderer(chain: tuple[str, ...] | None, expr: str, where: str, s
             value = ctx.get(variable)
             return DROP if value is None else value
         return render_expression(ctx)
+
+    render_variable.variable = variable  # type: ignore[attr-defined]  # a dict of leaves looks it up itself
 
     lookup = _lookup_plain if chain is not None and _plain_chain(chain) else _lookup
 

@@ -29,7 +29,7 @@ from llm_router.engine.sse import SSEDecoder
 from llm_router.engine.stream import _Gathered, _take
 from llm_router.inputs import NO_NEEDS, ROLES, check_options, needed_capabilities, plain_text
 from llm_router.paths import JSONPath, common_head, head_steps, heads, lookups
-from llm_router.templating import _lookup, _lookup_plain, _plain_chain
+from llm_router.templating import DROP, _lookup, _lookup_plain, _plain_chain, compile_structure
 from llm_router.types import ToolCallDelta, Usage
 
 KEYS = ["a", "b", "usage", "n", "0", "items"]
@@ -216,6 +216,23 @@ def test_the_plain_template_lookup_equals_the_checked_one(ctx: dict[str, Any], c
         assert _lookup_plain(ctx, chain) is _lookup(ctx, chain)
     else:
         assert any(name in ("items", "get", "keys", "__class__") for name in chain)
+
+
+LEAVES = st.sampled_from(["{{ model }}", "{{ a }}", "{{ items }}", "{{ a.name }}", "{{ a or 1 }}", "x", None, 0, {"n": "{{ a }}"},
+                          ["{{ a }}"]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(template=st.dictionaries(st.sampled_from(["k1", "k2", "k3", "k4"]), LEAVES, min_size=1, max_size=4),
+       ctx=st.dictionaries(NAMES, CTX, max_size=4), as_proxy=st.booleans())
+def test_a_dict_template_renders_as_its_leaves_rendered_one_by_one(template: dict[str, Any], ctx: dict[str, Any],
+                                                                   as_proxy: bool) -> None:
+    """A dict template looks its `{{ name }}` leaves up itself (a constant null stays in it)."""
+    names = frozenset(["model", "a", "items", "name", "upstream", "get", "keys", "__class__"])
+    given_ctx: Any = MappingProxyType(ctx) if as_proxy else ctx
+    leaves = {k: compile_structure(v, names).render(given_ctx) for k, v in template.items()}
+    expected = {k: v for k, v in leaves.items() if v is not DROP}
+    assert compile_structure(template, names).render(given_ctx) == (expected or DROP)
 
 
 # --- a stream handler's heads, read in one walk ---------------------------------------------------

@@ -44,7 +44,7 @@ class RequestOptions:
 NO_OPTIONS = RequestOptions()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WireRequest:
     """The template variables for one wire format, and the forced tool that carries a structured answer."""
 
@@ -126,9 +126,11 @@ _ID_CHARS = string.ascii_letters + string.digits
 
 
 def _without_state(messages: Any) -> Any:
-    if not isinstance(messages, list) or not any(STATE_KEY in m for m in messages):
-        return messages
-    return [{k: v for k, v in m.items() if k != STATE_KEY} if STATE_KEY in m else m for m in messages]
+    if isinstance(messages, list):
+        for message in messages:  # a loop, not any(): most calls carry no state, and this runs on every one
+            if STATE_KEY in message:
+                return [{k: v for k, v in m.items() if k != STATE_KEY} if STATE_KEY in m else m for m in messages]
+    return messages
 
 
 def _structured(spec: Conversation, options: RequestOptions, model_mode: str | None) -> tuple[Any, Any, Any, str | None]:
