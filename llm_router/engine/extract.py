@@ -20,8 +20,18 @@ MAX_TOKEN_COUNT = 1_000_000_000  # a count above this is a provider's bug, not u
 
 
 def _sum(paths: tuple[JSONPath, ...], data: Any, whole: bool = True) -> Any:
-    """The counts the paths find, added (see `_total`)."""
-    return _total(paths, [path.first(data) for path in paths], whole)
+    """The counts the paths find, added; one that is not sane (`_sane`) is ignored."""
+    total = None
+    for path in paths:
+        value = path.first(data)
+        if value is None:
+            continue
+        if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:  # the usual count takes one test
+            value = _sane(path, value, whole)
+            if value is None:
+                continue
+        total = value if total is None else total + value
+    return total
 
 
 def _total(paths: tuple[JSONPath, ...], found: Sequence[Any], whole: bool) -> Any:
