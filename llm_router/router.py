@@ -448,7 +448,7 @@ class Router:
         return streams
 
     def _can_stream(self, model: ModelConfig, target: Target) -> bool:
-        return self._engine.can_stream(Call(target.provider, model.kind, target.context, None, None, {}))
+        return self._engine.can_stream(target.provider, model.kind)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (and the state backend the router made). A call after this raises

@@ -158,9 +158,10 @@ class Engine:
         return EngineResult(found.content, found.content_kind, found.finish_reason, found.usage, data, found.id, status, tries,
                             turn, found.media_type)
 
-    def can_stream(self, call: Call) -> bool:
-        runtime = self.runtimes.get(call.provider)
-        operation = runtime.config.operations.get(call.kind) if runtime else None
+    def can_stream(self, provider: str, kind: str) -> bool:
+        """Whether the provider's operation of this kind declares a stream."""
+        runtime = self.runtimes.get(provider)
+        operation = runtime.config.operations.get(kind) if runtime else None
         return operation is not None and operation.stream is not None
 
     def stream(self, call: Call) -> AsyncIterator[StreamEvent]:
