@@ -9,7 +9,8 @@ Each client kind runs in its own subprocess (so imports don't interfere: LiteLLM
 and aiohttp, the openai SDK its own client stack); the mock server runs in another. Every run is
 capped by count and by time. Ratios compare each kind with the raw aiohttp call (`raw`, the
 client the router sends with) in the same round. `raw-*` kinds are the other raw clients; one
-that is not installed is reported as not measured.
+that is not installed is reported as not measured. `transport` is the router's own transport with the
+work of a routed call written out by hand (`floor_call`): the floor under the router.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's llm_router (workers get it through PYTHONPATH)
 RAW_KINDS = ("raw", "raw-httpx2", "raw-httpx2-aiohttp", "raw-pyreqwest", "raw-rnet")
-KINDS = (*RAW_KINDS, "router", "router-catalog", "openai", "litellm", "litellm-router")
+KINDS = (*RAW_KINDS, "transport", "router", "router-catalog", "openai", "litellm", "litellm-router")
 STREAM_KINDS = ("stream-raw", "stream-router")
 CONCURRENCY = (1, 16, 64)
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello in one sentence."}]
@@ -166,6 +167,8 @@ async def make_call(kind: str, url: str) -> tuple[Callable[[], Awaitable[Any]], 
             return None
 
         return raw_rnet, rnet_close
+    if kind == "transport":
+        return floor_call(endpoint, headers)
     if kind in ("router", "router-catalog", "stream-router"):
         from llm_router import Router
 
@@ -238,6 +241,50 @@ async def make_call(kind: str, url: str) -> tuple[Callable[[], Awaitable[Any]], 
 
         return lite_routed, lrouter_close
     raise SystemExit(f"unknown kind {kind!r}; kinds: {', '.join(KINDS + STREAM_KINDS)}")
+
+
+def floor_call(endpoint: str, headers: dict[str, str]) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+    """The router's own transport, with the work every routed call does written out by hand for this one
+    wire format: check the messages, encode, send, decode, read the text, finish reason and usage, price
+    them, keep a total, return an LLMResponse. What the router adds over this is its reading of config
+    (templates, paths, the chain and its leases), which is where its CPU over raw aiohttp goes."""
+    from llm_router.config.model import Timeouts
+    from llm_router.engine.errors import decode_json
+    from llm_router.engine.request import PreparedRequest
+    from llm_router.engine.transport import ClientSettings
+    from llm_router.engine.transport_aiohttp import AiohttpTransport
+    from llm_router.types import Attempt, LLMResponse, Usage
+
+    transport = AiohttpTransport(ClientSettings(Timeouts(), 100))
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    totals: dict[str, list[float]] = {}
+
+    async def floor() -> Any:
+        started = time.perf_counter()
+        for message in MESSAGES:
+            if not (type(message) is dict and type(message.get("content")) is str and message.get("role") in (
+                    "system", "user", "assistant")):
+                raise ValueError("a malformed message")
+        body = {"model": MODEL, "messages": MESSAGES}
+        reply = await transport.send(PreparedRequest("POST", endpoint, dict(headers), {}, body, encode(body).encode()))
+        if reply.status >= 300:
+            raise RuntimeError(f"status {reply.status}")
+        data = decode_json(reply.body)
+        choice = data["choices"][0]
+        text = choice["message"].get("content")
+        counts = data.get("usage") or {}
+        usage = Usage(counts.get("prompt_tokens"), counts.get("completion_tokens"),
+                      (counts.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        cost = ((usage.input_tokens or 0) * 0.15 + (usage.output_tokens or 0) * 0.6) / 1e6
+        total = totals.setdefault(MODEL, [0, 0.0])
+        total[0] += 1
+        total[1] += cost
+        latency = time.perf_counter() - started
+        attempt = Attempt(MODEL, "openai", True, reply.status, tries=1, latency=latency, usage=usage, cost=cost)
+        return LLMResponse(text, MODEL, "openai", usage, cost, latency, choice.get("finish_reason"), [attempt], data,
+                           id=data.get("id"), message={"role": "assistant", "content": text}).content
+
+    return floor, transport.aclose
 
 
 _first_chunk_at: contextvars.ContextVar[list[float]] = contextvars.ContextVar("first_chunk_at")
@@ -328,10 +375,14 @@ async def worker_main(kind: str, url: str, count: int, seconds: float, warmup: i
 
 # --- the driver ------------------------------------------------------------------------------------
 
-def run_worker(python: str, kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]] | str:
-    # the checkout's llm_router, whatever is installed
+def worker_env() -> dict[str, str]:
+    """A worker's environment: the checkout's llm_router, whatever is installed; LiteLLM offline and quiet."""
     path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PYTHONPATH=path)
+    return dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", PYTHONPATH=path)
+
+
+def run_worker(python: str, kind: str, url: str, count: int, seconds: float, warmup: int) -> list[dict[str, float]] | str:
+    env = worker_env()
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--url", url, "--count", str(count),
            "--seconds", str(seconds), "--warmup", str(warmup)]
     budget = (seconds + 30) * 4 + 120
