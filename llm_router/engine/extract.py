@@ -34,20 +34,6 @@ def _sum(paths: tuple[JSONPath, ...], data: Any, whole: bool = True) -> Any:
     return total
 
 
-def _total(paths: tuple[JSONPath, ...], found: Sequence[Any], whole: bool) -> Any:
-    """The counts found, one for each path, added; one that is not sane (`_sane`) is ignored."""
-    total = None
-    for path, value in zip(paths, found):  # noqa: B905  # as many of each; strict= would make this twice as slow
-        if value is None:
-            continue
-        if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:  # the usual count takes one test
-            value = _sane(path, value, whole)
-            if value is None:
-                continue
-        total = value if total is None else total + value
-    return total
-
-
 def _sane(path: JSONPath, value: Any, whole: bool) -> Any:
     """A count that is a finite number from 0 to a billion (an int where `whole`), or None with a
     warning: it must never become a negative cost or an exception."""
@@ -67,17 +53,16 @@ def usage_found(paths: UsagePaths, found: Sequence[Any]) -> Usage:
         every = [path for _, own, _ in paths.counted for path in own]
         found = [path.first_at(value) if value is not None else None for path, value in zip(every, found)]  # noqa: B905
     counts: list[Any] = [None] * USAGE_FIELDS
-    at = 0
+    values = iter(found)
     for slot, own, whole in paths.counted:
-        if len(own) == 1:  # the usual count: one path
-            value = found[at]
+        total = None
+        for path in own:  # as _sum adds them
+            value = next(values)
             if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT):
-                value = _sane(own[0], value, whole)
-            counts[slot] = value
-            at += 1
-        else:
-            counts[slot] = _total(own, found[at:at + len(own)], whole)
-            at += len(own)
+                value = _sane(path, value, whole)
+            if value is not None:
+                total = value if total is None else total + value
+        counts[slot] = total
     return Usage(*counts)
 
 
