@@ -129,7 +129,7 @@ def test_usage_read_from_heads_found_in_one_walk_equals_every_path_read(doc: Any
     every = [p for c in counts for p in c]
     counted = tuple((i, c, name not in FRACTIONAL_COUNTS) for i, (name, c) in enumerate(zip(USAGE_COUNTS, counts, strict=True))
                     if c)
-    paths = UsagePaths(*counts, head=common_head(every), counted=counted, singular=all(p.singular for p in every))
+    paths = UsagePaths(*counts, head=common_head(every), counted=counted)
     found = heads([head_steps(p) for p in every])(doc)
     assert usage_found(paths, found) == Usage(*(_sum(c, doc, name not in FRACTIONAL_COUNTS)
                                                 for name, c in zip(USAGE_COUNTS, counts, strict=True)))

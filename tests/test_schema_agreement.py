@@ -92,7 +92,6 @@ DERIVED = {
     ("stream", "route_path"): "`route_by` compiled, when it is a JSONPath",
     ("usage", "head"): "the lookups every usage path begins with, compiled",
     ("usage", "counted"): "each count declared: its place in Usage, its paths, whether it is whole",
-    ("usage", "singular"): "whether every usage path is singular",
     ("extraction", "heads"): "the heads of a chat reply's paths, looked up in one walk",
     ("stream_handler", "heads"): "the heads of the handler's paths, looked up in one walk",
     ("extraction", "headers"): "the `{header: name}` values of finish_reason, id and extra, by field",

@@ -121,8 +121,7 @@ def _usage(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.UsagePath
     data = data or {}
     counts = {k: b.paths(data.get(k), (*at, k)) for k in USAGE_COUNTS}
     counted = tuple((i, paths, name not in FRACTIONAL_COUNTS) for i, (name, paths) in enumerate(counts.items()) if paths)
-    every = [p for paths in counts.values() for p in paths]
-    return m.UsagePaths(**counts, head=common_head(every), counted=counted, singular=all(p.singular for p in every))
+    return m.UsagePaths(**counts, head=common_head([p for paths in counts.values() for p in paths]), counted=counted)
 
 
 def _tool_calls(b: _Builder, data: dict[str, Any] | None, at: KeyPath) -> m.ToolCallPaths | None:

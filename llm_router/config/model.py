@@ -43,7 +43,6 @@ class UsagePaths:
     head: Callable[[Any], Any] | None = None
     # derived: (its place among Usage's fields, its paths, whether it is counted whole) of each count declared
     counted: tuple[tuple[int, tuple[JSONPath, ...], bool], ...] = ()
-    singular: bool = True  # derived: every path is singular (its head is the whole path)
 
 
 @frozen

@@ -49,15 +49,14 @@ def _sane(path: JSONPath, value: Any, whole: bool) -> Any:
 def usage_found(paths: UsagePaths, found: Sequence[Any]) -> Usage:
     """The counts of a whole reply, given what the head of each path of `paths.counted` found, in
     that order (`Extraction.heads`)."""
-    if not paths.singular:  # what a head found: the rest of its path from there
-        every = [path for _, own, _ in paths.counted for path in own]
-        found = [path.first_at(value) if value is not None else None for path, value in zip(every, found)]  # noqa: B905
     counts: list[Any] = [None] * USAGE_FIELDS
     values = iter(found)
     for slot, own, whole in paths.counted:
         total = None
         for path in own:  # as _sum adds them
             value = next(values)
+            if value is not None and not path.singular:  # what its head found: the rest of the path from there
+                value = path.first_at(value)
             if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT):
                 value = _sane(path, value, whole)
             if value is not None:

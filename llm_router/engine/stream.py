@@ -21,7 +21,7 @@ from ..types import ToolCallDelta, Usage
 from .errors import KIND_CLASSES, NotJSON, classify, decode_json
 from .extract import counts_of, text_of, text_or_none
 from .framing import MEDIA_TYPES, EventStreamDecoder, Frame, FrameError, NDJSONDecoder, StreamErrorFrame
-from .reply import StreamAssembler, Turn, extras_of, joined
+from .reply import StreamAssembler, Turn, extras_of, joined_at
 from .request import ProviderRuntime
 from .send import transport_error
 from .sse import SSEDecoder
@@ -227,13 +227,13 @@ def _take(handler: StreamHandler, data: object, assembler: StreamAssembler, gath
     delta_at, finish_at, usage_at, tools_at, reasoning_at = handler.heads(data)
     path = handler.delta
     if delta_at is not None and path is not None:
-        delta = (delta_at if isinstance(delta_at, str) else None) if path.singular else joined(path, data)
+        delta = joined_at(path, delta_at)
         if delta:
             gathered.texts.append(delta)
             assembler.text(delta)
     finish = handler.finish_reason
     if finish_at is not None and finish is not None:
-        finish_reason = text_of(finish_at) if finish.singular else text_or_none(finish, data)
+        finish_reason = text_of(finish.first_at(finish_at))
         if finish_reason:
             assembler.native_finish_reason = finish_reason
     if usage_at is not None and handler.usage is not None and (usage := counts_of(handler.usage, data)) is not None:
@@ -253,7 +253,7 @@ def _take(handler: StreamHandler, data: object, assembler: StreamAssembler, gath
                 else:
                     gathered.tools.append(fragment)
     if reasoning_at is not None and handler.reasoning is not None:
-        reasoning = joined(handler.reasoning, data)
+        reasoning = joined_at(handler.reasoning, reasoning_at)
         if reasoning:
             gathered.thoughts.append(reasoning)
             assembler.reasoning(reasoning)
